@@ -1,0 +1,3 @@
+from cagul.cli import main
+
+raise SystemExit(main())
