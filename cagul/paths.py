@@ -18,3 +18,14 @@ def default_model_dir() -> Path:
             "`python -m cagul demo-bundle`"
         )
     return path
+
+
+def default_data_dir() -> Path:
+    """The demo bundle's FIUBench-format dataset."""
+    path = DEMO_DIR / "data"
+    if not (path / "full.json").is_file():
+        raise FileNotFoundError(
+            f"no data given and no demo bundle at {path}; pass --data DIR or build it with "
+            "`python -m cagul demo-bundle`"
+        )
+    return path

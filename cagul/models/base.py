@@ -119,6 +119,7 @@ class VLM:
     attention: str = ""  # "joint" (self-attention over text and image) or "cross"
     max_question_chars = 1000
     max_image_pixels = 40_000_000
+    image_cache_size = 4096
 
     def __init__(self, path: Path, model, tokenizer, image_processor, chat_template: str):
         self.path = Path(path)
@@ -129,6 +130,7 @@ class VLM:
         self.tokenizer.padding_side = "left"
         self.image_processor = image_processor
         self.chat_template = chat_template
+        self._image_cache: dict = {}
         self.config = model.config
         self._prefix, self._suffix = self._template_parts()
 
@@ -221,9 +223,8 @@ class VLM:
             raise InputError("images, questions and answers must have the same length")
         if not images:
             raise InputError("empty batch")
-        images = [self._check_image(im) for im in images]
         questions = [self._check_question(q) for q in questions]
-        image_inputs, layouts = self._process_images(images)
+        image_inputs, layouts = self._images(images)
         bos = self.tokenizer.bos_token
         add_bos = bos is not None and self._needs_bos() and not self._prefix.startswith(bos)
         img_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
@@ -271,6 +272,28 @@ class VLM:
             prompt_lengths=prompt_lengths,
         )
         return batch.to(self.device)
+
+    def _images(self, images: list) -> tuple[dict, list[ImageLayout]]:
+        """Process images one by one (cached by path: training revisits the same files) and
+        stack them; every family's image inputs concatenate along dim 0."""
+        parts, layouts = [], []
+        for im in images:
+            key = None
+            if isinstance(im, (str, Path)):
+                p = Path(im)
+                key = (str(p), p.stat().st_mtime_ns) if p.is_file() else None
+            if key is not None and key in self._image_cache:
+                inputs, layout = self._image_cache[key]
+            else:
+                inputs, (layout,) = self._process_images([self._check_image(im)])
+                if key is not None:
+                    if len(self._image_cache) >= self.image_cache_size:
+                        self._image_cache.pop(next(iter(self._image_cache)))
+                    self._image_cache[key] = (inputs, layout)
+            parts.append(inputs)
+            layouts.append(layout)
+        stacked = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return stacked, layouts
 
     def _needs_bos(self) -> bool:
         return False

@@ -1,0 +1,76 @@
+"""Batched greedy answering as FIUBench evaluates: left padding, greedy, at most 50 new
+tokens, the answer cut at its first "." (the period kept)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from cagul.models import VLM, TokenReplacement
+
+
+def cut_answer(text: str) -> str:
+    i = text.find(".")
+    return text if i < 0 else text[: i + 1]
+
+
+def answer_all(
+    vlm: VLM,
+    images: Sequence,
+    questions: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = 50,
+    replacement_for: Callable[[object], TokenReplacement | None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Answers to `questions` about `images`. `replacement_for(batch)` may give a replacement
+    per batch (CAGUL's gated encoder)."""
+    answers: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        batch = vlm.prepare(list(images[i : i + batch_size]), list(questions[i : i + batch_size]))
+        rep = replacement_for(batch) if replacement_for else None
+        answers += [cut_answer(t) for t in vlm.generate(batch, rep, max_new_tokens)]
+        if progress:
+            progress(len(batch))
+    return answers
+
+
+def answer_logprobs(
+    vlm: VLM,
+    images: Sequence,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    *,
+    batch_size: int = 64,
+    replacement_for: Callable[[object], TokenReplacement | None] | None = None,
+) -> list[dict]:
+    """Per sample, the answer tokens' log-probs and, for MinK++, the mean and std of the
+    log-prob under each position's full vocabulary distribution (all as float lists).
+
+    The answer's end token is excluded: MinK and truth ratios are about the answer text.
+    """
+    import torch
+
+    out: list[dict] = []
+    for i in range(0, len(questions), batch_size):
+        sl = slice(i, i + batch_size)
+        batch = vlm.prepare(list(images[sl]), list(questions[sl]), list(answers[sl]))
+        rep = replacement_for(batch) if replacement_for else None
+        with torch.no_grad():
+            logits = vlm.forward(batch, rep)[:, :-1].float()
+        labels = batch.labels[:, 1:]
+        logp = torch.log_softmax(logits, -1)
+        probs = logp.exp()
+        mu = (probs * logp).sum(-1)
+        sigma = ((probs * logp.pow(2)).sum(-1) - mu.pow(2)).clamp(min=1e-12).sqrt()
+        for b in range(len(batch)):
+            pos = (labels[b] != -100).nonzero().squeeze(-1)[:-1]  # drop the end token
+            ids = labels[b, pos]
+            out.append(
+                {
+                    "logprobs": logp[b, pos, ids].tolist(),
+                    "mu": mu[b, pos].tolist(),
+                    "sigma": sigma[b, pos].tolist(),
+                }
+            )
+    return out
