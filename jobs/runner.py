@@ -1,0 +1,393 @@
+"""The "unlearn" job: turn a forget request into a verified (or flagged) adapter.
+
+Steps, each with an audit event: load the request -> clean what earlier attempts left ->
+train + evaluate (``cagul.pipeline.run_unlearning``, imported only when a job runs, so the
+queue and the app never import torch) -> hash the adapter and rename it into place -> store
+Adapter + MetricReport and the verdict in one transaction -> request ``verified`` when the leak
+thresholds hold, else ``needs_review``.
+
+Exactly-once: the final transaction first checks that this worker still owns the job (a reaped
+worker that wakes up writes nothing); the Adapter row is unique per job; and a retry of a job
+whose adapter is already stored returns that adapter instead of training again (the worker can
+die between our commit and marking the job succeeded).
+
+No half-written adapters: training writes into a temp dir beside the final one; a failure
+removes it, and every attempt starts by removing temp dirs (and unreferenced final dirs) of
+earlier attempts of the same job, which covers workers killed with SIGKILL.
+
+The trainer is injectable (``make_unlearn_handler(trainer=...)``) so tests can use a fast fake.
+Its contract: keyword arguments ``model_dir, data_dir, forget_ids, categories, method, out_dir,
+progress(fraction, message), check_cancel()``; it writes ``adapter_config.json`` and
+``adapter_model.safetensors`` into ``out_dir`` and returns ``{"report": <DESIGN §8 report>,
+"base_fingerprint": str}``. Requests naming single pairs pass ``pair_ids=`` as well, and are
+refused (permanently) by trainers whose signature lacks it.
+
+Paths: the model and data directories come from the job payload (``model_dir``, ``data_dir``),
+else ``CAGUL_MODEL_DIR`` / ``CAGUL_DATA_DIR``, else the shipped demo bundle (located by
+``cagul.paths``); adapters go to ``$CAGUL_ARTIFACTS/adapters``
+(default ``.cagul/artifacts/adapters``). A request that already has a verdict is not run again
+unless the payload says ``"rerun": true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from jobs.context import JobContext
+from jobs.errors import JobCancelled, JobLost, PermanentJobError
+from jobs.publish import adapter_dir_name, clean_leftovers, discard, make_temp_dir, publish
+from jobs.queue import lock_claim
+from jobs.registry import add_kind
+from storage import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    FINAL_REQUEST_STATUSES,
+    Adapter,
+    ForgetRequest,
+    add_metric_report,
+    headline_metrics,
+    record_event,
+    sha256_file,
+    utcnow,
+)
+from storage.config import REPO_ROOT
+from storage.reports import report_value
+
+# Leak thresholds for "verified" (else "needs_review"): forget-set keyword EM, and the same EM
+# when the questions are paraphrased (FIUBench APE). A perturbed-image leak is checked against
+# MAX_IMAGE_LEAK when the report has one (report["leak"]["perturbed_image"]).
+MAX_FORGET_EM = 0.05
+MAX_PARAPHRASE_LEAK = 0.10
+MAX_IMAGE_LEAK = 0.10
+
+Trainer = Callable[..., dict[str, Any]]
+
+
+def default_trainer(**kwargs: Any) -> dict[str, Any]:
+    from cagul.pipeline import run_unlearning  # lazy: torch is imported only by running jobs
+
+    return run_unlearning(**kwargs)
+
+
+@dataclass(frozen=True)
+class UnlearnSettings:
+    """Where things are. None means: the job payload's value, else the environment, else the
+    shipped demo bundle / the repo's .cagul folder."""
+
+    artifacts_root: Path | None = None  # adapters go to <root>/adapters
+    model_dir: str | None = None
+    data_dir: str | None = None
+    max_forget_em: float = MAX_FORGET_EM
+    max_paraphrase_leak: float = MAX_PARAPHRASE_LEAK
+    max_image_leak: float = MAX_IMAGE_LEAK
+
+    def adapters_root(self) -> Path:
+        root = self.artifacts_root or Path(
+            os.environ.get("CAGUL_ARTIFACTS", REPO_ROOT / ".cagul" / "artifacts")
+        )
+        return Path(root) / "adapters"
+
+    def model(self, payload: dict[str, Any]) -> str:
+        return self._path(payload, "model_dir", self.model_dir, "CAGUL_MODEL_DIR")
+
+    def data(self, payload: dict[str, Any]) -> str:
+        return self._path(payload, "data_dir", self.data_dir, "CAGUL_DATA_DIR")
+
+    @staticmethod
+    def _path(payload: dict[str, Any], key: str, configured: str | None, env: str) -> str:
+        chosen = payload.get(key) or configured or os.environ.get(env)
+        if chosen:
+            return str(chosen)
+        # The demo bundle's location is cagul's knowledge (cagul.paths imports no torch).
+        from cagul import paths
+
+        try:
+            found = paths.default_model_dir() if key == "model_dir" else paths.default_data_dir()
+        except FileNotFoundError as exc:  # retrying cannot build the bundle
+            raise PermanentJobError(str(exc)) from exc
+        return str(found)
+
+
+def leak_verdict(report: dict[str, Any], settings: UnlearnSettings) -> tuple[str, list[str]]:
+    """("verified", []) when every leak threshold holds, else ("needs_review", reasons).
+    A missing metric is a reason too: nothing is verified on absent evidence."""
+    reasons: list[str] = []
+    checks = [
+        ("forget EM", ("forget", "em"), settings.max_forget_em, True),
+        ("paraphrase leak", ("forget", "ape"), settings.max_paraphrase_leak, True),
+        ("perturbed-image leak", ("leak", "perturbed_image"), settings.max_image_leak, False),
+    ]
+    for label, path, limit, required in checks:
+        value = report_value(report, path)
+        if value is None:
+            if required:
+                reasons.append(f"{label} missing from the report")
+        elif value > limit:
+            reasons.append(f"{label} {value:.3f} > {limit:.2f}")
+    return ("verified" if not reasons else "needs_review"), reasons
+
+
+def _trainer_output(out: Any) -> tuple[dict[str, Any], str]:
+    if not isinstance(out, dict):
+        raise PermanentJobError(f"trainer returned {type(out).__name__}, not a dict")
+    report, fingerprint = out.get("report"), out.get("base_fingerprint")
+    if not isinstance(report, dict) or not isinstance(fingerprint, str) or not fingerprint:
+        raise PermanentJobError("trainer output lacks a report dict or a base_fingerprint")
+    return report, fingerprint
+
+
+def _read_adapter_dir(tmp: Path) -> tuple[dict[str, Any], str, int]:
+    weights, config_file = tmp / ADAPTER_WEIGHTS, tmp / ADAPTER_CONFIG
+    for required in (weights, config_file):
+        if not required.is_file():
+            raise PermanentJobError(f"trainer did not write {required.name}")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PermanentJobError(f"{ADAPTER_CONFIG} is not valid JSON: {exc}") from exc
+    return (
+        (config if isinstance(config, dict) else {}),
+        sha256_file(weights),
+        weights.stat().st_size,
+    )
+
+
+@dataclass(frozen=True)
+class _Request:
+    id: int
+    individual_ids: list[str]
+    categories: list[str] | None
+    pair_ids: list[str] | None
+    method: str
+
+
+def _load_request(ctx: JobContext) -> _Request | dict[str, Any]:
+    """The request to work on, or the stored result when this job already finished it."""
+    try:
+        request_id = int(ctx.payload["request_id"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentJobError("payload needs an integer request_id") from None
+    with ctx.db.read() as session:
+        request = session.get(ForgetRequest, request_id)
+        if request is None:
+            raise PermanentJobError(f"forget request {request_id} does not exist")
+        done = session.scalar(select(Adapter).where(Adapter.job_id == ctx.job_id))
+        if done is not None:
+            return {
+                "request_id": request_id,
+                "adapter_id": done.id,
+                "status": request.status,
+                "sha256": done.sha256,
+                "path": done.path,
+                "reused": True,
+            }
+        if request.status in FINAL_REQUEST_STATUSES and not ctx.payload.get("rerun"):
+            raise PermanentJobError(f"request {request_id} is already {request.status}")
+        return _Request(
+            request.id,
+            list(request.individual_ids),
+            request.categories,
+            request.pair_ids,
+            request.method,
+        )
+
+
+def _store_results(
+    ctx: JobContext,
+    req: _Request,
+    final: Path,
+    config: dict[str, Any],
+    digest: str,
+    size: int,
+    fingerprint: str,
+    report: dict[str, Any],
+    verdict: str,
+    reasons: list[str],
+) -> tuple[int, int]:
+    """One transaction: Adapter, MetricReport, the request's verdict and their audit events,
+    written only while this worker still owns the job. Returns (adapter id, report id)."""
+    with ctx.db.transaction() as session:
+        if not lock_claim(session, ctx.claim):
+            raise JobLost(f"job {ctx.job_id} was reaped before its adapter was stored")
+        adapter = Adapter(
+            request_id=req.id,
+            job_id=ctx.job_id,
+            method=req.method,
+            config=config,
+            base_fingerprint=fingerprint,
+            path=str(final),
+            sha256=digest,
+            size_bytes=size,
+        )
+        session.add(adapter)
+        session.flush()
+        metrics = add_metric_report(
+            session,
+            report,
+            adapter_id=adapter.id,
+            request_id=req.id,
+            job_id=ctx.job_id,
+            method=req.method,
+            passed=verdict == "verified",
+        )
+        request = session.get(ForgetRequest, req.id, with_for_update=True)
+        if request is None:
+            raise PermanentJobError(f"forget request {req.id} vanished")
+        request.status = verdict
+        request.completed_at = utcnow()
+
+        def event(action: str, target_type: str, target_id: int, **details: Any) -> None:
+            record_event(
+                session,
+                actor=ctx.actor,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                details={"job_id": ctx.job_id, **details},
+            )
+
+        event(
+            "adapter.stored",
+            "adapter",
+            adapter.id,
+            request_id=req.id,
+            sha256=digest,
+            size_bytes=size,
+            path=str(final),
+            base_fingerprint=fingerprint,
+        )
+        event("report.stored", "report", metrics.id, adapter_id=adapter.id)
+        event(
+            f"request.{verdict}",
+            "request",
+            req.id,
+            adapter_id=adapter.id,
+            report_id=metrics.id,
+            reasons=reasons,
+        )
+        return adapter.id, metrics.id
+
+
+def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings) -> dict[str, Any]:
+    loaded = _load_request(ctx)
+    if isinstance(loaded, dict):
+        ctx.audit(
+            "unlearn.already_done",
+            target_type="request",
+            target_id=loaded["request_id"],
+            details={"adapter_id": loaded["adapter_id"]},
+        )
+        return loaded
+    req = loaded
+    extra: dict[str, Any] = {}
+    if req.pair_ids:
+        if "pair_ids" not in inspect.signature(trainer).parameters:
+            raise PermanentJobError("this trainer cannot forget single pairs (no pair_ids)")
+        extra["pair_ids"] = req.pair_ids
+
+    root = settings.adapters_root()
+    name = adapter_dir_name(req.id, ctx.job_id)
+    final = root / name
+    # No Adapter row points at this job (checked above), so a final dir here is an orphan.
+    removed = clean_leftovers(root, name, final_is_orphan=True)
+    model_dir, data_dir = settings.model(ctx.payload), settings.data(ctx.payload)
+    ctx.audit(
+        "unlearn.started",
+        target_type="request",
+        target_id=req.id,
+        details={
+            "job_id": ctx.job_id,
+            "method": req.method,
+            "model_dir": model_dir,
+            "data_dir": data_dir,
+            "cleaned": [p.name for p in removed],
+        },
+    )
+    tmp = make_temp_dir(root, name, ctx.attempt)
+    published = committed = False
+    try:
+        ctx.progress(0.01, "training")
+        out = trainer(
+            model_dir=model_dir,
+            data_dir=data_dir,
+            forget_ids=req.individual_ids,
+            categories=req.categories,
+            method=req.method,
+            out_dir=str(tmp),
+            progress=lambda p, m="": ctx.progress(0.02 + 0.93 * min(1.0, max(0.0, p)), m),
+            check_cancel=ctx.check_cancel,
+            **extra,
+        )
+        report, fingerprint = _trainer_output(out)
+        verdict, reasons = leak_verdict(report, settings)
+        ctx.audit(
+            "unlearn.evaluated",
+            target_type="request",
+            target_id=req.id,
+            details={
+                "job_id": ctx.job_id,
+                "headline": headline_metrics(report),
+                "verdict": verdict,
+                "reasons": reasons,
+            },
+        )
+        ctx.check_cancel()  # last chance before the result becomes visible
+        ctx.progress(0.96, "publishing adapter")
+        config, digest, size = _read_adapter_dir(tmp)
+        publish(tmp, final)
+        published = True
+        adapter_id, report_id = _store_results(
+            ctx, req, final, config, digest, size, fingerprint, report, verdict, reasons
+        )
+        committed = True
+        ctx.progress(1.0, f"done: {verdict}")
+        return {
+            "request_id": req.id,
+            "adapter_id": adapter_id,
+            "report_id": report_id,
+            "status": verdict,
+            "reasons": reasons,
+            "sha256": digest,
+            "path": str(final),
+        }
+    except BaseException as exc:
+        discard(tmp)
+        if published and not committed:
+            discard(final)
+        if not committed and not isinstance(exc, JobLost):
+            action = "unlearn.cancelled" if isinstance(exc, JobCancelled) else "unlearn.failed"
+            # The original error matters more than its audit line.
+            with contextlib.suppress(Exception):
+                ctx.audit(
+                    action,
+                    target_type="request",
+                    target_id=req.id,
+                    details={"job_id": ctx.job_id, "error": f"{type(exc).__name__}: {exc}"},
+                )
+        raise
+
+
+def make_unlearn_handler(
+    trainer: Trainer | None = None, settings: UnlearnSettings | None = None
+) -> Callable[[JobContext], dict[str, Any]]:
+    """A handler for the "unlearn" kind using ``trainer`` (default: cagul.pipeline)."""
+    chosen_trainer = trainer or default_trainer
+    chosen_settings = settings or UnlearnSettings()
+
+    def handle_unlearn(ctx: JobContext) -> dict[str, Any]:
+        return run_unlearn_job(ctx, chosen_trainer, chosen_settings)
+
+    return handle_unlearn
+
+
+unlearn_handler = make_unlearn_handler()
+add_kind("unlearn", unlearn_handler, max_attempts=3)

@@ -1,0 +1,27 @@
+"""Make values storable as JSON on both databases.
+
+PostgreSQL's JSON types reject NaN and Infinity, which metrics do produce (a truth ratio over
+an empty set, say); SQLite would store them as non-standard JSON that other tools cannot read.
+We store them as null, and turn tuples, paths and other objects into JSON-native values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` with non-finite floats as None, tuples/sets as lists, keys as str,
+    and any other non-JSON object as its ``str()``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return str(value)
