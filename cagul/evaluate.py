@@ -119,29 +119,16 @@ def _qa_block(vlm, samples, rep, bs, bar, *, paraphrase=False, mink=False, truth
 
 
 def _general(vlm, probes: ProbeSet, rep, bs, bar) -> dict:
+    def ask(items):
+        return answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
+                          batch_size=bs, replacement_for=rep, progress=bar)  # fmt: skip
+
     out: dict = {}
     if probes.pope:
-        preds = answer_all(
-            vlm,
-            [p.image_path for p in probes.pope],
-            [p.question for p in probes.pope],
-            batch_size=bs,
-            replacement_for=rep,
-            progress=bar,
-        )
-        out["pope_acc"] = metrics.pope_accuracy(preds, [p.answer for p in probes.pope])
+        out["pope_acc"] = metrics.pope_accuracy(ask(probes.pope), [p.answer for p in probes.pope])
     if probes.mme:
-        preds = answer_all(
-            vlm,
-            [p.image_path for p in probes.mme],
-            [p.question for p in probes.mme],
-            batch_size=bs,
-            replacement_for=rep,
-            progress=bar,
-        )
-        m = metrics.mme_metrics(
-            preds, [p.answer for p in probes.mme], [p.group for p in probes.mme]
-        )
+        m = metrics.mme_metrics(ask(probes.mme), [p.answer for p in probes.mme],
+                                [p.group for p in probes.mme])  # fmt: skip
         out["mme_acc"], out["mme_acc_plus"] = m["acc"], m["acc_plus"]
     return out
 
