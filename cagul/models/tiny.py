@@ -189,6 +189,26 @@ def _qwen(tokenizer, hidden: int, layers: int, image_size: int):
     return Qwen2_5_VLForConditionalGeneration(config), image_processor, _QWEN_TEMPLATE
 
 
+def _text_config(tokenizer, hidden: int, layers: int, **extra) -> dict:
+    """The language-model config every family shares: sizes scale with `hidden`."""
+    heads = max(2, hidden // 64)
+    return (
+        dict(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=1024,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        | extra
+    )
+
+
 def _llava(tokenizer, hidden: int, layers: int, image_size: int):
     from transformers import (
         CLIPImageProcessorPil,
@@ -196,7 +216,6 @@ def _llava(tokenizer, hidden: int, layers: int, image_size: int):
         LlavaForConditionalGeneration,
     )
 
-    heads = max(2, hidden // 64)
     config = LlavaConfig(
         vision_config=dict(
             model_type="clip_vision_model",
@@ -208,19 +227,7 @@ def _llava(tokenizer, hidden: int, layers: int, image_size: int):
             patch_size=14,
             projection_dim=64,
         ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 2),
-            max_position_embeddings=1024,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        text_config=_text_config(tokenizer, hidden, layers, model_type="llama"),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
@@ -240,7 +247,6 @@ def _mllama(tokenizer, hidden: int, layers: int, image_size: int):
         MllamaImageProcessorPil,
     )
 
-    heads = max(2, hidden // 64)
     # Real Llama-3.2-Vision puts a cross-attention layer every 5th layer; here every other one
     # so that even a 4-layer model has two cross-attention layers with their own selections.
     cross_layers = list(range(1, layers + 1, 2))
@@ -258,18 +264,11 @@ def _mllama(tokenizer, hidden: int, layers: int, image_size: int):
             intermediate_layers_indices=[0],
             vision_output_dim=128,
         ),
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=hidden * 2,
-            num_hidden_layers=layers + len(cross_layers),
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 2),
+        text_config=_text_config(
+            tokenizer,
+            hidden,
+            layers + len(cross_layers),
             cross_attention_layers=cross_layers,
-            max_position_embeddings=1024,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
         ),
         image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"),
     )
