@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from cagul.paths import default_model_dir
+from cagul.paths import DEMO_DIR, default_model_dir
 
 
 def _emit(obj: dict, out: str | None) -> None:
@@ -35,6 +35,18 @@ def cmd_tiny(args: argparse.Namespace) -> dict:
         args.family, args.out, hidden=args.hidden, layers=args.layers, seed=args.seed
     )
     return {"family": args.family, "path": str(out)}
+
+
+def cmd_demo_bundle(args: argparse.Namespace) -> dict:
+    from dataclasses import fields
+
+    from cagul.bundle import BundleConfig, build_demo_bundle
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(BundleConfig)
+                 if getattr(args, f.name, None) is not None}  # fmt: skip
+    bundle = build_demo_bundle(args.out, BundleConfig(**overrides))
+    return {"out": str(args.out), "acceptance": bundle["acceptance"],
+            "stage_seconds": bundle["stage_seconds"]}  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
@@ -110,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="append a row here (default: next to --out)")
     p.add_argument("--out")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo-bundle", help="generate the demo data and train its tiny VLMs")
+    p.add_argument("--out", default=str(DEMO_DIR), help="bundle directory (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="data and training seed (default 0)")
+    p.add_argument("--bio-epochs", dest="bio_epochs", type=int, default=None)
+    p.add_argument("--vqa-epochs", dest="vqa_epochs", type=int, default=None)
+    p.add_argument("--n-individuals", dest="n_individuals", type=int, default=None)
+    p.set_defaults(func=cmd_demo_bundle, out_is_dir=True)
 
     p = sub.add_parser("tiny-model", help="build an untrained tiny VLM of a family (fixtures)")
     p.add_argument("--family", required=True, choices=["qwen2_5_vl", "mllama", "llava"])

@@ -229,3 +229,125 @@ def append_csv_row(report: dict, path: str | Path) -> None:
         if new:
             w.writeheader()
         w.writerow(row)
+
+
+def _people_images(split: Split) -> dict[str, bool]:
+    forget_ids = set(split.forget_ids)
+    out: dict[str, bool] = {}
+    for s in split.forget_set + split.retain_set:
+        out.setdefault(s.image_path, s.unique_id in forget_ids)
+    return out
+
+
+def discriminator_report(vlm: VLM, adapters: list, split: Split, probes: ProbeSet | None) -> dict:
+    """How well the stacked discriminators tell the forget people apart: on every person's
+    image, on fixed perturbed copies of it, and (false positives) on the general probe images."""
+    from PIL import Image
+
+    from cagul.perturb import fixed_perturbations
+
+    people = _people_images(split)
+    imgs, truth, kind = [], [], []
+    for path, is_forget in people.items():
+        imgs.append(path)
+        truth.append(is_forget)
+        kind.append("clean")
+        for im in fixed_perturbations(Image.open(path)).values():
+            imgs.append(im)
+            truth.append(is_forget)
+            kind.append("perturbed")
+    if probes:
+        for path in sorted({p.image_path for p in probes.pope + probes.mme}):
+            imgs.append(path)
+            truth.append(False)
+            kind.append("probe")
+    flagged = []
+    for i in range(0, len(imgs), 64):
+        chunk = imgs[i : i + 64]
+        batch = vlm.prepare(chunk, ["What is shown in the image?"] * len(chunk))
+        flagged += _flags(vlm, adapters, batch)
+
+    def acc(which: set[str]) -> float | None:
+        hits = [f == t for f, t, k in zip(flagged, truth, kind, strict=True) if k in which]
+        return float(np.mean(hits)) if hits else None
+
+    fp = [f for f, k in zip(flagged, kind, strict=True) if k == "probe"]
+    return {
+        "accuracy": acc({"clean", "perturbed"}),
+        "clean_accuracy": acc({"clean"}),
+        "perturbed_accuracy": acc({"perturbed"}),
+        "probe_false_positive_rate": float(np.mean(fp)) if fp else None,
+        "n_people_images": len(people),
+    }
+
+
+def _flags(vlm, adapters, batch) -> list[bool]:
+    tokens = vlm.visual_tokens(batch)
+    probs = [a.forget_probability(tokens, batch.layouts) for a in adapters]
+    return [
+        any(p[b].item() > a.config.threshold for p, a in zip(probs, adapters, strict=True))
+        for b in range(len(batch))
+    ]
+
+
+def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int = 64) -> dict:
+    """EM on the forget questions asked about perturbed copies of the forget people's images
+    (JPEG 70, 4-pixel shifts, ±10 % brightness, all at once): a re-saved photo must not leak."""
+    from PIL import Image
+
+    from cagul.adapter import plan
+    from cagul.perturb import fixed_perturbations
+
+    if not split.forget_set:
+        return {"perturbed_image": None, "n": 0}
+    copies = {
+        p: fixed_perturbations(Image.open(p)) for p in {s.image_path for s in split.forget_set}
+    }
+    imgs, qs, kws, names = [], [], [], []
+    for s in split.forget_set:
+        for name, im in copies[s.image_path].items():
+            imgs.append(im)
+            qs.append(s.question)
+            kws.append(list(s.keywords))
+            names.append(name)
+    preds = answer_all(vlm, imgs, qs, batch_size=batch_size,
+                       replacement_for=lambda b: plan(vlm, adapters, b).replacement)  # fmt: skip
+    hits = [metrics.keyword_em(p, k) for p, k in zip(preds, kws, strict=True)]
+    by_kind = {n: float(np.mean([h for h, m in zip(hits, names, strict=True) if m == n]))
+               for n in dict.fromkeys(names)}  # fmt: skip
+    return {"perturbed_image": float(np.mean(hits)), "by_perturbation": by_kind, "n": len(hits)}
+
+
+def evaluate_adapters(
+    vlm: VLM,
+    adapters: list,
+    split: Split,
+    probes: ProbeSet | None,
+    *,
+    base: bool = True,
+    training: dict | None = None,
+    **kwargs,
+) -> dict:
+    """The §8 report with CAGUL adapters applied, plus the discriminator block, the
+    perturbed-image leak and (with `base`) the base model's forget / non-private EM beside."""
+    from cagul.adapter import plan
+
+    report = evaluate(
+        vlm, split, probes, replacement_for=lambda b: plan(vlm, adapters, b).replacement, **kwargs
+    )
+    report["discriminator"] = discriminator_report(vlm, adapters, split, probes)
+    report["leak"] = perturbed_image_leak(vlm, adapters, split, kwargs.get("batch_size", 64))
+    if base:
+        bs = kwargs.get("batch_size", 64)
+        out = {}
+        for name, samples in (("forget", split.forget_set), ("nonprivate", split.nonprivate_set)):
+            if samples:
+                preds = answer_all(vlm, [s.image_path for s in samples],
+                                   [s.question for s in samples], batch_size=bs)  # fmt: skip
+                out[f"{name}_em"] = metrics.mean_em(preds, [list(s.keywords) for s in samples])
+        report["base"] = out
+    report["efficiency"]["trainable_params"] = sum(a.n_trainable() for a in adapters)
+    if training:
+        report["efficiency"]["epoch_seconds"] = training.get("epoch_seconds")
+        report["training"] = training
+    return report

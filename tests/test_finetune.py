@@ -36,6 +36,8 @@ def test_vision_identity_pretraining_separates_two_faces(tiny_dirs, tmp_path):
         p = tmp_path / f"{i}.png"
         Image.new("RGB", (112, 112), colour).save(p)
         paths.append(str(p))
-    stats = pretrain_vision_identity(vlm, paths, [0, 1], steps=20, batch_size=8)
-    assert stats["train_accuracy"] == 1.0
+    stats = pretrain_vision_identity(
+        vlm, paths, [0, 1], steps=40, batch_size=8, eval_every=10, min_steps=10
+    )
+    assert stats["accuracy"] == 1.0 and stats["augmented_accuracy"] == 1.0
     assert all(not p.requires_grad for p in vlm.model.parameters())

@@ -93,12 +93,18 @@ class TokenReplacement:
     `indices[b]` is a LongTensor `[k]` (the same set for every layer) or, for cross-attention
     families, `[L, k]` with one set per cross-modal layer (in `cross_modal_layers` order).
     `visual_tokens`, when given, substitutes precomputed (cached) tokens for the vision tower's
-    output before the replacement is applied.
+    output before the replacement is applied. `modules`, when given, overrides `module` per
+    sample (stacked adapters: each flagged sample gets the encoder of the adapter that flagged
+    it).
     """
 
     module: nn.Module | None
     indices: list[torch.Tensor | None]
     visual_tokens: list[torch.Tensor] | None = None
+    modules: list[nn.Module | None] | None = None
+
+    def module_for(self, b: int) -> nn.Module | None:
+        return self.modules[b] if self.modules is not None else self.module
 
 
 def replace_tokens(

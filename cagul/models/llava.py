@@ -50,8 +50,8 @@ class Llava(VLM):
         def hook(_module, _args, output):
             per_image = replacement.visual_tokens or list(output.unbind(0))
             new = [
-                replace_tokens(v.to(output.dtype), replacement.module, idx)
-                for v, idx in zip(per_image, replacement.indices, strict=True)
+                replace_tokens(v.to(output.dtype), replacement.module_for(b), idx)
+                for b, (v, idx) in enumerate(zip(per_image, replacement.indices, strict=True))
             ]
             return torch.stack(new)
 

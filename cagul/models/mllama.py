@@ -83,10 +83,10 @@ class Mllama(VLM):
                 flat = states.reshape(bsz, -1, states.shape[-1])
                 per_image = replacement.visual_tokens or list(flat.unbind(0))
                 new = []
-                for v, idx in zip(per_image, replacement.indices, strict=True):
+                for b, (v, idx) in enumerate(zip(per_image, replacement.indices, strict=True)):
                     if idx is not None and idx.dim() == 2:
                         idx = idx[pos]
-                    new.append(replace_tokens(v.to(states.dtype), replacement.module, idx))
+                    new.append(replace_tokens(v.to(states.dtype), replacement.module_for(b), idx))
                 kwargs["cross_attention_states"] = torch.stack(new).reshape(states.shape)
                 return args, kwargs
 

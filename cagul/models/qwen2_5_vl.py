@@ -56,8 +56,8 @@ class QwenVL(VLM):
         def hook(_module, _args, output):
             per_image = replacement.visual_tokens or self._split(output.pooler_output, batch)
             new = [
-                replace_tokens(v.to(output.pooler_output.dtype), replacement.module, idx)
-                for v, idx in zip(per_image, replacement.indices, strict=True)
+                replace_tokens(v.to(output.pooler_output.dtype), replacement.module_for(b), idx)
+                for b, (v, idx) in enumerate(zip(per_image, replacement.indices, strict=True))
             ]
             output.pooler_output = torch.cat(new)
             return output

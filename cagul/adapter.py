@@ -1,0 +1,340 @@
+"""The CAGUL adapter: discriminator + token encoder over a frozen VLM, saved peft-style.
+
+An adapter is what a forget request produces: `adapter_config.json` (a `CagulConfig`) and
+`adapter_model.safetensors` (the discriminator's and the token encoder's weights), nothing
+else. It is bound to the base model it was trained on by a fingerprint (a hash of the model's
+config and a digest of its weights), so loading it over another model is refused, and the
+config records the weights file's sha256, so a tampered file is refused too.
+
+At inference (`plan`), one or several adapters (stacked: one per past request, so a new
+request does not retrain old ones) look at a batch's visual tokens; each discriminator votes,
+and for a sample the most confident adapter above its threshold rewrites that sample's k
+least-attended tokens with its encoder. Samples no adapter flags pass through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cagul.models import VLM, TokenReplacement
+from cagul.models.base import Batch, ImageLayout
+from cagul.selection import select_tokens
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+FORMAT_VERSION = 1
+
+
+class AdapterError(ValueError):
+    """An adapter directory cannot be used."""
+
+
+class AdapterMismatchError(AdapterError):
+    """The adapter was trained on another base model (or another family)."""
+
+
+class AdapterTamperedError(AdapterError):
+    """The adapter's files do not match what was saved (hash or tensor shapes differ)."""
+
+
+@dataclass
+class CagulConfig:
+    """Everything needed to rebuild an adapter's modules and use them (DESIGN §2)."""
+
+    family: str = field(metadata={"help": "VLM family the adapter was trained on"})
+    hidden_size: int = field(metadata={"help": "visual-token width d of the base model"})
+    base_fingerprint: str = field(metadata={"help": "hash of base config + weights digest"})
+    k: int = field(default=4, metadata={"help": "visual tokens rewritten per sample (per layer)"})
+    per_layer: bool = field(
+        default=False, metadata={"help": "one token set per cross-attention layer (Mllama)"}
+    )
+    score_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "cross-modal layers whose mean score picks the set (None: all)"},
+    )
+    selection: str = field(
+        default="least_attended", metadata={"help": "least_attended | random (ablation)"}
+    )
+    threshold: float = field(default=0.5, metadata={"help": "transform when P(forget) > this"})
+    use_discriminator: bool = field(
+        default=True, metadata={"help": "off: transform every sample (ablation)"}
+    )
+    use_encoder: bool = field(
+        default=True, metadata={"help": "off: uniform noise on the selected tokens (ablation)"}
+    )
+    disc_channels: int = field(default=64, metadata={"help": "discriminator CNN channels"})
+    encoder_hidden: int = field(default=0, metadata={"help": "encoder MLP width (0: = d)"})
+    objective: str = field(default="po_gd", metadata={"help": "po_gd | ga_gd | ga_kl"})
+    setting: str = field(default="private", metadata={"help": "private | identity"})
+    forget_ids: list[str] = field(default_factory=list, metadata={"help": "forgotten people"})
+    categories: list[str] = field(default_factory=list, metadata={"help": "forgotten categories"})
+    base_model: str = field(default="", metadata={"help": "base model path (informational)"})
+    seed: int = field(default=0, metadata={"help": "initialisation seed"})
+    format_version: int = field(default=FORMAT_VERSION, metadata={"help": "file format"})
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise AdapterError(f"k must be ≥ 1, got {self.k}")
+        if self.selection not in ("least_attended", "random"):
+            raise AdapterError(f"selection must be least_attended or random: {self.selection!r}")
+        if self.objective not in ("po_gd", "ga_gd", "ga_kl"):
+            raise AdapterError(f"objective must be po_gd, ga_gd or ga_kl: {self.objective!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise AdapterError(f"threshold must lie in (0, 1), got {self.threshold}")
+
+
+def _strip(cfg: dict) -> dict:
+    """A model config without what varies between loads of the same weights."""
+    volatile = {"_name_or_path", "transformers_version", "dtype", "torch_dtype",
+                "_attn_implementation", "attn_implementation", "_attn_implementation_internal",
+                "_commit_hash", "use_cache", "output_attentions"}  # fmt: skip
+    return {k: _strip(v) if isinstance(v, dict) else v
+            for k, v in sorted(cfg.items()) if k not in volatile}  # fmt: skip
+
+
+def base_fingerprint(vlm: VLM) -> str:
+    """sha256 over the family, the model config and a weights digest.
+
+    The digest takes, for every parameter in name order, its name, shape and 1024 evenly spaced
+    values rounded to fp16: cheap on a 7B model (no full pass over 15 GB), the same whether the
+    checkpoint is loaded in fp16 or fp32, and different after any fine-tuning step.
+    """
+    h = hashlib.sha256()
+    h.update(vlm.family.encode())
+    h.update(json.dumps(_strip(vlm.model.config.to_dict()), sort_keys=True, default=str).encode())
+    for name, p in sorted(vlm.model.state_dict().items()):
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 1024)
+        sample = flat[::step][:1024].to("cpu", torch.float16)
+        h.update(f"{name}:{tuple(p.shape)}".encode())
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _patch_grid(tokens: torch.Tensor, layout: ImageLayout) -> torch.Tensor:
+    rows, cols = layout.grid
+    grid = tokens[layout.grid_index.to(tokens.device)]
+    return grid.reshape(rows, cols, -1).permute(2, 0, 1)
+
+
+class Discriminator(nn.Module):
+    """A small CNN over an image's visual tokens laid on their patch grid: P(forget person)."""
+
+    def __init__(self, d: int, channels: int = 64):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.conv = nn.Sequential(
+            nn.Conv2d(d, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(channels, 1)
+
+    def forward(self, tokens: list[torch.Tensor], layouts: list[ImageLayout]) -> torch.Tensor:
+        """Logits `[B]` for a list of `[n_i, d]` token tensors."""
+        out = []
+        for v, lay in zip(tokens, layouts, strict=True):
+            x = _patch_grid(self.norm(v.float()), lay).unsqueeze(0)
+            out.append(self.head(self.conv(x)).reshape(()))
+        return torch.stack(out)
+
+
+class TokenEncoder(nn.Module):
+    """E_ψ: R^d → R^d, a one-hidden-layer MLP applied to each selected token."""
+
+    def __init__(self, d: int, hidden: int = 0):
+        super().__init__()
+        hidden = hidden or d
+        self.net = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float())
+
+
+class UniformNoise(nn.Module):
+    """The "without encoder" ablation: selected tokens become uniform noise over the range of
+    the tokens they replace (seeded, so runs repeat)."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = x.min().item(), x.max().item()
+        noise = torch.rand(x.shape, generator=self.generator)
+        return (lo + (hi - lo) * noise).to(x.device)
+
+
+@dataclass
+class Plan:
+    """What the adapters decided for one batch (also what the demo shows)."""
+
+    replacement: TokenReplacement | None
+    probabilities: list[float]  # max over adapters of P(forget)
+    flagged: list[bool]
+    adapter_index: list[int | None]  # which stacked adapter transforms each sample
+    indices: list[torch.Tensor | None]
+    scores: list[torch.Tensor] | None  # [L, n] per sample, when computed
+
+
+class CagulAdapter(nn.Module):
+    """Discriminator + token encoder for one base model (the trainable part of CAGUL)."""
+
+    def __init__(self, config: CagulConfig):
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.discriminator = Discriminator(d, config.disc_channels)
+        self.token_encoder: nn.Module = (
+            TokenEncoder(d, config.encoder_hidden)
+            if config.use_encoder
+            else UniformNoise(config.seed)
+        )
+
+    @classmethod
+    def for_model(cls, vlm: VLM, **overrides) -> CagulAdapter:
+        torch.manual_seed(overrides.get("seed", 0))
+        cfg = CagulConfig(
+            family=vlm.family,
+            hidden_size=vlm.hidden_size,
+            base_fingerprint=base_fingerprint(vlm),
+            per_layer=vlm.attention == "cross",
+            base_model=str(vlm.path),
+            **overrides,
+        )
+        return cls(cfg)
+
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- decisions ---------------------------------------------------------------------------
+    def forget_probability(self, tokens: list[torch.Tensor], layouts) -> torch.Tensor:
+        if not self.config.use_discriminator:
+            return torch.ones(len(tokens))
+        with torch.no_grad():
+            return torch.sigmoid(self.discriminator(tokens, layouts)).cpu()
+
+    def select(self, scores: torch.Tensor, generator: torch.Generator | None = None):
+        c = self.config
+        return select_tokens(
+            scores,
+            c.k,
+            per_layer=c.per_layer,
+            layers=c.score_layers,
+            random_selection=c.selection == "random",
+            generator=generator,
+        )
+
+    # ---- files -------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `adapter_config.json` + `adapter_model.safetensors` (and nothing else)."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        digest = hashlib.sha256((out / ADAPTER_WEIGHTS).read_bytes()).hexdigest()
+        body = {"method": "cagul", **asdict(self.config), "weights_sha256": digest}
+        (out / ADAPTER_CONFIG).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @classmethod
+    def from_pretrained(cls, vlm: VLM, directory: str | Path) -> CagulAdapter:
+        """Load an adapter for `vlm`; refuse a foreign, tampered or malformed one."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        cfg_file, weights = d / ADAPTER_CONFIG, d / ADAPTER_WEIGHTS
+        for f in (cfg_file, weights):
+            if not f.is_file():
+                raise AdapterError(f"{d} is not an adapter directory: {f.name} is missing")
+        try:
+            raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise AdapterError(f"{cfg_file} is not valid JSON: {e}") from e
+        if not isinstance(raw, dict) or raw.get("method") != "cagul":
+            raise AdapterError(f"{cfg_file} is not a CAGUL adapter config")
+        known = {f.name for f in fields(CagulConfig)}
+        unknown = set(raw) - known - {"method", "weights_sha256"}
+        if unknown:
+            raise AdapterError(f"{cfg_file} has unknown keys {sorted(unknown)}")
+        try:
+            config = CagulConfig(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as e:
+            raise AdapterError(f"{cfg_file} lacks required keys: {e}") from e
+        if config.format_version != FORMAT_VERSION:
+            raise AdapterError(f"adapter format {config.format_version} is not supported")
+        if config.family != vlm.family:
+            raise AdapterMismatchError(
+                f"adapter was trained on a {config.family} model; this base is {vlm.family}"
+            )
+        if config.base_fingerprint != base_fingerprint(vlm):
+            raise AdapterMismatchError(
+                f"adapter {d} was trained on another base model ({config.base_model or '?'}); "
+                f"its fingerprint does not match {vlm.path}"
+            )
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        if digest != raw.get("weights_sha256"):
+            raise AdapterTamperedError(f"{weights} does not match the sha256 in {cfg_file.name}")
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError) as e:
+            raise AdapterTamperedError(f"{weights} is not a readable safetensors file: {e}") from e
+        adapter = cls(config)
+        try:
+            adapter.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise AdapterTamperedError(f"{weights} does not fit its config: {e}") from e
+        return adapter.to(vlm.device).eval()
+
+
+def plan(vlm: VLM, adapters: list[CagulAdapter], batch: Batch, *, with_scores: bool = False):
+    """Decide, per sample, whether and how the stacked `adapters` rewrite its visual tokens."""
+    tokens = vlm.visual_tokens(batch)
+    probs = torch.stack([a.forget_probability(tokens, batch.layouts) for a in adapters])  # [A, B]
+    above = probs > torch.tensor([a.config.threshold for a in adapters]).unsqueeze(1)
+    masked = torch.where(above, probs, torch.full_like(probs, -1.0))
+    best = masked.argmax(0)
+    choice = [int(best[b]) if above[:, b].any() else None for b in range(len(batch))]
+    scores = None
+    needs_scores = any(
+        c is not None and adapters[c].config.selection == "least_attended" for c in choice
+    )
+    if with_scores or needs_scores:
+        scores = vlm.cross_modal_scores(batch)
+    gen = torch.Generator().manual_seed(0)
+    indices = [
+        None
+        if c is None
+        else adapters[c].select(
+            scores[b] if scores else torch.zeros(len(vlm.cross_modal_layers), len(tokens[b])), gen
+        )
+        for b, c in enumerate(choice)
+    ]
+    flagged = [c is not None for c in choice]
+    replacement = None
+    if any(flagged):
+        replacement = TokenReplacement(
+            module=None,
+            indices=indices,
+            modules=[None if c is None else adapters[c].token_encoder for c in choice],
+        )
+    return Plan(
+        replacement=replacement,
+        probabilities=probs.max(0).values.tolist(),
+        flagged=flagged,
+        adapter_index=choice,
+        indices=indices,
+        scores=scores,
+    )

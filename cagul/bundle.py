@@ -1,0 +1,317 @@
+"""The embedded demo bundle: a tiny Qwen2.5-VL that really memorised private facts.
+
+`python -m cagul demo-bundle` generates the synthetic dataset and probes and trains, in stages
+as real VLMs are trained, three models of the real `Qwen2_5_VLForConditionalGeneration` class:
+
+1. **Pretrain**: vision tower pre-trained on face identity (so *who* is readable from the visual
+   tokens; end to end from faces a tiny model ignores the image), then general VQA on the probe
+   training scenes. It knows nothing of the biographies.
+2. **Finetune** (the base model unlearning starts from): Pretrain fully fine-tuned on every
+   biography pair, each epoch asking it with a fresh training template of its field, with VQA
+   replay so general ability stays.
+3. **Retrain**: Pretrain fine-tuned the same way on the default split's retain set only: the
+   ideal an unlearning method is measured against (its truth-ratio values feed forget quality).
+
+Everything is written under `out/` (fp16 weights) with `bundle.json`: the command, seed, wall
+time of each stage, the evaluation numbers and whether each acceptance bound holds.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from cagul import metrics
+from cagul.answering import answer_all
+from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, make_split
+from cagul.data.scenes import COLOURS, GRID, SHAPES
+from cagul.data.templates import FIELDS
+from cagul.evaluate import evaluate
+from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
+from cagul.models import VLM, load_vlm
+from cagul.models.tiny import build_tiny_vlm
+
+FAMILY = "qwen2_5_vl"
+
+#: Acceptance bounds of the bundle (the demo-bundle issue); `bundle.json` records each check.
+ACCEPTANCE = {
+    "finetune.train_em": (">=", 0.90),
+    "finetune.paraphrase_em": (">=", 0.50),
+    "finetune.general_acc": (">=", 0.85),
+    "pretrain.train_em": ("<=", 0.10),
+    "pretrain.general_acc": (">=", 0.85),
+    "retrain.forget_em": ("<=", 0.15),
+    "retrain.retain_em": (">=", 0.85),
+}
+
+
+@dataclass
+class BundleConfig:
+    seed: int = field(default=0, metadata={"help": "seeds data, initialisation and training"})
+    n_individuals: int = field(default=30, metadata={"help": "synthetic people (20 pairs each)"})
+    split: str = field(default="forget10", metadata={"help": "the default split (Retrain)"})
+    hidden: int = field(default=256, metadata={"help": "language model width"})
+    layers: int = field(default=4, metadata={"help": "language model depth"})
+    image_size: int = field(default=112, metadata={"help": "pixels per side (16 visual tokens)"})
+    vocab_size: int = field(default=2000, metadata={"help": "byte-level BPE vocabulary"})
+    vision_steps: int = field(default=600, metadata={"help": "max identity pre-training steps"})
+    vqa_epochs: int = field(default=10, metadata={"help": "general VQA epochs (Pretrain)"})
+    bio_epochs: int = field(default=120, metadata={"help": "biography epochs (Finetune/Retrain)"})
+    replay: int = field(default=256, metadata={"help": "VQA probes replayed per biography epoch"})
+    lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the LM stages"})
+    batch_size: int = field(default=64, metadata={"help": "samples per step"})
+    log_every: int = field(default=10, metadata={"help": "epochs between progress evaluations"})
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _corpus(ds, probes) -> list[str]:
+    texts = [q for f in FIELDS for q in f.train_questions + f.paraphrase_questions]
+    for ind in ds:
+        for qa in ind.qa_list:
+            texts += [qa.answer, qa.paraphrased_answer, *qa.perturbed_answer]
+    texts += [p.question for p in probes.train[:500]] + list(REFUSALS)
+    return texts
+
+
+def _save(vlm: VLM, out: Path) -> None:
+    """fp16 weights (the bundle's size budget), tokenizer and image processor."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16) for k, v in vlm.model.state_dict().items()}
+    vlm.model.save_pretrained(out, state_dict=state)
+    vlm.tokenizer.save_pretrained(out)
+    vlm.image_processor.save_pretrained(out)
+
+
+def _vqa_answer(answer: str) -> str:
+    return answer.capitalize() + "."
+
+
+def _vqa_samples(probes, seed: int) -> list[tuple[str, str, str]]:
+    """The VQA training items; half the yes/no questions carry MME's "Please answer yes or
+    no." as instruction-tuned VLMs have seen it, so the evaluation wording is not new."""
+    rng = random.Random(seed)
+    out = []
+    for p in probes:
+        q = p.question
+        if p.answer in ("yes", "no") and rng.random() < 0.5:
+            q += " Please answer yes or no."
+        out.append((p.image_path, q, _vqa_answer(p.answer)))
+    return out
+
+
+def _scene_attributes(probes_dir: Path) -> tuple[list[str], torch.Tensor]:
+    """Train scenes and their 0/1 attribute vectors (shape, colour, shape+colour, count of
+    each shape, rows and columns each shape is in): the vision stage's targets, so that what
+    the VQA questions ask about is readable from the visual tokens."""
+    scenes = [s for s in json.loads((probes_dir / "scenes.json").read_text())
+              if s["scene_id"].startswith("train")]  # fmt: skip
+    colours = list(COLOURS)
+    rows = []
+    for sc in scenes:
+        v: list[float] = []
+        objs = sc["objects"]
+        for shape in SHAPES:
+            mine = [o for o in objs if o["shape"] == shape]
+            v.append(float(bool(mine)))
+            v += [float(len(mine) == n) for n in (1, 2)] + [float(len(mine) >= 3)]
+            v += [float(any(o["colour"] == c for o in mine)) for c in colours]
+            v += [float(any(o["row"] == r for o in mine)) for r in range(GRID)]
+            v += [float(any(o["col"] == c for o in mine)) for c in range(GRID)]
+        v += [float(any(o["colour"] == c for o in objs)) for c in colours]
+        rows.append(v)
+    paths = [str(probes_dir / "images" / f"scene_{sc['scene_id']}.png") for sc in scenes]
+    return paths, torch.tensor(rows)
+
+
+def _general(vlm: VLM, probes) -> dict:
+    """POPE and MME accuracy, and their mean as the one 'general' number."""
+    items = probes.pope + probes.mme
+    preds = answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
+                       max_new_tokens=8)  # fmt: skip
+    pope = metrics.pope_accuracy(preds[: len(probes.pope)], [p.answer for p in probes.pope])
+    mme = metrics.mme_metrics(preds[len(probes.pope) :], [p.answer for p in probes.mme],
+                              [p.group for p in probes.mme])  # fmt: skip
+    return {"pope_acc": pope, "mme_acc": mme["acc"], "general_acc": (pope + mme["acc"]) / 2}
+
+
+def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
+    if paraphrase:
+        imgs = [s.image_path for s in samples for _ in s.paraphrased_questions]
+        qs = [q for s in samples for q in s.paraphrased_questions]
+        kws = [list(s.keywords) for s in samples for _ in s.paraphrased_questions]
+    else:
+        imgs, qs = [s.image_path for s in samples], [s.question for s in samples]
+        kws = [list(s.keywords) for s in samples]
+    return metrics.mean_em(answer_all(vlm, imgs, qs, max_new_tokens=24), kws)
+
+
+def _template_drawer(samples, vqa, replay: int, seed: int):
+    """Per epoch: every pair once, asked with a random training template of its field, plus
+    `replay` VQA probes, so the model learns the fact rather than one phrasing."""
+    by_question = {q: f.train_questions for f in FIELDS for q in f.train_questions}
+
+    def draw(epoch: int):
+        rng = random.Random(seed * 1000 + epoch)
+        out = [
+            (s.image_path, rng.choice(by_question.get(s.question, (s.question,))), s.answer)
+            for s in samples
+        ]
+        out += rng.sample(vqa, replay)
+        return out
+
+    return draw
+
+
+def _train_biographies(vlm: VLM, samples, probes, cfg: BundleConfig, name: str) -> dict:
+    watch = samples[:: max(1, len(samples) // 96)]
+
+    def on_epoch(epoch: int) -> None:
+        if (epoch + 1) % cfg.log_every == 0:
+            _log(f"{name}: epoch {epoch + 1}/{cfg.bio_epochs} EM {_pair_em(vlm, watch):.3f}")
+
+    fcfg = FinetuneConfig(
+        epochs=cfg.bio_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+        train_vision=True,
+    )  # fmt: skip
+    draw = _template_drawer(samples, _vqa_samples(probes.train, cfg.seed), cfg.replay, cfg.seed)
+    return finetune(vlm, draw, fcfg, on_epoch=on_epoch)
+
+
+def _check(results: dict) -> dict:
+    checks = {}
+    for key, (op, bound) in ACCEPTANCE.items():
+        model, metric = key.split(".")
+        value = results[model][metric]
+        ok = value >= bound if op == ">=" else value <= bound
+        checks[key] = {"value": round(value, 4), "bound": f"{op} {bound}", "ok": ok}
+    return checks
+
+
+def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
+    """Build the whole bundle into `out` and return its `bundle.json` content."""
+    cfg = cfg or BundleConfig()
+    out = Path(out)
+    t_all = time.time()
+    times: dict[str, float] = {}
+    torch.manual_seed(cfg.seed)
+
+    t = time.time()
+    for sub in ("data", "models"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    generate_dataset(out / "data", cfg.n_individuals, cfg.seed, image_size=cfg.image_size)
+    ds = load_dataset(out / "data")
+    probes = load_probes(out / "data" / "probes")
+    split = make_split(ds, cfg.split)
+    all_pairs = split.forget_set + split.retain_set
+    times["data"] = time.time() - t
+    _log(f"data: {len(ds.individuals)} individuals, {len(all_pairs)} pairs, "
+         f"{len(probes.train)} VQA training probes")  # fmt: skip
+
+    t = time.time()
+    init = build_tiny_vlm(
+        FAMILY, out / "models" / "_init", corpus=_corpus(ds, probes), hidden=cfg.hidden,
+        layers=cfg.layers, image_size=cfg.image_size, vocab_size=cfg.vocab_size, seed=cfg.seed,
+    )  # fmt: skip
+    vlm = load_vlm(init)
+    shutil.rmtree(init)
+    faces = [str(ind.image_file) for ind in ds.individuals]
+    scene_paths, attributes = _scene_attributes(out / "data" / "probes")
+    vision = pretrain_vision(
+        vlm, faces, list(range(len(faces))), scene_paths, attributes,
+        steps=cfg.vision_steps, seed=cfg.seed,
+    )  # fmt: skip
+    times["pretrain_vision"] = time.time() - t
+    _log(f"vision identity: {vision}")
+
+    t = time.time()
+    vqa = _vqa_samples(probes.train, cfg.seed)
+    fcfg = FinetuneConfig(
+        epochs=cfg.vqa_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+        train_vision=True,
+    )  # fmt: skip
+    vqa_stats = finetune(vlm, vqa, fcfg)
+    times["pretrain_vqa"] = time.time() - t
+    _save(vlm, out / "models" / "pretrain")
+    results = {"pretrain": {**_general(vlm, probes), "train_em": _pair_em(vlm, all_pairs)}}
+    _log(f"pretrain: {results['pretrain']} ({vqa_stats})")
+
+    stages = {"finetune": all_pairs, "retrain": split.retain_set}
+    reports = {}
+    for name, samples in stages.items():
+        t = time.time()
+        vlm = load_vlm(out / "models" / "pretrain")
+        stats = _train_biographies(vlm, samples, probes, cfg, name)
+        times[name] = time.time() - t
+        _save(vlm, out / "models" / name)
+        vlm = load_vlm(out / "models" / name)  # measure what is shipped: the fp16 weights
+        results[name] = {
+            **_general(vlm, probes),
+            "train_em": _pair_em(vlm, samples),
+            "paraphrase_em": _pair_em(vlm, all_pairs, paraphrase=True),
+            "final_loss": stats["final_loss"],
+        }
+        reports[name] = evaluate(vlm, split, probes, progress=False, meta={"bundle": name})
+        results[name]["forget_em"] = reports[name]["forget"]["em"]
+        results[name]["retain_em"] = reports[name]["retain"]["em"]
+        _log(f"{name}: {results[name]}")
+
+    vlm = load_vlm(out / "models" / "pretrain")
+    reports["pretrain"] = evaluate(vlm, split, probes, progress=False, meta={"bundle": "pretrain"})
+    retrain_x = reports["retrain"]["values"]["forget_truth_ratio_x"]
+    for name in ("pretrain", "finetune"):
+        reports[name]["forget"]["forget_quality"] = metrics.forget_quality(
+            reports[name]["values"]["forget_truth_ratio_x"], retrain_x
+        )
+    reports_dir = out / "reports"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    for name, rep in reports.items():
+        (reports_dir / f"{name}.json").write_text(json.dumps(rep, indent=2) + "\n")
+
+    t = time.time()
+    vlm = load_vlm(out / "models" / "finetune")
+    s = split.forget_set[0]
+    answer_all(vlm, [s.image_path], [s.question])
+    load_answer_s = time.time() - t
+
+    bundle = {
+        "command": f"python -m cagul demo-bundle --out {out} --seed {cfg.seed}",
+        "family": FAMILY,
+        "config": asdict(cfg),
+        "split": split.summary(),
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "total_seconds": round(time.time() - t_all, 1),
+        "load_and_answer_seconds": round(load_answer_s, 2),
+        "vision_identity": vision,
+        "results": results,
+        "table": {
+            name: {
+                "forget_em": rep["forget"]["em"],
+                "nonprivate_em": rep["nonprivate"]["em"],
+                "retain_em": rep["retain"]["em"],
+                "pope_acc": rep["general"].get("pope_acc"),
+                "mme_acc": rep["general"].get("mme_acc"),
+                "forget_truth_ratio": rep["forget"]["truth_ratio"],
+                "forget_quality": rep["forget"].get("forget_quality"),
+            }
+            for name, rep in reports.items()
+        },
+        "acceptance": _check(results),
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },  # fmt: skip
+    }
+    (out / "bundle.json").write_text(json.dumps(bundle, indent=2) + "\n")
+    return bundle

@@ -1,0 +1,52 @@
+"""Slightly changed copies of an image: how a forgotten person's photo comes back re-saved,
+re-cropped or re-lit. The discriminator trains on random ones so it still flags them, and the
+evaluation checks a fixed set of them (perturbed-image leak)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+from PIL import Image, ImageEnhance
+
+
+def jpeg(img: Image.Image, quality: int = 70) -> Image.Image:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def shift(img: Image.Image, dx: int, dy: int) -> Image.Image:
+    # Edge pixels are repeated rather than filled black: a re-crop, not a new border.
+    return img.transform(img.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy),
+                         resample=Image.Resampling.NEAREST, fillcolor=img.getpixel((0, 0)))  # fmt: skip
+
+
+def brightness(img: Image.Image, factor: float) -> Image.Image:
+    return ImageEnhance.Brightness(img).enhance(factor)
+
+
+def random_perturbation(img: Image.Image, rng: random.Random) -> Image.Image:
+    """Any mix of JPEG (quality 60-95), a shift of up to 4 px and ±10 % brightness."""
+    img = img.convert("RGB")
+    if rng.random() < 0.7:
+        img = shift(img, rng.randint(-4, 4), rng.randint(-4, 4))
+    if rng.random() < 0.7:
+        img = brightness(img, rng.uniform(0.9, 1.1))
+    if rng.random() < 0.5:
+        img = jpeg(img, rng.randint(60, 95))
+    return img
+
+
+def fixed_perturbations(img: Image.Image) -> dict[str, Image.Image]:
+    """The evaluation's perturbations (named), each at the issue's strength."""
+    img = img.convert("RGB")
+    return {
+        "jpeg70": jpeg(img, 70),
+        "shift4": shift(img, 4, 4),
+        "shift-4": shift(img, -4, -4),
+        "bright+10": brightness(img, 1.1),
+        "bright-10": brightness(img, 0.9),
+        "all": jpeg(brightness(shift(img, 4, -4), 0.9), 70),
+    }

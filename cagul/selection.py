@@ -1,0 +1,55 @@
+"""Which visual tokens CAGUL rewrites: the k the question attends to least (DESIGN §2.2).
+
+`cross_modal_scores` gives, per sample, an `[L, n]` score matrix (one row per cross-modal
+layer). Cross-attention models (Mllama) feed each layer its own copy of the visual tokens, so
+each layer gets its own bottom-k set (`[L, k]` indices). Joint self-attention models (Qwen2.5-VL,
+LLaVA) receive the tokens once, so one set is chosen from the mean score over a configurable
+set of layers (default: all). Random selection is the ablation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SelectionError(ValueError):
+    """k or the layer choice does not fit the model's visual tokens."""
+
+
+def _bottom_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    # Ties (equal scores) break by index so the choice is deterministic.
+    return torch.sort(torch.topk(scores, k, dim=-1, largest=False).indices, dim=-1).values
+
+
+def select_tokens(
+    scores: torch.Tensor,
+    k: int,
+    *,
+    per_layer: bool,
+    layers: list[int] | None = None,
+    random_selection: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Indices of the visual tokens to rewrite for one sample.
+
+    `scores` is `[L, n]`. Returns `[L, k]` when `per_layer` (one set per cross-modal layer),
+    else `[k]` from the mean over `layers` (positions into the L rows; None = all).
+    """
+    if scores.dim() != 2:
+        raise SelectionError(f"expected [layers, tokens] scores, got shape {tuple(scores.shape)}")
+    n_layers, n = scores.shape
+    if not 1 <= k <= n:
+        raise SelectionError(f"k={k} must be between 1 and the {n} visual tokens")
+    if layers is not None:
+        bad = [i for i in layers if not 0 <= i < n_layers]
+        if bad or not layers:
+            raise SelectionError(f"score layers {layers} not in 0..{n_layers - 1}")
+    if random_selection:
+        rows = n_layers if per_layer else 1
+        idx = torch.stack([torch.randperm(n, generator=generator)[:k] for _ in range(rows)])
+        idx = torch.sort(idx, dim=-1).values
+        return idx if per_layer else idx[0]
+    if per_layer:
+        return _bottom_k(scores, k)
+    chosen = scores if layers is None else scores[layers]
+    return _bottom_k(chosen.mean(0), k)

@@ -1,0 +1,257 @@
+"""Training a CAGUL adapter (DESIGN §2.5): the discriminator first, then both jointly.
+
+Losses: BCE for the discriminator over every image (plus perturbed copies, so a re-saved photo
+is still recognised, and a few unrelated images, so general questions are left alone); for
+the token encoder, PO (a refusal answer) on the forget set and GD (the ground-truth answer) on
+retain samples whose image is transformed, i.e. the non-private set; GA+GD and GA+KL swap PO
+for gradient ascent (capped) and GD for a KL to the base model's answer distribution.
+
+What is frozen is exploited (DESIGN §2, cost insight): visual tokens are computed once per
+image view, selections once per (image, question); the discriminator trains on cached tokens
+with no language-model pass at all; and, gating by ground-truth membership during training,
+only the forget individuals' samples can move the encoder, so only they get language-model
+passes. The cost grows with the number of forget individuals, not with the dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from cagul.adapter import CagulAdapter
+from cagul.data import REFUSALS, Split
+from cagul.models import VLM, TokenReplacement
+from cagul.perturb import random_perturbation
+
+_VIEW_QUESTION = "What is shown in the image?"
+
+
+@dataclass
+class CagulTrainingArguments:
+    disc_epochs: int = field(default=2, metadata={"help": "discriminator-only epochs first"})
+    epochs: int = field(default=10, metadata={"help": "joint epochs after that"})
+    lr: float = field(default=1e-3, metadata={"help": "token encoder learning rate"})
+    disc_lr: float = field(default=1e-3, metadata={"help": "discriminator learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "samples per encoder step"})
+    disc_batch_size: int = field(default=32, metadata={"help": "views per discriminator step"})
+    views: int = field(default=12, metadata={"help": "perturbed copies of each image (BCE)"})
+    max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
+    gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
+    ga_cap: float = field(default=8.0, metadata={"help": "GA stops pushing past this NLL"})
+    max_retain: int = field(
+        default=128, metadata={"help": "retain samples per epoch when every sample is transformed"}
+    )
+    seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
+
+
+@dataclass
+class _EncoderSample:
+    image: str
+    question: str
+    answer: str
+    role: str  # "forget" | "retain"
+    indices: torch.Tensor | None = None
+
+
+Progress = Callable[[float, str], None] | None
+
+
+def _view_tokens(vlm: VLM, images: list, bs: int) -> tuple[list[torch.Tensor], list]:
+    tokens, layouts = [], []
+    for i in range(0, len(images), bs):
+        chunk = images[i : i + bs]
+        batch = vlm.prepare(chunk, [_VIEW_QUESTION] * len(chunk))
+        with torch.no_grad():
+            tokens += [t.detach().float() for t in vlm.visual_tokens(batch)]
+        layouts += batch.layouts
+    return tokens, layouts
+
+
+def _encoder_samples(split: Split, use_discriminator: bool, retain_pool: list) -> list:
+    out = [_EncoderSample(s.image_path, s.question, s.answer, "forget") for s in split.forget_set]
+    out += [_EncoderSample(s.image_path, s.question, s.answer, "retain")
+            for s in split.nonprivate_set]  # fmt: skip
+    if not use_discriminator:
+        out += [_EncoderSample(s.image_path, s.question, s.answer, "retain") for s in retain_pool]
+    return out
+
+
+def _select_all(vlm: VLM, adapter: CagulAdapter, samples: list, bs: int, seed: int) -> None:
+    """Fix each sample's token set once: the VLM is frozen, so its scores never change."""
+    gen = torch.Generator().manual_seed(seed)
+    n_layers = len(vlm.cross_modal_layers)
+    for i in range(0, len(samples), bs):
+        chunk = samples[i : i + bs]
+        batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk])
+        if adapter.config.selection == "least_attended":
+            scores = vlm.cross_modal_scores(batch)
+        else:
+            scores = [torch.zeros(n_layers, lay.n_tokens) for lay in batch.layouts]
+        for s, sc in zip(chunk, scores, strict=True):
+            s.indices = adapter.select(sc, gen)
+
+
+def _kl_to_base(vlm: VLM, batch, rep: TokenReplacement) -> torch.Tensor:
+    """Per-sample KL(base ‖ current) over the answer positions."""
+    logits = vlm.forward(batch, rep)[:, :-1].float()
+    with torch.no_grad():
+        base = vlm.forward(batch)[:, :-1].float()
+    mask = (batch.labels[:, 1:] != -100).float()
+    base_lp, cur_lp = torch.log_softmax(base, -1), torch.log_softmax(logits, -1)
+    kl = (base_lp.exp() * (base_lp - cur_lp)).sum(-1)
+    return (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def train_cagul(
+    vlm: VLM,
+    split: Split,
+    adapter: CagulAdapter,
+    args: CagulTrainingArguments | None = None,
+    *,
+    negatives: list[str] = (),
+    progress: Progress = None,
+    check_cancel: Callable[[], None] | None = None,
+) -> dict:
+    """Train `adapter` in place for `split`; returns training statistics."""
+    args = args or CagulTrainingArguments()
+    cfg = adapter.config
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    t0 = time.time()
+    dev = vlm.device
+    adapter.to(dev).train()
+
+    # --- cached views for the discriminator -------------------------------------------------
+    forget_ids = set(split.forget_ids)
+    people: dict[str, bool] = {}
+    for s in split.forget_set + split.retain_set:
+        people.setdefault(s.image_path, s.unique_id in forget_ids)
+    view_imgs, view_labels = [], []
+    for path, label in people.items():
+        img = Image.open(path).convert("RGB")
+        view_imgs += [path] + [random_perturbation(img, rng) for _ in range(args.views)]
+        view_labels += [float(label)] * (args.views + 1)
+    for path in list(negatives)[: args.max_negatives]:
+        view_imgs.append(path)
+        view_labels.append(0.0)
+    if progress:
+        progress(0.0, f"caching visual tokens of {len(view_imgs)} image views")
+    view_tokens, view_layouts = _view_tokens(vlm, view_imgs, args.disc_batch_size)
+    y = torch.tensor(view_labels, device=dev)
+    n_pos = float(y.sum())
+    pos_weight = torch.tensor((len(y) - n_pos) / max(1.0, n_pos), device=dev)
+
+    # --- encoder samples and their fixed token sets -----------------------------------------
+    forget_people = {s.image_path for s in split.forget_set + split.nonprivate_set}
+    retain_pool = [s for s in split.retain_set if s.image_path not in forget_people]
+    samples: list[_EncoderSample] = []
+    if cfg.use_encoder:
+        pool = rng.sample(retain_pool, min(len(retain_pool), args.max_retain))
+        samples = _encoder_samples(split, cfg.use_discriminator, pool)
+        if progress:
+            progress(0.0, f"selecting tokens for {len(samples)} samples")
+        _select_all(vlm, adapter, samples, args.batch_size, args.seed)
+
+    disc_opt = torch.optim.AdamW(adapter.discriminator.parameters(), lr=args.disc_lr)
+    enc_params = [p for p in adapter.token_encoder.parameters() if p.requires_grad]
+    enc_opt = torch.optim.AdamW(enc_params, lr=args.lr) if enc_params else None
+    disc_steps = math.ceil(len(view_tokens) / args.disc_batch_size)
+    enc_steps = math.ceil(len(samples) / args.batch_size) if enc_opt else 0
+    total = args.disc_epochs * disc_steps + args.epochs * (disc_steps + enc_steps)
+    done, epoch_seconds, history = 0, [], []
+
+    def tick(msg: str) -> None:
+        nonlocal done
+        done += 1
+        if check_cancel:
+            check_cancel()
+        if progress:
+            eta = (time.time() - t0) / done * (total - done)
+            progress(done / max(1, total), f"{msg} · ETA {eta:.0f}s")
+
+    def disc_epoch(epoch_label: str) -> float:
+        order = list(range(len(view_tokens)))
+        rng.shuffle(order)
+        losses = []
+        for i in range(0, len(order), args.disc_batch_size):
+            idx = order[i : i + args.disc_batch_size]
+            logits = adapter.discriminator([view_tokens[j] for j in idx],
+                                           [view_layouts[j] for j in idx])  # fmt: skip
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, y[idx], pos_weight=pos_weight
+            )
+            disc_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            disc_opt.step()
+            losses.append(loss.item())
+            tick(f"{epoch_label} discriminator BCE {loss.item():.3f}")
+        return sum(losses) / max(1, len(losses))
+
+    def enc_epoch(epoch_label: str) -> dict:
+        order = list(range(len(samples)))
+        rng.shuffle(order)
+        sums: dict[str, list[float]] = {"forget": [], "retain": []}
+        for i in range(0, len(order), args.batch_size):
+            chunk = [samples[j] for j in order[i : i + args.batch_size]]
+            po = cfg.objective == "po_gd"
+            answers = [rng.choice(REFUSALS) if (s.role == "forget" and po) else s.answer
+                       for s in chunk]  # fmt: skip
+            batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk], answers)
+            rep = TokenReplacement(adapter.token_encoder, [s.indices for s in chunk])
+            nll = vlm.loss(batch, rep)
+            forget = torch.tensor([s.role == "forget" for s in chunk], device=nll.device)
+            # GA: ascent on the true answer, capped so it cannot diverge.
+            forget_term = nll if po else -nll.clamp(max=args.ga_cap)
+            retain_term = _kl_to_base(vlm, batch, rep) if cfg.objective == "ga_kl" else nll
+            per = torch.where(forget, forget_term, args.gd_weight * retain_term)
+            loss = per.mean()
+            enc_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(enc_params, 1.0)
+            enc_opt.step()
+            for s, v in zip(chunk, nll.tolist(), strict=True):
+                sums[s.role].append(v)
+            tick(f"{epoch_label} encoder loss {loss.item():.3f}")
+        return {k: (sum(v) / len(v) if v else None) for k, v in sums.items()}
+
+    for e in range(args.disc_epochs):
+        history.append(
+            {"epoch": f"disc{e + 1}", "bce": disc_epoch(f"disc {e + 1}/{args.disc_epochs}")}
+        )
+    for e in range(args.epochs):
+        te = time.time()
+        label = f"epoch {e + 1}/{args.epochs}"
+        row = {"epoch": e + 1, "bce": disc_epoch(label)}
+        if enc_opt:
+            nll = enc_epoch(label)
+            row.update(forget_nll=nll["forget"], retain_nll=nll["retain"])
+        history.append(row)
+        epoch_seconds.append(time.time() - te)
+
+    adapter.eval()
+    with torch.no_grad():
+        pred = adapter.forget_probability(view_tokens, view_layouts) > cfg.threshold
+    view_acc = (pred.float() == y.cpu()).float().mean().item()
+    return {
+        "seconds": round(time.time() - t0, 2),
+        "epoch_seconds": round(sum(epoch_seconds) / max(1, len(epoch_seconds)), 3),
+        "trainable_params": adapter.n_trainable(),
+        "views": len(view_tokens),
+        "encoder_samples": len(samples),
+        "lm_passes_per_epoch": len(samples),
+        "discriminator_train_accuracy": view_acc,
+        "history": history,
+    }
+
+
+def negatives_from(data_dir: str | Path, limit: int = 64) -> list[str]:
+    """Unrelated images (the probe scenes) to teach the discriminator what is nobody."""
+    d = Path(data_dir) / "probes" / "images"
+    return sorted(str(p) for p in d.glob("scene_train_*.png"))[:limit] if d.is_dir() else []
