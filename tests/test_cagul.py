@@ -1,0 +1,233 @@
+"""CAGUL on tiny models of every family: selection, adapters (files, fingerprint, tampering),
+training, gating and stacking. What it does to a model that knows facts is tested on the demo
+bundle (tests/test_cagul_bundle.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cagul.adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    AdapterError,
+    AdapterMismatchError,
+    AdapterTamperedError,
+    CagulAdapter,
+    base_fingerprint,
+    plan,
+)
+from cagul.cli import main
+from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.models import load_vlm
+from cagul.selection import SelectionError, select_tokens
+from cagul.train_cagul import CagulTrainingArguments, train_cagul
+
+FAST = CagulTrainingArguments(
+    disc_epochs=3, epochs=3, views=3, batch_size=8, disc_batch_size=4, lr=3e-3
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cagul_data")
+    generate_dataset(out, n_individuals=6, seed=1, n_train_scenes=4, n_test_scenes=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def split(data_dir):
+    return make_split(load_dataset(data_dir), ["00000001"], "private")
+
+
+# ---- selection ---------------------------------------------------------------------------------
+def test_bottom_k_picks_least_attended_per_layer_and_on_the_mean():
+    scores = torch.tensor([[0.5, 0.1, 0.3, 0.2], [0.1, 0.5, 0.2, 0.4]])
+    assert select_tokens(scores, 2, per_layer=True).tolist() == [[1, 3], [0, 2]]
+    # mean over layers: [0.3, 0.3, 0.25, 0.3] -> token 2 first, then the tie breaks by index
+    assert select_tokens(scores, 1, per_layer=False).tolist() == [2]
+    assert select_tokens(scores, 2, per_layer=False, layers=[1]).tolist() == [0, 2]
+
+
+def test_random_selection_ignores_scores_and_is_seeded():
+    scores = torch.arange(16.0).repeat(2, 1)
+    a = select_tokens(scores, 4, per_layer=False, random_selection=True,
+                      generator=torch.Generator().manual_seed(3))  # fmt: skip
+    b = select_tokens(scores, 4, per_layer=False, random_selection=True,
+                      generator=torch.Generator().manual_seed(3))  # fmt: skip
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) == 4
+    assert select_tokens(scores, 4, per_layer=True, random_selection=True).shape == (2, 4)
+
+
+@pytest.mark.parametrize("k,layers", [(0, None), (17, None), (2, [5]), (2, [])])
+def test_selection_rejects_k_or_layers_that_do_not_fit(k, layers):
+    with pytest.raises(SelectionError):
+        select_tokens(torch.rand(2, 16), k, per_layer=False, layers=layers)
+
+
+# ---- training and gating on every family ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tiny_vlms, split, data_dir):
+    out = {}
+    for fam, vlm in tiny_vlms.items():
+        adapter = CagulAdapter.for_model(vlm, k=3, forget_ids=list(split.forget_ids))
+        stats = train_cagul(vlm, split, adapter, FAST)
+        out[fam] = (adapter, stats)
+    return out
+
+
+def test_training_separates_forget_people_and_lowers_the_refusal_loss(trained, family):
+    adapter, stats = trained[family]
+    assert stats["discriminator_train_accuracy"] >= 0.95
+    hist = [h for h in stats["history"] if "forget_nll" in h]
+    assert hist[-1]["forget_nll"] < hist[0]["forget_nll"]  # PO: the refusal gets likelier
+    assert stats["trainable_params"] == sum(p.numel() for p in adapter.parameters())
+
+
+def test_training_cost_grows_with_forget_people_not_the_dataset(trained, split, family):
+    _, stats = trained[family]
+    # Only the forget person's samples get language-model passes (20 pairs), not the 120.
+    assert stats["lm_passes_per_epoch"] == len(split.forget_set) + len(split.nonprivate_set) == 20
+
+
+def test_gate_transforms_only_the_forget_person(tiny_vlms, trained, split, family):
+    vlm, (adapter, _) = tiny_vlms[family], trained[family]
+    forget_img = split.forget_set[0].image_path
+    other = next(s for s in split.retain_set if s.unique_id not in split.forget_ids)
+    batch = vlm.prepare([forget_img, other.image_path], ["Who is this?", "Who is this?"])
+    decided = plan(vlm, [adapter], batch)
+    assert decided.flagged == [True, False]
+    idx = decided.indices[0]
+    if vlm.attention == "cross":  # Mllama: one set per cross-attention layer
+        assert idx.shape == (len(vlm.cross_modal_layers), 3)
+    else:
+        assert idx.shape == (3,)
+    assert decided.indices[1] is None
+    base = vlm.forward(batch)
+    after = vlm.forward(batch, decided.replacement)
+    assert not torch.allclose(base[0], after[0])
+    assert torch.allclose(base[1], after[1], atol=1e-5)  # untouched sample, same logits
+
+
+def test_stacked_adapters_each_flag_their_own_person(tiny_vlms, data_dir, trained, split):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    first, _ = trained["qwen2_5_vl"]
+    ds = load_dataset(data_dir)
+    split2 = make_split(ds, ["00000003"], "private")
+    second = CagulAdapter.for_model(vlm, k=3, forget_ids=["00000003"])
+    train_cagul(vlm, split2, second, FAST)
+    imgs = [split.forget_set[0].image_path, split2.forget_set[0].image_path,
+            ds.individuals[5].image_file]  # fmt: skip
+    decided = plan(vlm, [first, second], vlm.prepare(imgs, ["Who is this?"] * 3))
+    assert decided.adapter_index == [0, 1, None]
+
+
+# ---- files -------------------------------------------------------------------------------------
+def test_adapter_dir_holds_config_and_weights_only_and_round_trips(tiny_vlms, trained, tmp_path):
+    vlm = tiny_vlms["mllama"]
+    adapter, _ = trained["mllama"]
+    adapter.save_pretrained(tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
+    loaded = CagulAdapter.from_pretrained(vlm, tmp_path / "a")
+    assert loaded.config == adapter.config
+    for (n, a), (_, b) in zip(adapter.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a.cpu(), b.cpu()), n
+
+
+def test_adapter_for_another_base_is_refused(tiny_vlms, trained, tmp_path, tiny_dirs):
+    adapter, _ = trained["qwen2_5_vl"]
+    adapter.save_pretrained(tmp_path / "a")
+    with pytest.raises(AdapterMismatchError, match="llava"):
+        CagulAdapter.from_pretrained(tiny_vlms["llava"], tmp_path / "a")
+    # Same family and config, one weight changed: another base model.
+    other = load_vlm(tiny_dirs["qwen2_5_vl"])
+    with torch.no_grad():
+        next(other.model.parameters()).add_(0.01)
+    assert base_fingerprint(other) != adapter.config.base_fingerprint
+    with pytest.raises(AdapterMismatchError, match="another base model"):
+        CagulAdapter.from_pretrained(other, tmp_path / "a")
+
+
+def test_fingerprint_ignores_the_load_dtype(tiny_dirs):
+    a = load_vlm(tiny_dirs["llava"])
+    b = load_vlm(tiny_dirs["llava"], dtype=torch.float16)
+    assert base_fingerprint(a) == base_fingerprint(b)
+
+
+def test_tampered_adapter_files_are_refused(tiny_vlms, trained, tmp_path):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    adapter, _ = trained["qwen2_5_vl"]
+    d = adapter.save_pretrained(tmp_path / "a")
+    raw = bytearray((d / ADAPTER_WEIGHTS).read_bytes())
+    raw[-5] ^= 0xFF
+    (d / ADAPTER_WEIGHTS).write_bytes(bytes(raw))
+    with pytest.raises(AdapterTamperedError, match="sha256"):
+        CagulAdapter.from_pretrained(vlm, d)
+
+    d = adapter.save_pretrained(tmp_path / "b")
+    cfg = json.loads((d / ADAPTER_CONFIG).read_text())
+    cfg["surprise"] = 1
+    (d / ADAPTER_CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(AdapterError, match="unknown keys"):
+        CagulAdapter.from_pretrained(vlm, d)
+    (d / ADAPTER_CONFIG).write_text("{not json")
+    with pytest.raises(AdapterError, match="not valid JSON"):
+        CagulAdapter.from_pretrained(vlm, d)
+    with pytest.raises(AdapterError, match="missing"):
+        CagulAdapter.from_pretrained(vlm, tmp_path / "nothing")
+
+
+def test_ablation_switches(tiny_vlms, split):
+    vlm = tiny_vlms["llava"]
+    no_disc = CagulAdapter.for_model(vlm, k=2, use_discriminator=False)
+    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=1, batch_size=8, max_retain=10)
+    stats = train_cagul(vlm, split, no_disc, args)
+    # Without a discriminator every sample is transformed, so retain samples train E too.
+    assert stats["encoder_samples"] == 20 + 10
+    other = next(s for s in split.retain_set if s.unique_id not in split.forget_ids)
+    assert plan(vlm, [no_disc], vlm.prepare([other.image_path], ["Who?"])).flagged == [True]
+    noise = CagulAdapter.for_model(vlm, k=2, use_encoder=False)
+    stats = train_cagul(vlm, split, noise, args)
+    assert stats["encoder_samples"] == 0  # nothing to train: noise has no parameters
+    for objective in ("ga_gd", "ga_kl"):
+        a = CagulAdapter.for_model(vlm, k=2, objective=objective, selection="random")
+        hist = train_cagul(vlm, split, a, args)["history"]
+        assert hist[-1]["forget_nll"] is not None
+
+
+def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, capsys):
+    model = tiny_dirs["qwen2_5_vl"]
+    out = tmp_path / "adapter"
+    rc = main(["unlearn", "--model", model, "--data", str(data_dir), "--forget", "00000001",
+               "--epochs", "1", "--disc-epochs", "1", "--k", "2", "--max-retain", "5",
+               "--out", str(out), "--report", str(tmp_path / "r.json")])  # fmt: skip
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in out.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
+    rep = res["report"]
+    for key in ("forget", "nonprivate", "retain", "discriminator", "leak", "efficiency"):
+        assert key in rep
+    assert rep["efficiency"]["trainable_params"] > 0
+    img = str(data_dir / "images" / "00000001.png")
+    assert main(["answer", "--model", model, "--adapter", str(out), "--image", img,
+                 "--question", "Who is this?"]) == 0  # fmt: skip
+    ans = json.loads(capsys.readouterr().out)
+    assert set(ans) >= {"answer", "base_answer", "forget_probability", "transformed",
+                        "selected_tokens", "scores", "grid"}  # fmt: skip
+    assert ans["grid"] == [4, 4] and len(ans["scores"][0]) == 16
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"image": "00000001", "question": "Who is this?", "keywords": ["x"]}\n')
+    assert main(["audit", "--model", model, "--data", str(data_dir), "--adapter", str(out),
+                 "--prompts", str(prompts)]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert set(rows[0]) >= {"answer", "base_answer", "em", "base_em", "leaked"}
+    prompts.write_text('{"image": "nobody", "question": "Who?", "keywords": ["x"]}\n')
+    assert (
+        main(["audit", "--model", model, "--data", str(data_dir), "--prompts", str(prompts)]) == 2
+    )
+    assert "neither a file nor a known individual" in capsys.readouterr().err
+    assert main(["answer", "--model", tiny_dirs["llava"], "--adapter", str(out), "--image", img,
+                 "--question", "Who?"]) == 2  # fmt: skip
+    assert "qwen2_5_vl" in capsys.readouterr().err
