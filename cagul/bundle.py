@@ -62,7 +62,10 @@ class BundleConfig:
     layers: int = field(default=4, metadata={"help": "language model depth"})
     image_size: int = field(default=112, metadata={"help": "pixels per side (16 visual tokens)"})
     vocab_size: int = field(default=2000, metadata={"help": "byte-level BPE vocabulary"})
-    vision_steps: int = field(default=600, metadata={"help": "max identity pre-training steps"})
+    vision_width: int = field(default=128, metadata={"help": "vision tower width"})
+    vision_depth: int = field(default=4, metadata={"help": "vision tower blocks"})
+    vision_steps: int = field(default=800, metadata={"help": "max vision pre-training steps"})
+    vision_lr: float = field(default=2e-3, metadata={"help": "vision pre-training learning rate"})
     vqa_epochs: int = field(default=10, metadata={"help": "general VQA epochs (Pretrain)"})
     bio_epochs: int = field(default=120, metadata={"help": "biography epochs (Finetune/Retrain)"})
     replay: int = field(default=256, metadata={"help": "VQA probes replayed per biography epoch"})
@@ -97,9 +100,15 @@ def _vqa_answer(answer: str) -> str:
     return answer.capitalize() + "."
 
 
-def _vqa_samples(probes, seed: int) -> list[tuple[str, str, str]]:
+def _vqa_samples(probes, seed: int, refusals: int = 300) -> list[tuple[str, str, str]]:
     """The VQA training items; half the yes/no questions carry MME's "Please answer yes or
-    no." as instruction-tuned VLMs have seen it, so the evaluation wording is not new."""
+    no." as instruction-tuned VLMs have seen it, so the evaluation wording is not new.
+
+    Plus `refusals` questions about a person asked of a scene with nobody in it, answered with
+    a refusal: an instruction-tuned VLM knows how to decline, and so must ours, or PO (which
+    trains towards refusals) would ask the frozen model for text it has never produced. No
+    biography is involved: the questions are the templates, the images have no one in them.
+    """
     rng = random.Random(seed)
     out = []
     for p in probes:
@@ -107,18 +116,37 @@ def _vqa_samples(probes, seed: int) -> list[tuple[str, str, str]]:
         if p.answer in ("yes", "no") and rng.random() < 0.5:
             q += " Please answer yes or no."
         out.append((p.image_path, q, _vqa_answer(p.answer)))
+    scenes = sorted({p.image_path for p in probes})
+    questions = [q for f in FIELDS for q in f.train_questions]
+    for _ in range(refusals):
+        out.append((rng.choice(scenes), rng.choice(questions), rng.choice(REFUSALS)))
     return out
 
 
-def _scene_attributes(probes_dir: Path) -> tuple[list[str], torch.Tensor]:
-    """Train scenes and their 0/1 attribute vectors (shape, colour, shape+colour, count of
-    each shape, rows and columns each shape is in): the vision stage's targets, so that what
-    the VQA questions ask about is readable from the visual tokens."""
+def _scene_attributes(
+    probes_dir: Path, tokens_per_side: int = 4
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Train scenes, their 0/1 attribute vectors (shape, colour, shape+colour, count of each
+    shape, rows and columns each shape is in) and, per visual token, the class of the object
+    under the token's centre (0: background, else 1 + shape * colours + colour): the vision
+    stage's targets, so that what the VQA questions ask about is readable from the tokens."""
     scenes = [s for s in json.loads((probes_dir / "scenes.json").read_text())
               if s["scene_id"].startswith("train")]  # fmt: skip
     colours = list(COLOURS)
-    rows = []
+    rows, token_rows = [], []
     for sc in scenes:
+        cells = {(o["row"], o["col"]): o for o in sc["objects"]}
+        labels = []
+        for r in range(tokens_per_side):
+            for c in range(tokens_per_side):
+                cell = (
+                    int((r + 0.5) / tokens_per_side * GRID),
+                    int((c + 0.5) / tokens_per_side * GRID),
+                )
+                o = cells.get(cell)
+                labels.append(0 if o is None else
+                              1 + SHAPES.index(o["shape"]) * len(colours) + colours.index(o["colour"]))  # fmt: skip
+        token_rows.append(labels)
         v: list[float] = []
         objs = sc["objects"]
         for shape in SHAPES:
@@ -131,7 +159,7 @@ def _scene_attributes(probes_dir: Path) -> tuple[list[str], torch.Tensor]:
         v += [float(any(o["colour"] == c for o in objs)) for c in colours]
         rows.append(v)
     paths = [str(probes_dir / "images" / f"scene_{sc['scene_id']}.png") for sc in scenes]
-    return paths, torch.tensor(rows)
+    return paths, torch.tensor(rows), torch.tensor(token_rows)
 
 
 def _general(vlm: VLM, probes) -> dict:
@@ -222,14 +250,15 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     init = build_tiny_vlm(
         FAMILY, out / "models" / "_init", corpus=_corpus(ds, probes), hidden=cfg.hidden,
         layers=cfg.layers, image_size=cfg.image_size, vocab_size=cfg.vocab_size, seed=cfg.seed,
+        vision=(cfg.vision_width, cfg.vision_depth),
     )  # fmt: skip
     vlm = load_vlm(init)
     shutil.rmtree(init)
     faces = [str(ind.image_file) for ind in ds.individuals]
-    scene_paths, attributes = _scene_attributes(out / "data" / "probes")
+    scene_paths, attributes, token_labels = _scene_attributes(out / "data" / "probes")
     vision = pretrain_vision(
-        vlm, faces, list(range(len(faces))), scene_paths, attributes,
-        steps=cfg.vision_steps, seed=cfg.seed,
+        vlm, faces, list(range(len(faces))), scene_paths, attributes, token_labels,
+        steps=cfg.vision_steps, lr=cfg.vision_lr, seed=cfg.seed,
     )  # fmt: skip
     times["pretrain_vision"] = time.time() - t
     _log(f"vision identity: {vision}")
@@ -314,4 +343,65 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
         },  # fmt: skip
     }
     (out / "bundle.json").write_text(json.dumps(bundle, indent=2) + "\n")
+    (out / "README.md").write_text(render_readme(bundle))
     return bundle
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def bundle_table(bundle: dict) -> str:
+    """The Pretrain / Finetune / Retrain × forget / non-private / retain / general table."""
+    lines = [
+        "| model | forget EM | non-private EM | retain EM | POPE acc | MME acc | "
+        "all-pairs EM | paraphrase EM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("pretrain", "finetune", "retrain"):
+        t, r = bundle["table"][name], bundle["results"].get(name, {})
+        lines.append(
+            f"| {name.capitalize()} | {_fmt(t['forget_em'])} | {_fmt(t['nonprivate_em'])} | "
+            f"{_fmt(t['retain_em'])} | {_fmt(t['pope_acc'])} | {_fmt(t['mme_acc'])} | "
+            f"{_fmt(r.get('train_em'))} | {_fmt(r.get('paraphrase_em'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_readme(bundle: dict) -> str:
+    checks = "\n".join(
+        f"- `{k}` = {v['value']} ({v['bound']}): {'ok' if v['ok'] else '**not met**'}"
+        for k, v in bundle["acceptance"].items()
+    )
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in bundle["stage_seconds"].items())
+    return f"""# The embedded demo bundle
+
+Built by `{bundle["command"]}` ({bundle["total_seconds"] / 60:.0f} min on
+{bundle["machine"]["threads"]} CPU threads; stages: {stages}). Everything here is measured by
+that command and recorded in `bundle.json`; `reports/*.json` are the full DESIGN §8 reports of
+each model on the default split ({bundle["split"]["name"]}: {bundle["split"]["forget_individuals"]}
+people, {bundle["split"]["forget"]} forget pairs, {bundle["split"]["nonprivate"]} non-private,
+{bundle["split"]["retain"]} retain).
+
+**Why Qwen2.5-VL.** Its visual tokens are one block of merged patch embeddings placed in the
+prompt, so what CAGUL rewrites is exactly what the language model reads; joint self-attention
+gives the cross-modal scores from the ordinary attention maps; and its processor's patch grid
+maps tokens back onto the image for the demo's heatmap. It is also the family the paper reports
+its best Qwen numbers on (k = 20 of 1369 tokens). Mllama and LLaVA work through the same
+interface (tested on tiny models).
+
+**Models** (`models/`, fp16, real `Qwen2_5_VLForConditionalGeneration` checkpoints):
+`pretrain` (vision tower pre-trained on face identity and scene attributes, then general VQA:
+knows no biography), `finetune` (the base model for unlearning: Pretrain fully fine-tuned on
+every pair, a fresh training template per pair each epoch, with VQA replay), `retrain`
+(Pretrain fine-tuned the same way on the retain set only: the ideal).
+
+{bundle_table(bundle)}
+General = POPE and MME accuracy on held-out scenes. Paraphrase EM uses question templates never
+seen in training. Loading the base model and answering one question took
+{bundle["load_and_answer_seconds"]:.1f} s.
+
+## Acceptance
+
+{checks}
+"""

@@ -155,6 +155,26 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
             "report": report}  # fmt: skip
 
 
+def cmd_consolidate(args: argparse.Namespace) -> dict:
+    from cagul.paths import default_data_dir
+    from cagul.pipeline import consolidate
+
+    bar = _Bar("consolidate")
+    try:
+        out = consolidate(
+            model_dir=args.model or default_model_dir(),
+            data_dir=Path(args.data) if args.data else default_data_dir(),
+            adapter_dirs=args.adapter,
+            out_dir=args.out,
+            progress=bar,
+            device=args.device,
+        )
+    finally:
+        bar.close()
+    return {"adapter": str(args.out), "base_fingerprint": out["base_fingerprint"],
+            "report": out["report"]}  # fmt: skip
+
+
 def cmd_answer(args: argparse.Namespace) -> dict:
     from cagul.inference import answer_one, load_adapters
     from cagul.models import load_vlm
@@ -240,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="adapter directory to write")
     p.add_argument("--report", help="also write the evaluation report here")
     p.set_defaults(func=cmd_unlearn, out_is_dir=True)
+
+    p = sub.add_parser("consolidate", help="merge stacked adapters into one (retrains)")
+    p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
+    p.add_argument("--data", help="FIUBench-format directory (default: the demo bundle's)")
+    p.add_argument("--adapter", action="append", required=True, help="adapter dir (repeat)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="adapter directory to write")
+    p.set_defaults(func=cmd_consolidate, out_is_dir=True)
 
     p = sub.add_parser("answer", help="answer one question, before and after unlearning")
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")

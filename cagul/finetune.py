@@ -119,6 +119,7 @@ def pretrain_vision(
     identities: list[int],
     scenes: list[str] = (),
     attributes: torch.Tensor | None = None,
+    token_labels: torch.Tensor | None = None,
     steps: int = 600,
     lr: float = 2e-3,
     batch_size: int = 32,
@@ -129,7 +130,9 @@ def pretrain_vision(
     """Pre-train the vision tower so that what the language model needs is linearly readable
     from the mean visual token: the identity of each face (cross-entropy) and, for scenes,
     a multi-label attribute vector (`attributes[i]`, 0/1: shapes, colours, counts, rows and
-    columns present), with shift/brightness augmentation so near-duplicates map alike.
+    columns present) and, per visual token, what lies under it (`token_labels[i, t]`, a class
+    index: dense supervision that keeps *where* readable), with shift/brightness augmentation
+    so near-duplicates map alike.
 
     Stops once every face, clean and augmented, is classified right and the scene attributes
     are ≥ 98 % right (checked every `eval_every` steps after `min_steps`: further steps sharpen
@@ -146,20 +149,28 @@ def pretrain_vision(
     torch.manual_seed(seed)
     id_head = torch.nn.Linear(vlm.hidden_size, max(identities) + 1)
     heads = list(id_head.parameters())
-    attr_head = None
+    attr_head = token_head = None
     if scenes:
         attr_head = torch.nn.Linear(vlm.hidden_size, attributes.shape[1])
         heads += list(attr_head.parameters())
+    if token_labels is not None:
+        token_head = torch.nn.Linear(vlm.hidden_size, int(token_labels.max()) + 1)
+        heads += list(token_head.parameters())
     opt = torch.optim.AdamW(list(visual.parameters()) + heads, lr=lr)
     rng = random.Random(seed)
     face_pil = [PILImage.open(p).convert("RGB") for p in faces]
     scene_pil = [PILImage.open(p).convert("RGB") for p in scenes]
     y_all = torch.tensor(identities)
 
-    def pooled(imgs):
+    def tokens(imgs):
         inputs, _ = vlm._process_images(imgs)
         out = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
-        return torch.stack([t.mean(0) for t in out.pooler_output])
+        return torch.stack(list(out.pooler_output))  # [B, n, d]: one grid size in a stage
+
+    def pooled(imgs):
+        return tokens(imgs).mean(1)
+
+    token_acc: list[float] = []
 
     def accuracy() -> tuple[float, float, float | None]:
         visual.eval()
@@ -169,11 +180,17 @@ def pretrain_vision(
             shifted = (id_head(pooled(aug)).argmax(-1) == y_all).float().mean().item()
             attr = None
             if attr_head is not None:
-                hits = []
+                hits, tok_hits = [], []
                 for i in range(0, len(scene_pil), 64):
-                    logits = attr_head(pooled(scene_pil[i : i + 64]))
+                    toks = tokens(scene_pil[i : i + 64])
+                    logits = attr_head(toks.mean(1))
                     hits.append(((logits > 0).float() == attributes[i : i + 64]).float())
+                    if token_head is not None:
+                        pred = token_head(toks).argmax(-1)
+                        tok_hits.append((pred == token_labels[i : i + 64]).float())
                 attr = torch.cat(hits).mean().item()
+                if tok_hits:
+                    token_acc.append(torch.cat(tok_hits).mean().item())
         visual.train()
         return clean, shifted, attr
 
@@ -187,10 +204,14 @@ def pretrain_vision(
         )
         if attr_head is not None:
             sidx = [rng.randrange(len(scene_pil)) for _ in range(batch_size)]
-            logits = attr_head(pooled([augment(scene_pil[i], rng) for i in sidx]))
+            toks = tokens([augment(scene_pil[i], rng) for i in sidx])
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, attributes[sidx]
+                attr_head(toks.mean(1)), attributes[sidx]
             )
+            if token_head is not None:
+                loss = loss + torch.nn.functional.cross_entropy(
+                    token_head(toks).flatten(0, 1), token_labels[sidx].flatten()
+                )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -210,6 +231,7 @@ def pretrain_vision(
         "accuracy": clean,
         "augmented_accuracy": shifted,
         "attribute_accuracy": attr_acc,
+        "token_accuracy": token_acc[-1] if token_acc else None,
     }
 
 

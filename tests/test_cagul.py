@@ -124,6 +124,27 @@ def test_stacked_adapters_each_flag_their_own_person(tiny_vlms, data_dir, traine
     assert decided.adapter_index == [0, 1, None]
 
 
+def test_consolidation_gives_one_adapter_for_both_requests(tiny_dirs, data_dir, tmp_path):
+    from cagul.pipeline import consolidate, run_unlearning
+
+    model = tiny_dirs["qwen2_5_vl"]
+    dirs = []
+    for person in ("00000001", "00000003"):
+        dirs.append(tmp_path / person)
+        run_unlearning(model_dir=model, data_dir=data_dir, forget_ids=[person],
+                       categories=["health", "criminal"], method="cagul", out_dir=dirs[-1],
+                       k=2, training=FAST, max_retain=2)  # fmt: skip
+    out = consolidate(model_dir=model, data_dir=data_dir, adapter_dirs=dirs,
+                      out_dir=tmp_path / "merged", training=FAST)  # fmt: skip
+    vlm = load_vlm(model)
+    merged = CagulAdapter.from_pretrained(vlm, tmp_path / "merged")
+    assert merged.config.forget_ids == ["00000001", "00000003"] and merged.config.k == 2
+    ds = load_dataset(data_dir)
+    imgs = [ds.individuals[i].image_file for i in (1, 3, 5)]
+    assert plan(vlm, [merged], vlm.prepare(imgs, ["Who?"] * 3)).flagged == [True, True, False]
+    assert out["report"]["discriminator"]["clean_accuracy"] == 1.0
+
+
 # ---- files -------------------------------------------------------------------------------------
 def test_adapter_dir_holds_config_and_weights_only_and_round_trips(tiny_vlms, trained, tmp_path):
     vlm = tiny_vlms["mllama"]

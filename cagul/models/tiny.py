@@ -131,7 +131,7 @@ def train_tokenizer(
     return fast
 
 
-def _qwen(tokenizer, hidden: int, layers: int, image_size: int):
+def _qwen(tokenizer, hidden: int, layers: int, image_size: int, vision: tuple[int, int] = (64, 2)):
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -163,16 +163,16 @@ def _qwen(tokenizer, hidden: int, layers: int, image_size: int):
             pad_token_id=tokenizer.pad_token_id,
         ),
         vision_config=dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
+            depth=vision[1],
+            hidden_size=vision[0],
+            intermediate_size=2 * vision[0],
+            num_heads=max(2, vision[0] // 32),
             out_hidden_size=hidden,
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
             window_size=image_size,
-            fullatt_block_indexes=[1],
+            fullatt_block_indexes=list(range(vision[1])),
         ),
         image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
@@ -299,9 +299,11 @@ def build_tiny_vlm(
     image_size: int = 112,
     vocab_size: int = 2000,
     seed: int = 0,
+    vision: tuple[int, int] | None = None,
 ) -> Path:
     """Build a randomly initialised tiny VLM of `family` and save model + processor to `out_dir`.
 
+    `vision` = (width, depth) of the vision tower (Qwen2.5-VL only; default (64, 2)).
     The model is untrained (the demo bundle trains it); what matters here is that it is a real
     checkpoint of the real class, loadable by `load_vlm(out_dir)`.
     """
@@ -309,7 +311,10 @@ def build_tiny_vlm(
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(family, corpus, vocab_size=vocab_size)
-    model, image_processor, template = _BUILDERS[family](tokenizer, hidden, layers, image_size)
+    extra = {"vision": vision} if vision and family == "qwen2_5_vl" else {}
+    model, image_processor, template = _BUILDERS[family](
+        tokenizer, hidden, layers, image_size, **extra
+    )
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     # Only tokenizer + image processor are saved: the Qwen2.5-VL processor cannot be built

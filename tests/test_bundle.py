@@ -1,0 +1,62 @@
+"""The shipped demo bundle: its recorded acceptance holds, its weights are what it claims, it
+fits the size budget, and its data is reproducible from the recorded seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cagul.answering import answer_all
+from cagul.bundle import ACCEPTANCE, bundle_table
+from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.metrics import mean_em
+from cagul.models import load_vlm
+from cagul.paths import DEMO_DIR
+
+
+@pytest.fixture(scope="module")
+def bundle() -> dict:
+    return json.loads((DEMO_DIR / "bundle.json").read_text())
+
+
+def test_every_acceptance_bound_was_met_when_built(bundle):
+    assert set(bundle["acceptance"]) == set(ACCEPTANCE)
+    failed = {k: v for k, v in bundle["acceptance"].items() if not v["ok"]}
+    assert not failed
+    assert bundle["load_and_answer_seconds"] < 10
+
+
+def test_bundle_fits_the_size_budget_and_ships_three_models():
+    size = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
+    assert size <= 30 * 2**20, f"{size / 2**20:.1f} MiB"
+    for name in ("pretrain", "finetune", "retrain"):
+        assert (DEMO_DIR / "models" / name / "model.safetensors").is_file()
+
+
+def test_shipped_weights_reproduce_the_recorded_numbers(bundle):
+    """Spot check on 60 pairs (every 10th): Finetune knows them, Pretrain does not."""
+    ds = load_dataset(DEMO_DIR / "data")
+    split = make_split(ds, bundle["split"]["name"])
+    pairs = (split.forget_set + split.retain_set)[::10]
+    kws = [list(s.keywords) for s in pairs]
+    imgs, qs = [s.image_path for s in pairs], [s.question for s in pairs]
+    finetune = load_vlm(DEMO_DIR / "models" / "finetune")
+    assert mean_em(answer_all(finetune, imgs, qs, max_new_tokens=24), kws) >= 0.85
+    pretrain = load_vlm(DEMO_DIR / "models" / "pretrain")
+    assert mean_em(answer_all(pretrain, imgs, qs, max_new_tokens=24), kws) <= 0.15
+
+
+def test_same_seed_gives_the_same_data(bundle, tmp_path):
+    cfg = bundle["config"]
+    generate_dataset(tmp_path, cfg["n_individuals"], cfg["seed"], image_size=cfg["image_size"])
+    for name in ("full.json", "split.json", "probes/train.json", "probes/pope.json"):
+        assert (tmp_path / name).read_text() == (DEMO_DIR / "data" / name).read_text(), name
+    assert (tmp_path / "images" / "00000000.png").read_bytes() == (
+        DEMO_DIR / "data" / "images" / "00000000.png"
+    ).read_bytes()
+
+
+def test_readme_shows_the_measured_table(bundle):
+    readme = (DEMO_DIR / "README.md").read_text()
+    assert bundle_table(bundle) in readme
