@@ -66,7 +66,7 @@ class BundleConfig:
     vision_depth: int = field(default=4, metadata={"help": "vision tower blocks"})
     vision_steps: int = field(default=800, metadata={"help": "max vision pre-training steps"})
     vision_lr: float = field(default=2e-3, metadata={"help": "vision pre-training learning rate"})
-    vqa_epochs: int = field(default=10, metadata={"help": "general VQA epochs (Pretrain)"})
+    vqa_epochs: int = field(default=16, metadata={"help": "general VQA epochs (Pretrain)"})
     bio_epochs: int = field(default=120, metadata={"help": "biography epochs (Finetune/Retrain)"})
     replay: int = field(default=256, metadata={"help": "VQA probes replayed per biography epoch"})
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the LM stages"})
@@ -265,9 +265,9 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
 
     t = time.time()
     vqa = _vqa_samples(probes.train, cfg.seed)
+    # The vision tower keeps what its stage made: the language model learns to read it.
     fcfg = FinetuneConfig(
         epochs=cfg.vqa_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-        train_vision=True,
     )  # fmt: skip
     vqa_stats = finetune(vlm, vqa, fcfg)
     times["pretrain_vqa"] = time.time() - t

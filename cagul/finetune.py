@@ -30,6 +30,13 @@ class FinetuneConfig:
     train_vision: bool = field(
         default=False, metadata={"help": "also update the vision tower (off: it keeps its stage)"}
     )
+    vision_lr_scale: float = field(
+        default=0.1,
+        metadata={
+            "help": "vision tower lr = lr × this: noisy early gradients of a fresh "
+            "language model must not wreck features the vision stage made"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "shuffling seed"})
 
 
@@ -66,7 +73,14 @@ def finetune(
         for p in _vision_params(vlm):
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    vision_ids = {id(p) for p in _vision_params(vlm)}
+    groups = [
+        {"params": [p for p in params if id(p) not in vision_ids], "lr": cfg.lr},
+        {"params": [p for p in params if id(p) in vision_ids], "lr": cfg.lr * cfg.vision_lr_scale},
+    ]
+    opt = torch.optim.AdamW(
+        [g for g in groups if g["params"]], weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
+    )
     steps_per_epoch = math.ceil(len(draw(0)) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = _schedule(opt, total, max(1, int(cfg.warmup_frac * total)))
