@@ -36,8 +36,9 @@ _VIEW_QUESTION = "What is shown in the image?"
 @dataclass
 class CagulTrainingArguments:
     disc_epochs: int = field(default=2, metadata={"help": "discriminator-only epochs first"})
-    epochs: int = field(default=10, metadata={"help": "joint epochs after that"})
-    lr: float = field(default=1e-3, metadata={"help": "token encoder learning rate"})
+    # Tuned on the demo bundle (k=4/8/12, 10-40 epochs, lr 1e-3-1e-2; see README).
+    epochs: int = field(default=40, metadata={"help": "joint epochs after that"})
+    lr: float = field(default=1e-2, metadata={"help": "token encoder learning rate"})
     disc_lr: float = field(default=1e-3, metadata={"help": "discriminator learning rate"})
     batch_size: int = field(default=16, metadata={"help": "samples per encoder step"})
     disc_batch_size: int = field(default=32, metadata={"help": "views per discriminator step"})
@@ -47,6 +48,10 @@ class CagulTrainingArguments:
     ga_cap: float = field(default=8.0, metadata={"help": "GA stops pushing past this NLL"})
     max_retain: int = field(
         default=128, metadata={"help": "retain samples per epoch when every sample is transformed"}
+    )
+    fixed_refusals: bool = field(
+        default=False,
+        metadata={"help": "each forget sample keeps one refusal (off: a new draw each epoch)"},
     )
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
 
@@ -58,6 +63,7 @@ class _EncoderSample:
     answer: str
     role: str  # "forget" | "retain"
     indices: torch.Tensor | None = None
+    refusal: str = ""
 
 
 Progress = Callable[[float, str], None] | None
@@ -158,6 +164,8 @@ def train_cagul(
         if progress:
             progress(0.0, f"selecting tokens for {len(samples)} samples")
         _select_all(vlm, adapter, samples, args.batch_size, args.seed)
+        for s in samples:
+            s.refusal = rng.choice(REFUSALS)
 
     disc_opt = torch.optim.AdamW(adapter.discriminator.parameters(), lr=args.disc_lr)
     enc_params = [p for p in adapter.token_encoder.parameters() if p.requires_grad]
@@ -201,8 +209,11 @@ def train_cagul(
         for i in range(0, len(order), args.batch_size):
             chunk = [samples[j] for j in order[i : i + args.batch_size]]
             po = cfg.objective == "po_gd"
-            answers = [rng.choice(REFUSALS) if (s.role == "forget" and po) else s.answer
-                       for s in chunk]  # fmt: skip
+            answers = [
+                s.answer if not (s.role == "forget" and po)
+                else s.refusal if args.fixed_refusals else rng.choice(REFUSALS)
+                for s in chunk
+            ]  # fmt: skip
             batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk], answers)
             rep = TokenReplacement(adapter.token_encoder, [s.indices for s in chunk])
             nll = vlm.loss(batch, rep)

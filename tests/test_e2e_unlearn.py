@@ -53,5 +53,13 @@ def test_forget_request_runs_end_to_end_on_the_demo_bundle(tmp_path):
     base = report["base"]
     assert base["forget_em"] >= 0.8  # the base model really knew the private answers
     assert metrics.forget_em < base["forget_em"]
-    assert metrics.forget_em <= 0.05 and req.status == "verified", (req.status, report["forget"])
+    assert report["nonprivate"]["em"] >= 0.5 * base["nonprivate_em"]  # forgetting, not breaking
+    assert report["discriminator"]["accuracy"] >= 0.95
+    # The verdict follows the leak thresholds: verified only when every one of them holds.
+    verified = (
+        metrics.forget_em <= 0.05
+        and report["forget"]["ape"] <= 0.10
+        and report["leak"]["perturbed_image"] <= 0.10
+    )
+    assert req.status == ("verified" if verified else "needs_review")
     assert any(a.startswith("unlearn.") for a in actions)
