@@ -4,7 +4,7 @@ Trains adapters (fixed epochs) on a tiny Qwen2.5-VL for a grid of (dataset size,
 people) in one run, side by side, and prints a table plus JSON with wall time, language-model
 passes per epoch and discriminator views. Usage::
 
-    python benchmarks/cagul_cost.py [--out benchmarks/results/cagul_cost.json]
+    python -m benchmarks.cagul_cost [--out benchmarks/results/cagul_cost.json]
 """
 
 from __future__ import annotations
