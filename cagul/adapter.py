@@ -299,11 +299,17 @@ class CagulAdapter(nn.Module):
         return adapter.to(vlm.device).eval()
 
 
+def vote(adapters: list[CagulAdapter], tokens, layouts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each adapter's P(forget) per image `[A, B]`, and whether it is above its threshold."""
+    probs = torch.stack([a.forget_probability(tokens, layouts) for a in adapters])
+    above = probs > torch.tensor([a.config.threshold for a in adapters]).unsqueeze(1)
+    return probs, above
+
+
 def plan(vlm: VLM, adapters: list[CagulAdapter], batch: Batch, *, with_scores: bool = False):
     """Decide, per sample, whether and how the stacked `adapters` rewrite its visual tokens."""
     tokens = vlm.visual_tokens(batch)
-    probs = torch.stack([a.forget_probability(tokens, batch.layouts) for a in adapters])  # [A, B]
-    above = probs > torch.tensor([a.config.threshold for a in adapters]).unsqueeze(1)
+    probs, above = vote(adapters, tokens, batch.layouts)
     masked = torch.where(above, probs, torch.full_like(probs, -1.0))
     best = masked.argmax(0)
     choice = [int(best[b]) if above[:, b].any() else None for b in range(len(batch))]

@@ -34,7 +34,7 @@ from cagul.answering import answer_all
 from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, make_split
 from cagul.data.scenes import COLOURS, GRID, SHAPES
 from cagul.data.templates import FIELDS
-from cagul.evaluate import evaluate
+from cagul.evaluate import evaluate, general_metrics
 from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
 from cagul.models import VLM, load_vlm
 from cagul.models.tiny import build_tiny_vlm
@@ -164,13 +164,9 @@ def _scene_attributes(
 
 def _general(vlm: VLM, probes) -> dict:
     """POPE and MME accuracy, and their mean as the one 'general' number."""
-    items = probes.pope + probes.mme
-    preds = answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
-                       max_new_tokens=8)  # fmt: skip
-    pope = metrics.pope_accuracy(preds[: len(probes.pope)], [p.answer for p in probes.pope])
-    mme = metrics.mme_metrics(preds[len(probes.pope) :], [p.answer for p in probes.mme],
-                              [p.group for p in probes.mme])  # fmt: skip
-    return {"pope_acc": pope, "mme_acc": mme["acc"], "general_acc": (pope + mme["acc"]) / 2}
+    g = general_metrics(vlm, probes)
+    return {"pope_acc": g["pope_acc"], "mme_acc": g["mme_acc"],
+            "general_acc": (g["pope_acc"] + g["mme_acc"]) / 2}  # fmt: skip
 
 
 def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:

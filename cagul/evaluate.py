@@ -118,7 +118,9 @@ def _qa_block(vlm, samples, rep, bs, bar, *, paraphrase=False, mink=False, truth
     return out, (preds, x)
 
 
-def _general(vlm, probes: ProbeSet, rep, bs, bar) -> dict:
+def general_metrics(vlm, probes: ProbeSet, rep=None, bs: int = 64, bar=None) -> dict:
+    """POPE and MME accuracy on the general probes (with `rep`, under an adapter)."""
+
     def ask(items):
         return answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
                           batch_size=bs, replacement_for=rep, progress=bar)  # fmt: skip
@@ -171,7 +173,7 @@ def evaluate(
     )
     nonprivate, _ = _qa_block(vlm, split.nonprivate_set, rep, bs, bar)
     retain_out, _ = _qa_block(vlm, retain, rep, bs, bar, truth=metrics.retain_truth_ratio)
-    general = _general(vlm, probes, rep, bs, bar) if probes else {}
+    general = general_metrics(vlm, probes, rep, bs, bar) if probes else {}
     bar.bar.close()
     if forget is not None and retrain_truth_x is not None:
         forget["forget_quality"] = metrics.forget_quality(forget_x, retrain_truth_x)
@@ -282,12 +284,10 @@ def discriminator_report(vlm: VLM, adapters: list, split: Split, probes: ProbeSe
 
 
 def _flags(vlm, adapters, batch) -> list[bool]:
-    tokens = vlm.visual_tokens(batch)
-    probs = [a.forget_probability(tokens, batch.layouts) for a in adapters]
-    return [
-        any(p[b].item() > a.config.threshold for p, a in zip(probs, adapters, strict=True))
-        for b in range(len(batch))
-    ]
+    from cagul.adapter import vote
+
+    _, above = vote(adapters, vlm.visual_tokens(batch), batch.layouts)
+    return above.any(0).tolist()
 
 
 def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int = 64) -> dict:
