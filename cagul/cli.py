@@ -118,7 +118,7 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
     else:
         ids = resolve_forget_ids(ds, args.split or "forget10", 0)[1]
     training = CagulTrainingArguments()
-    for name in ("epochs", "disc_epochs", "lr"):
+    for name in ("epochs", "disc_epochs", "lr", "forget_weight", "seed"):
         if getattr(args, name) is not None:
             setattr(training, name, getattr(args, name))
     options = {}
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="joint epochs")
     p.add_argument("--disc-epochs", dest="disc_epochs", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--forget-weight", dest="forget_weight", type=float, help="PO/GA weight")
+    p.add_argument("--seed", type=int, help="training seed (default 0)")
     p.add_argument("--selection", choices=["least_attended", "random"])
     p.add_argument("--objective", choices=["po_gd", "ga_gd", "ga_kl"])
     p.add_argument("--no-discriminator", action="store_true", help="ablation: transform all")

@@ -4,6 +4,7 @@ bundle (tests/test_cagul_bundle.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -225,11 +226,15 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
     out = tmp_path / "adapter"
     rc = main(["unlearn", "--model", model, "--data", str(data_dir), "--forget", "00000001",
                "--epochs", "1", "--disc-epochs", "1", "--k", "2", "--max-retain", "5",
+               "--seed", "3", "--forget-weight", "2",
                "--out", str(out), "--report", str(tmp_path / "r.json")])  # fmt: skip
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
     rep = res["report"]
+    # The report says how the adapter was trained, flags included.
+    used = rep["training"]["arguments"]
+    assert (used["seed"], used["forget_weight"], used["epochs"]) == (3, 2.0, 1)
     for key in ("forget", "nonprivate", "retain", "discriminator", "leak", "efficiency"):
         assert key in rep
     assert rep["efficiency"]["trainable_params"] > 0
@@ -254,3 +259,18 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
     assert main(["answer", "--model", tiny_dirs["llava"], "--adapter", str(out), "--image", img,
                  "--question", "Who?"]) == 2  # fmt: skip
     assert "qwen2_5_vl" in capsys.readouterr().err
+
+
+def test_training_is_seeded_with_perturbed_encoder_views(tiny_vlms, split):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    args = CagulTrainingArguments(disc_epochs=1, epochs=2, views=1, encoder_views=2, seed=5)
+
+    def weights(seed: int) -> torch.Tensor:
+        a = CagulAdapter.for_model(vlm, k=2)
+        train_cagul(vlm, split, a, dataclasses.replace(args, seed=seed))
+        return torch.cat([p.detach().flatten() for p in a.token_encoder.parameters()])
+
+    first = weights(5)
+    # Same seed, same perturbed copies and token sets: a request can be re-run and audited.
+    assert torch.equal(first, weights(5))
+    assert not torch.equal(first, weights(6))
