@@ -22,7 +22,7 @@ METHODS = ("cagul",)
 def default_k(n_visual_tokens: int) -> int:
     """The paper's share of least-attended tokens (20 of 1369 on Qwen2.5-VL-7B, ~1.5 %), but
     on small grids up to half of them (at most 8): on the demo bundle's 16 tokens, k=4 left
-    forget EM at 0.69-0.95, k=8 brought it to 0.05-0.10 and k=12 was no better (0.12-0.19)."""
+    forget EM at 0.69-0.95, k=8 brought it to 0.05-0.10 and k=12 was no better (0.12-0.29)."""
     return max(round(0.015 * n_visual_tokens), min(n_visual_tokens // 2, 8))
 
 

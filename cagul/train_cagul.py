@@ -110,10 +110,12 @@ def _select_all(
     rng = random.Random(seed)
     n_layers = len(vlm.cross_modal_layers)
     perturbed: dict[str, list[Image.Image]] = {}
-    for path in dict.fromkeys(s.image for s in samples):
-        img = Image.open(path).convert("RGB")
-        perturbed[path] = [random_perturbation(img, rng) for _ in range(n_views)]
-    jobs = [(s, None) for s in samples] + [(s, v) for s in samples for v in perturbed[s.image]]
+    if n_views:
+        for path in dict.fromkeys(s.image for s in samples):
+            img = Image.open(path).convert("RGB")
+            perturbed[path] = [random_perturbation(img, rng) for _ in range(n_views)]
+    jobs = [(s, None) for s in samples]
+    jobs += [(s, v) for s in samples for v in perturbed.get(s.image, ())]
     for i in range(0, len(jobs), bs):
         chunk = jobs[i : i + bs]
         batch = vlm.prepare([v or s.image for s, v in chunk], [s.question for s, _ in chunk])
