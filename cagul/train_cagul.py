@@ -28,6 +28,7 @@ from PIL import Image
 from cagul.adapter import CagulAdapter
 from cagul.data import REFUSALS, Split
 from cagul.models import VLM, TokenReplacement
+from cagul.models.base import sequence_nll
 from cagul.perturb import random_perturbation
 
 _VIEW_QUESTION = "What is shown in the image?"
@@ -49,6 +50,13 @@ class CagulTrainingArguments:
     encoder_views: int = field(
         default=0, metadata={"help": "perturbed copies per encoder sample (0: clean only)"}
     )
+    view_roles: str = field(
+        default="all", metadata={"help": "whose samples get encoder views: all | forget"}
+    )
+    expand_views: bool = field(
+        default=False,
+        metadata={"help": "every view is its own sample each epoch (off: one draw per sample)"},
+    )
     max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
     gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
     # The forget set is the smaller part (21 vs 39 non-private pairs on forget10) and the one
@@ -58,12 +66,23 @@ class CagulTrainingArguments:
     max_retain: int = field(
         default=128, metadata={"help": "retain samples per epoch when every sample is transformed"}
     )
+    # PO's target is one refusal of many, and the frozen model spreads its refusals over all of
+    # them (NLL floors near 0.27 per token): what decides a leak is refusing at all, so this
+    # term scores that decision directly at the first answer token (refuse on the forget set,
+    # do not on the retain samples).
+    refusal_start_weight: float = field(
+        default=0.0, metadata={"help": "weight of the refuse-or-answer BCE (PO only)"}
+    )
     fixed_refusals: bool = field(
         default=True,
         metadata={"help": "each forget sample keeps one refusal (off: a new draw each epoch)"},
     )
     cosine: bool = field(default=True, metadata={"help": "cosine-decay the encoder lr to 0"})
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
+
+    def __post_init__(self) -> None:
+        if self.view_roles not in ("all", "forget"):
+            raise ValueError(f"view_roles must be all or forget, got {self.view_roles!r}")
 
 
 @dataclass
@@ -102,7 +121,13 @@ def _encoder_samples(split: Split, use_discriminator: bool, retain_pool: list) -
 
 
 def _select_all(
-    vlm: VLM, adapter: CagulAdapter, samples: list, bs: int, seed: int, n_views: int = 0
+    vlm: VLM,
+    adapter: CagulAdapter,
+    samples: list,
+    bs: int,
+    seed: int,
+    n_views: int = 0,
+    roles: tuple[str, ...] = ("forget", "retain"),
 ) -> None:
     """Fix each sample's token set once (the VLM is frozen, so its scores never change), and
     those of `n_views` perturbed copies of its image."""
@@ -111,11 +136,11 @@ def _select_all(
     n_layers = len(vlm.cross_modal_layers)
     perturbed: dict[str, list[Image.Image]] = {}
     if n_views:
-        for path in dict.fromkeys(s.image for s in samples):
+        for path in dict.fromkeys(s.image for s in samples if s.role in roles):
             img = Image.open(path).convert("RGB")
             perturbed[path] = [random_perturbation(img, rng) for _ in range(n_views)]
     jobs = [(s, None) for s in samples]
-    jobs += [(s, v) for s in samples for v in perturbed.get(s.image, ())]
+    jobs += [(s, v) for s in samples if s.role in roles for v in perturbed.get(s.image, ())]
     for i in range(0, len(jobs), bs):
         chunk = jobs[i : i + bs]
         batch = vlm.prepare([v or s.image for s, v in chunk], [s.question for s, _ in chunk])
@@ -128,6 +153,26 @@ def _select_all(
                 s.indices = adapter.select(sc, gen)
             else:
                 s.views.append((v, adapter.select(sc, gen)))
+
+
+def _refusal_first_tokens(vlm: VLM, image, question: str) -> torch.Tensor:
+    """The ids that open a refusal answer, read off how `prepare` labels each refusal."""
+    batch = vlm.prepare([image] * len(REFUSALS), [question] * len(REFUSALS), list(REFUSALS))
+    first = (batch.labels != -100).int().argmax(1)
+    return torch.unique(batch.labels[torch.arange(len(first)), first])
+
+
+def _refusal_start_nll(
+    logits: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, refuse: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample binary cross-entropy of the refuse-or-answer decision at the first answer
+    token: -log P(any refusal's first token) where `refuse`, -log(1 - that) elsewhere; [B]."""
+    first = (labels != -100).int().argmax(1)
+    rows = torch.arange(len(first), device=logits.device)
+    logp = torch.log_softmax(logits[rows, first - 1].float(), -1)
+    log_refuse = torch.logsumexp(logp[:, ids.to(logits.device)], -1).clamp(max=-1e-6)
+    log_answer = torch.log(-torch.expm1(log_refuse))
+    return -torch.where(refuse, log_refuse, log_answer)
 
 
 def _kl_to_base(vlm: VLM, batch, rep: TokenReplacement) -> torch.Tensor:
@@ -189,9 +234,21 @@ def train_cagul(
         samples = _encoder_samples(split, cfg.use_discriminator, pool)
         if progress:
             progress(0.0, f"selecting tokens for {len(samples)} samples")
-        _select_all(vlm, adapter, samples, args.batch_size, args.seed, args.encoder_views)
+        roles = ("forget",) if args.view_roles == "forget" else ("forget", "retain")
+        _select_all(vlm, adapter, samples, args.batch_size, args.seed, args.encoder_views, roles)
         for s in samples:
             s.refusal = rng.choice(REFUSALS)
+        if args.expand_views:
+            samples = samples + [
+                _EncoderSample(v, s.question, s.answer, s.role, idx, s.refusal)
+                for s in samples
+                for v, idx in s.views
+            ]
+            for s in samples:
+                s.views = []
+    refusal_ids = None
+    if samples and args.refusal_start_weight and cfg.objective == "po_gd":
+        refusal_ids = _refusal_first_tokens(vlm, samples[0].image, samples[0].question)
 
     disc_opt = torch.optim.AdamW(adapter.discriminator.parameters(), lr=args.disc_lr)
     enc_params = [p for p in adapter.token_encoder.parameters() if p.requires_grad]
@@ -256,11 +313,17 @@ def train_cagul(
             ]
             batch = vlm.prepare([v[0] for v in shown], [s.question for s in chunk], answers)
             rep = TokenReplacement(adapter.token_encoder, [v[1] for v in shown])
-            nll = vlm.loss(batch, rep)
+            logits = vlm.forward(batch, rep)
+            nll = sequence_nll(logits, batch.labels)
             forget = torch.tensor([s.role == "forget" for s in chunk], device=nll.device)
             # GA: ascent on the true answer, capped so it cannot diverge.
             forget_term = nll if po else -nll.clamp(max=args.ga_cap)
+            if refusal_ids is not None:
+                start = _refusal_start_nll(logits, batch.labels, refusal_ids, forget)
+                forget_term = forget_term + args.refusal_start_weight * start
             retain_term = _kl_to_base(vlm, batch, rep) if cfg.objective == "ga_kl" else nll
+            if refusal_ids is not None:
+                retain_term = retain_term + args.refusal_start_weight * start
             per = torch.where(
                 forget, args.forget_weight * forget_term, args.gd_weight * retain_term
             )
