@@ -118,7 +118,7 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
     else:
         ids = resolve_forget_ids(ds, args.split or "forget10", 0)[1]
     training = CagulTrainingArguments()
-    for name in ("epochs", "disc_epochs", "lr", "forget_weight", "seed"):
+    for name in ("epochs", "disc_epochs", "lr", "forget_weight", "encoder_views", "seed"):
         if getattr(args, name) is not None:
             setattr(training, name, getattr(args, name))
     options = {}
@@ -247,11 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forget", help="comma-separated individual ids")
     p.add_argument("--split", help="split name in split.json (default forget10)")
     p.add_argument("--setting", default="private", choices=["private", "identity"])
-    p.add_argument("--k", type=int, help="tokens rewritten per sample (default: 1.5%%, ≥ 4)")
+    p.add_argument(
+        "--k",
+        type=int,
+        help="tokens rewritten per sample (default: 1.5%%, or half a small grid up to 8)",
+    )
     p.add_argument("--epochs", type=int, help="joint epochs")
     p.add_argument("--disc-epochs", dest="disc_epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--forget-weight", dest="forget_weight", type=float, help="PO/GA weight")
+    p.add_argument("--encoder-views", dest="encoder_views", type=int,
+                   help="perturbed copies per forget pair for the encoder (default 8; 0: "
+                        "faster, but a re-saved or shifted photo leaks more)")  # fmt: skip
     p.add_argument("--seed", type=int, help="training seed (default 0)")
     p.add_argument("--selection", choices=["least_attended", "random"])
     p.add_argument("--objective", choices=["po_gd", "ga_gd", "ga_kl"])

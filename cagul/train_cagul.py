@@ -38,30 +38,34 @@ _VIEW_QUESTION = "What is shown in the image?"
 class CagulTrainingArguments:
     disc_epochs: int = field(default=2, metadata={"help": "discriminator-only epochs first"})
     # Tuned on the demo bundle (k 4-12, 10-500 epochs, lr 1e-3-1e-2, schedules, refusal
-    # draws, PO weight; the record is in the README).
-    epochs: int = field(default=300, metadata={"help": "joint epochs after that"})
+    # draws, PO weight, perturbed views; the record is in the README).
+    epochs: int = field(default=200, metadata={"help": "joint epochs after that"})
     lr: float = field(default=3e-3, metadata={"help": "token encoder learning rate"})
     disc_lr: float = field(default=1e-3, metadata={"help": "discriminator learning rate"})
     batch_size: int = field(default=16, metadata={"help": "samples per encoder step"})
     disc_batch_size: int = field(default=32, metadata={"help": "views per discriminator step"})
     views: int = field(default=12, metadata={"help": "perturbed copies of each image (BCE)"})
-    # Measured on the demo bundle: 4 copies raised the perturbed-image leak (0.29 -> 0.42) and
-    # cost non-private EM (0.99 -> 0.82), so the default trains on the clean images only.
+    # A rewrite fitted on the exact training pixels let a shifted or re-lit photo through
+    # (leak 0.29 on the bundle); 8 perturbed copies of each forget pair, each its own sample,
+    # took it to 0.04. Only the forget set gets them: the cost grows with it alone.
     encoder_views: int = field(
-        default=0, metadata={"help": "perturbed copies per encoder sample (0: clean only)"}
+        default=8, metadata={"help": "perturbed copies per encoder sample (0: clean only)"}
     )
     view_roles: str = field(
-        default="all", metadata={"help": "whose samples get encoder views: all | forget"}
+        default="forget", metadata={"help": "whose samples get encoder views: all | forget"}
     )
+    # One random draw among clean and perturbed per epoch was measured worse (leak 0.42).
     expand_views: bool = field(
-        default=False,
+        default=True,
         metadata={"help": "every view is its own sample each epoch (off: one draw per sample)"},
     )
     max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
     gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
-    # The forget set is the smaller part (21 vs 39 non-private pairs on forget10) and the one
-    # the frozen model resists: weighting it 3x took forget EM 0.07-0.21 to 0.05-0.10.
-    forget_weight: float = field(default=3.0, metadata={"help": "weight of PO / GA terms"})
+    # Balances forgetting against the same image's non-private answers. Clean only, 3x took
+    # forget EM 0.07-0.21 to 0.05-0.10; with 8 views per forget pair the forget set is the
+    # larger part, and 0.6 / 0.8 / 1.0 gave forget EM 0.17 / 0.00 / 0.00, non-private 0.99 /
+    # 1.00 / 0.91.
+    forget_weight: float = field(default=0.8, metadata={"help": "weight of PO / GA terms"})
     ga_cap: float = field(default=8.0, metadata={"help": "GA stops pushing past this NLL"})
     max_retain: int = field(
         default=128, metadata={"help": "retain samples per epoch when every sample is transformed"}
@@ -69,7 +73,8 @@ class CagulTrainingArguments:
     # PO's target is one refusal of many, and the frozen model spreads its refusals over all of
     # them (NLL floors near 0.27 per token): what decides a leak is refusing at all, so this
     # term scores that decision directly at the first answer token (refuse on the forget set,
-    # do not on the retain samples).
+    # do not on the retain samples). Measured: forget EM 0.00 but non-private 0.81-0.83 on the
+    # bundle, so off by default.
     refusal_start_weight: float = field(
         default=0.0, metadata={"help": "weight of the refuse-or-answer BCE (PO only)"}
     )

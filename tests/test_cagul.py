@@ -26,8 +26,9 @@ from cagul.models import load_vlm
 from cagul.selection import SelectionError, select_tokens
 from cagul.train_cagul import CagulTrainingArguments, train_cagul
 
+# Clean encoder samples only: the perturbed-view path has its own tests below.
 FAST = CagulTrainingArguments(
-    disc_epochs=3, epochs=3, views=3, batch_size=8, disc_batch_size=4, lr=3e-3
+    disc_epochs=3, epochs=3, views=3, batch_size=8, disc_batch_size=4, lr=3e-3, encoder_views=0
 )
 
 
@@ -206,7 +207,9 @@ def test_tampered_adapter_files_are_refused(tiny_vlms, trained, tmp_path):
 def test_ablation_switches(tiny_vlms, split):
     vlm = tiny_vlms["llava"]
     no_disc = CagulAdapter.for_model(vlm, k=2, use_discriminator=False)
-    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=1, batch_size=8, max_retain=10)
+    args = CagulTrainingArguments(
+        disc_epochs=0, epochs=1, views=1, batch_size=8, max_retain=10, encoder_views=0
+    )
     stats = train_cagul(vlm, split, no_disc, args)
     # Without a discriminator every sample is transformed, so retain samples train E too.
     assert stats["encoder_samples"] == 20 + 10
@@ -226,7 +229,7 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
     out = tmp_path / "adapter"
     rc = main(["unlearn", "--model", model, "--data", str(data_dir), "--forget", "00000001",
                "--epochs", "1", "--disc-epochs", "1", "--k", "2", "--max-retain", "5",
-               "--seed", "3", "--forget-weight", "2",
+               "--seed", "3", "--forget-weight", "2", "--encoder-views", "1",
                "--out", str(out), "--report", str(tmp_path / "r.json")])  # fmt: skip
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
@@ -235,6 +238,7 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
     # The report says how the adapter was trained, flags included.
     used = rep["training"]["arguments"]
     assert (used["seed"], used["forget_weight"], used["epochs"]) == (3, 2.0, 1)
+    assert used["encoder_views"] == 1
     for key in ("forget", "nonprivate", "retain", "discriminator", "leak", "efficiency"):
         assert key in rep
     assert rep["efficiency"]["trainable_params"] > 0
