@@ -92,7 +92,7 @@ class CagulTrainingArguments:
 
 @dataclass
 class _EncoderSample:
-    image: str
+    image: str | Image.Image  # a path, or a perturbed copy (expanded views)
     question: str
     answer: str
     role: str  # "forget" | "retain"
