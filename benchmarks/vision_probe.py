@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from cagul.data.scenes import GRID, SHAPES
+from cagul.data.scenes import SHAPES, token_cells
 from cagul.models import load_vlm
 
 _QUESTION = "What is shown in the image?"
@@ -27,11 +27,8 @@ _QUESTION = "What is shown in the image?"
 def _labels(scene: dict, per_side: int) -> tuple[list[float], list[int]]:
     present = [float(any(o["shape"] == s for o in scene["objects"])) for s in SHAPES]
     cells = {(o["row"], o["col"]): o for o in scene["objects"]}
-    under = []
-    for r in range(per_side):
-        for c in range(per_side):
-            o = cells.get((int((r + 0.5) / per_side * GRID), int((c + 0.5) / per_side * GRID)))
-            under.append(0 if o is None else 1 + SHAPES.index(o["shape"]))
+    under = [0 if (o := cells.get(cell)) is None else 1 + SHAPES.index(o["shape"])
+             for cell in token_cells(per_side)]  # fmt: skip
     return present, under
 
 
@@ -75,8 +72,7 @@ def probe(vlm, probes_dir: Path) -> dict:
     pred = _fit(tokens.mean(1), present, train, multilabel=True)
     flat_train = train[:, None].expand(-1, tokens.shape[1]).reshape(-1)
     flat_under = under.reshape(-1)
-    tok_pred = _fit(tokens.reshape(-1, tokens.shape[-1]), flat_under[:, None].squeeze(1),
-                    flat_train, multilabel=False)  # fmt: skip
+    tok_pred = _fit(tokens.reshape(-1, tokens.shape[-1]), flat_under, flat_train, multilabel=False)
     objects = flat_under[~flat_train] > 0
     majority = (present[~train] == (present[train].mean(0) > 0.5).float()).float().mean()
     return {

@@ -32,7 +32,7 @@ import torch
 from cagul import metrics
 from cagul.answering import answer_all
 from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, make_split
-from cagul.data.scenes import COLOURS, GRID, SHAPES
+from cagul.data.scenes import COLOURS, GRID, SHAPES, token_cells
 from cagul.data.templates import FIELDS
 from cagul.evaluate import evaluate, general_metrics
 from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
@@ -137,15 +137,10 @@ def _scene_attributes(
     for sc in scenes:
         cells = {(o["row"], o["col"]): o for o in sc["objects"]}
         labels = []
-        for r in range(tokens_per_side):
-            for c in range(tokens_per_side):
-                cell = (
-                    int((r + 0.5) / tokens_per_side * GRID),
-                    int((c + 0.5) / tokens_per_side * GRID),
-                )
-                o = cells.get(cell)
-                labels.append(0 if o is None else
-                              1 + SHAPES.index(o["shape"]) * len(colours) + colours.index(o["colour"]))  # fmt: skip
+        for cell in token_cells(tokens_per_side):
+            o = cells.get(cell)
+            labels.append(0 if o is None else
+                          1 + SHAPES.index(o["shape"]) * len(colours) + colours.index(o["colour"]))  # fmt: skip
         token_rows.append(labels)
         v: list[float] = []
         objs = sc["objects"]

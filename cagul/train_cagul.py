@@ -54,11 +54,6 @@ class CagulTrainingArguments:
     view_roles: str = field(
         default="forget", metadata={"help": "whose samples get encoder views: all | forget"}
     )
-    # One random draw among clean and perturbed per epoch was measured worse (leak 0.42).
-    expand_views: bool = field(
-        default=True,
-        metadata={"help": "every view is its own sample each epoch (off: one draw per sample)"},
-    )
     max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
     gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
     # Balances forgetting against the same image's non-private answers. Clean only, 3x took
@@ -92,14 +87,12 @@ class CagulTrainingArguments:
 
 @dataclass
 class _EncoderSample:
-    image: str | Image.Image  # a path, or a perturbed copy (expanded views)
+    image: str | Image.Image  # a path, or a perturbed copy (`encoder_views`)
     question: str
     answer: str
     role: str  # "forget" | "retain"
     indices: torch.Tensor | None = None
     refusal: str = ""
-    # Perturbed copies of the image with their own token sets (`encoder_views`).
-    views: list[tuple[Image.Image, torch.Tensor]] = field(default_factory=list)
 
 
 Progress = Callable[[float, str], None] | None
@@ -133,9 +126,11 @@ def _select_all(
     seed: int,
     n_views: int = 0,
     roles: tuple[str, ...] = ("forget", "retain"),
-) -> None:
+) -> list[_EncoderSample]:
     """Fix each sample's token set once (the VLM is frozen, so its scores never change), and
-    those of `n_views` perturbed copies of its image."""
+    return, for the samples of `roles`, `n_views` more each: the same pair on a perturbed copy
+    of its image with that copy's own token set. Each is a sample of its own every epoch (one
+    random draw among clean and perturbed per epoch was measured worse: leak 0.42)."""
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     n_layers = len(vlm.cross_modal_layers)
@@ -144,20 +139,23 @@ def _select_all(
         for path in dict.fromkeys(s.image for s in samples if s.role in roles):
             img = Image.open(path).convert("RGB")
             perturbed[path] = [random_perturbation(img, rng) for _ in range(n_views)]
-    jobs = [(s, None) for s in samples]
-    jobs += [(s, v) for s in samples if s.role in roles for v in perturbed.get(s.image, ())]
+    view_samples = [
+        _EncoderSample(v, s.question, s.answer, s.role, refusal=s.refusal)
+        for s in samples
+        if s.role in roles
+        for v in perturbed.get(s.image, ())
+    ]
+    jobs = samples + view_samples
     for i in range(0, len(jobs), bs):
         chunk = jobs[i : i + bs]
-        batch = vlm.prepare([v or s.image for s, v in chunk], [s.question for s, _ in chunk])
+        batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk])
         if adapter.config.selection == "least_attended":
             scores = vlm.cross_modal_scores(batch)
         else:
             scores = [torch.zeros(n_layers, lay.n_tokens) for lay in batch.layouts]
-        for (s, v), sc in zip(chunk, scores, strict=True):
-            if v is None:
-                s.indices = adapter.select(sc, gen)
-            else:
-                s.views.append((v, adapter.select(sc, gen)))
+        for s, sc in zip(chunk, scores, strict=True):
+            s.indices = adapter.select(sc, gen)
+    return view_samples
 
 
 def _refusal_first_tokens(vlm: VLM, image, question: str) -> torch.Tensor:
@@ -239,18 +237,12 @@ def train_cagul(
         samples = _encoder_samples(split, cfg.use_discriminator, pool)
         if progress:
             progress(0.0, f"selecting tokens for {len(samples)} samples")
-        roles = ("forget",) if args.view_roles == "forget" else ("forget", "retain")
-        _select_all(vlm, adapter, samples, args.batch_size, args.seed, args.encoder_views, roles)
         for s in samples:
             s.refusal = rng.choice(REFUSALS)
-        if args.expand_views:
-            samples = samples + [
-                _EncoderSample(v, s.question, s.answer, s.role, idx, s.refusal)
-                for s in samples
-                for v, idx in s.views
-            ]
-            for s in samples:
-                s.views = []
+        roles = ("forget",) if args.view_roles == "forget" else ("forget", "retain")
+        samples += _select_all(
+            vlm, adapter, samples, args.batch_size, args.seed, args.encoder_views, roles
+        )
     refusal_ids = None
     if samples and args.refusal_start_weight and cfg.objective == "po_gd":
         refusal_ids = _refusal_first_tokens(vlm, samples[0].image, samples[0].question)
@@ -310,24 +302,18 @@ def train_cagul(
                 else s.refusal if args.fixed_refusals else rng.choice(REFUSALS)
                 for s in chunk
             ]  # fmt: skip
-            # Each sample shows its clean image or one of its perturbed copies, so the rewrite
-            # also works on a re-saved or shifted photo, not only on the exact training pixels.
-            shown = [
-                rng.choice([(s.image, s.indices), *s.views]) if s.views else (s.image, s.indices)
-                for s in chunk
-            ]
-            batch = vlm.prepare([v[0] for v in shown], [s.question for s in chunk], answers)
-            rep = TokenReplacement(adapter.token_encoder, [v[1] for v in shown])
+            batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk], answers)
+            rep = TokenReplacement(adapter.token_encoder, [s.indices for s in chunk])
             logits = vlm.forward(batch, rep)
             nll = sequence_nll(logits, batch.labels)
             forget = torch.tensor([s.role == "forget" for s in chunk], device=nll.device)
             # GA: ascent on the true answer, capped so it cannot diverge.
             forget_term = nll if po else -nll.clamp(max=args.ga_cap)
-            if refusal_ids is not None:
-                start = _refusal_start_nll(logits, batch.labels, refusal_ids, forget)
-                forget_term = forget_term + args.refusal_start_weight * start
             retain_term = _kl_to_base(vlm, batch, rep) if cfg.objective == "ga_kl" else nll
             if refusal_ids is not None:
+                # One BCE, signed by role: refuse on the forget set, answer elsewhere.
+                start = _refusal_start_nll(logits, batch.labels, refusal_ids, forget)
+                forget_term = forget_term + args.refusal_start_weight * start
                 retain_term = retain_term + args.refusal_start_weight * start
             per = torch.where(
                 forget, args.forget_weight * forget_term, args.gd_weight * retain_term

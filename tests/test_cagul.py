@@ -283,7 +283,7 @@ def test_training_is_seeded_with_perturbed_encoder_views(tiny_vlms, split):
 def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split):
     vlm = tiny_vlms["qwen2_5_vl"]
     args = CagulTrainingArguments(
-        disc_epochs=0, epochs=1, views=0, encoder_views=3, view_roles="forget", expand_views=True
+        disc_epochs=0, epochs=1, views=0, encoder_views=3, view_roles="forget"
     )
     stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
     # Each forget pair is shown clean and as 3 perturbed copies; non-private pairs only clean,

@@ -84,6 +84,13 @@ class Scene:
         return {"scene_id": self.scene_id, "objects": [asdict(o) for o in self.objects]}
 
 
+def token_cells(per_side: int) -> list[tuple[int, int]]:
+    """The scene cell (row, col) under the centre of each visual token of a `per_side` ×
+    `per_side` token grid, row-major: what a token is expected to see."""
+    return [(int((r + 0.5) / per_side * GRID), int((c + 0.5) / per_side * GRID))
+            for r in range(per_side) for c in range(per_side)]  # fmt: skip
+
+
 def sample_scene(rng: random.Random, scene_id: str) -> Scene:
     """Draw one scene: 1-5 objects, mostly from one theme, in distinct cells."""
     n = rng.choices((1, 2, 3, 4, 5), weights=(1, 3, 3, 2, 1))[0]
