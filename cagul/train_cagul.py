@@ -77,6 +77,14 @@ class CagulTrainingArguments:
         default=True,
         metadata={"help": "each forget sample keeps one refusal (off: a new draw each epoch)"},
     )
+    # Which pair stays unforgotten changed with the seed (seeds 1, 2: forget EM 0.07, 0.14),
+    # always a pair the encoder had not fitted by the end, so weight each sample by how far
+    # its last loss is above its role's mean: effort goes where the answer still leaks.
+    hard_weight: float = field(
+        default=0.0,
+        metadata={"help": "exponent of the last-loss / role-mean sample weight (0: uniform)"},
+    )
+    hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})
     cosine: bool = field(default=True, metadata={"help": "cosine-decay the encoder lr to 0"})
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
 
@@ -176,6 +184,25 @@ def _refusal_start_nll(
     log_refuse = torch.logsumexp(logp[:, ids.to(logits.device)], -1).clamp(max=-1e-6)
     log_answer = torch.log(-torch.expm1(log_refuse))
     return -torch.where(refuse, log_refuse, log_answer)
+
+
+def _hard_weights(
+    last_loss: torch.Tensor, is_forget: torch.Tensor, idx: list[int], exponent: float, cap: float
+) -> torch.Tensor:
+    """Weights of samples `idx`: (last loss / mean last loss of the same role) ** `exponent`,
+    at most `cap`; 1 for a sample not seen yet (NaN last loss) or when `exponent` is 0."""
+    w = torch.ones(len(idx))
+    if not exponent:
+        return w
+    sel = torch.tensor(idx, dtype=torch.long)
+    for role in (True, False):
+        seen = (is_forget == role) & ~last_loss.isnan()
+        if not seen.any():
+            continue
+        mean = last_loss[seen].mean().clamp(min=1e-6)
+        mine = (is_forget[sel] == role) & ~last_loss[sel].isnan()
+        w[mine] = (last_loss[sel][mine].clamp(min=0) / mean) ** exponent
+    return w.clamp(max=cap)
 
 
 def _kl_to_base(vlm: VLM, batch, rep: TokenReplacement) -> torch.Tensor:
@@ -290,12 +317,16 @@ def train_cagul(
             tick(f"{epoch_label} discriminator BCE {loss.item():.3f}")
         return sum(losses) / max(1, len(losses))
 
+    last_loss = torch.full((len(samples),), float("nan"))
+    is_forget = torch.tensor([s.role == "forget" for s in samples], dtype=torch.bool)
+
     def enc_epoch(epoch_label: str) -> dict:
         order = list(range(len(samples)))
         rng.shuffle(order)
         sums: dict[str, list[float]] = {"forget": [], "retain": []}
         for i in range(0, len(order), args.batch_size):
-            chunk = [samples[j] for j in order[i : i + args.batch_size]]
+            idx = order[i : i + args.batch_size]
+            chunk = [samples[j] for j in idx]
             po = cfg.objective == "po_gd"
             answers = [
                 s.answer if not (s.role == "forget" and po)
@@ -318,6 +349,10 @@ def train_cagul(
             per = torch.where(
                 forget, args.forget_weight * forget_term, args.gd_weight * retain_term
             )
+            if po:
+                w = _hard_weights(last_loss, is_forget, idx, args.hard_weight, args.hard_cap)
+                per = per * w.to(per.device)
+                last_loss[idx] = nll.detach().float().cpu()
             loss = per.mean()
             enc_opt.zero_grad(set_to_none=True)
             loss.backward()

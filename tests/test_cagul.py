@@ -309,3 +309,30 @@ def test_refusal_start_loss_scores_the_token_that_opens_the_answer():
     # On retain samples the same decision is scored the other way round.
     keep = _refusal_start_nll(logits, labels, ids, torch.tensor([False, False]))
     assert keep[0] > 8.0 and keep[1] < 0.01
+
+
+def test_hard_weights_favour_the_samples_still_unfitted_within_their_role():
+    from cagul.train_cagul import _hard_weights
+
+    nan = float("nan")
+    last = torch.tensor([1.0, 3.0, nan, 0.5, 1.5])
+    is_forget = torch.tensor([True, True, True, False, False])
+    w = _hard_weights(last, is_forget, [0, 1, 2, 3, 4], exponent=1.0, cap=4.0)
+    # Each role is measured against its own mean (forget 2.0, retain 1.0): a forget refusal
+    # that is still hard does not starve the retain answers of weight, and vice versa.
+    assert torch.allclose(w, torch.tensor([0.5, 1.5, 1.0, 0.5, 1.5]))
+    assert _hard_weights(last, is_forget, [1], exponent=2.0, cap=1.2).item() == pytest.approx(1.2)
+    assert torch.equal(_hard_weights(last, is_forget, [0, 1], 0.0, 4.0), torch.ones(2))
+
+
+def test_hard_weighting_changes_training_only_when_switched_on(tiny_vlms, split):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    args = CagulTrainingArguments(disc_epochs=0, epochs=3, views=0, encoder_views=0)
+
+    def weights(hard: float) -> torch.Tensor:
+        a = CagulAdapter.for_model(vlm, k=2)
+        train_cagul(vlm, split, a, dataclasses.replace(args, hard_weight=hard))
+        return torch.cat([p.detach().flatten() for p in a.token_encoder.parameters()])
+
+    assert torch.equal(weights(0.0), weights(0.0))
+    assert not torch.equal(weights(0.0), weights(1.0))
