@@ -118,7 +118,15 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
     else:
         ids = resolve_forget_ids(ds, args.split or "forget10", 0)[1]
     training = CagulTrainingArguments()
-    for name in ("epochs", "disc_epochs", "lr", "forget_weight", "encoder_views", "seed"):
+    for name in (
+        "epochs",
+        "disc_epochs",
+        "lr",
+        "forget_weight",
+        "encoder_views",
+        "hard_weight",
+        "seed",
+    ):
         if getattr(args, name) is not None:
             setattr(training, name, getattr(args, name))
     options = {}
@@ -259,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-views", dest="encoder_views", type=int,
                    help="perturbed copies per forget pair for the encoder (default 8; 0: "
                         "faster, but a re-saved or shifted photo leaks more)")  # fmt: skip
+    p.add_argument("--hard-weight", dest="hard_weight", type=float,
+                   help="weight samples by last loss / role mean to this power (default 1; "
+                        "0: uniform)")  # fmt: skip
     p.add_argument("--seed", type=int, help="training seed (default 0)")
     p.add_argument("--selection", choices=["least_attended", "random"])
     p.add_argument("--objective", choices=["po_gd", "ga_gd", "ga_kl"])

@@ -77,11 +77,13 @@ class CagulTrainingArguments:
         default=True,
         metadata={"help": "each forget sample keeps one refusal (off: a new draw each epoch)"},
     )
-    # Which pair stays unforgotten changed with the seed (seeds 1, 2: forget EM 0.07, 0.14),
-    # always a pair the encoder had not fitted by the end, so weight each sample by how far
-    # its last loss is above its role's mean: effort goes where the answer still leaks.
+    # Uniform weights left a different unfitted pair per seed (seeds 0-2: forget EM 0 / 0.07 /
+    # 0.14, leak 0.04 / 0.13 / 0.15), so each sample is weighted by how far its last loss is
+    # above its role's mean: effort goes where the answer still leaks. Exponent 1 on seeds
+    # 0-3: forget EM 0.05 / 0.05 / 0.05 / 0, non-private 1.00 on all, leak 0.10 / 0.10 / 0.12 /
+    # 0.10; exponent 2 overshot (forget EM 0.19 / 0.12 on seeds 1, 2).
     hard_weight: float = field(
-        default=0.0,
+        default=1.0,
         metadata={"help": "exponent of the last-loss / role-mean sample weight (0: uniform)"},
     )
     hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})

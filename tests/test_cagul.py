@@ -230,7 +230,7 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
     rc = main(["unlearn", "--model", model, "--data", str(data_dir), "--forget", "00000001",
                "--epochs", "1", "--disc-epochs", "1", "--k", "2", "--max-retain", "5",
                "--seed", "3", "--forget-weight", "2", "--encoder-views", "1",
-               "--out", str(out), "--report", str(tmp_path / "r.json")])  # fmt: skip
+               "--hard-weight", "0.5", "--out", str(out), "--report", str(tmp_path / "r.json")])  # fmt: skip
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
@@ -238,7 +238,7 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
     # The report says how the adapter was trained, flags included.
     used = rep["training"]["arguments"]
     assert (used["seed"], used["forget_weight"], used["epochs"]) == (3, 2.0, 1)
-    assert used["encoder_views"] == 1
+    assert (used["encoder_views"], used["hard_weight"]) == (1, 0.5)
     for key in ("forget", "nonprivate", "retain", "discriminator", "leak", "efficiency"):
         assert key in rep
     assert rep["efficiency"]["trainable_params"] > 0
