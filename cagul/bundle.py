@@ -69,6 +69,15 @@ class BundleConfig:
     vqa_epochs: int = field(default=16, metadata={"help": "general VQA epochs (Pretrain)"})
     bio_epochs: int = field(default=120, metadata={"help": "biography epochs (Finetune/Retrain)"})
     replay: int = field(default=256, metadata={"help": "VQA probes replayed per biography epoch"})
+    extra_individuals: int = field(
+        default=0,
+        metadata={
+            "help": "a second, disjoint population (drawn with seed + 1, not shipped) whose "
+            "biographies are asked in every wording, training and paraphrase, in the "
+            "biography stages: the language prior a real LM brings, so a reworded question "
+            "reaches the same fact (0: none, as the shipped bundle was built)"
+        },
+    )
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the LM stages"})
     batch_size: int = field(default=64, metadata={"help": "samples per step"})
     log_every: int = field(default=10, metadata={"help": "epochs between progress evaluations"})
@@ -78,9 +87,9 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _corpus(ds, probes) -> list[str]:
+def _corpus(ds, probes, extra=None) -> list[str]:
     texts = [q for f in FIELDS for q in f.train_questions + f.paraphrase_questions]
-    for ind in ds:
+    for ind in [*ds, *(extra or ())]:
         for qa in ind.qa_list:
             texts += [qa.answer, qa.paraphrased_answer, *qa.perturbed_answer]
     texts += [p.question for p in probes.train[:500]] + list(REFUSALS)
@@ -175,10 +184,14 @@ def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
     return metrics.mean_em(answer_all(vlm, imgs, qs, max_new_tokens=24), kws)
 
 
-def _template_drawer(samples, vqa, replay: int, seed: int):
+def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
     """Per epoch: every pair once, asked with a random training template of its field, plus
-    `replay` VQA probes, so the model learns the fact rather than one phrasing."""
+    `replay` VQA probes, so the model learns the fact rather than one phrasing. `extra` pairs
+    (another population's) are asked with any template of their field, paraphrase ones too:
+    the paraphrases of `samples` themselves are never trained on (they are the evaluation)."""
     by_question = {q: f.train_questions for f in FIELDS for q in f.train_questions}
+    any_wording = {q: f.train_questions + f.paraphrase_questions
+                   for f in FIELDS for q in f.train_questions}  # fmt: skip
 
     def draw(epoch: int):
         rng = random.Random(seed * 1000 + epoch)
@@ -186,13 +199,16 @@ def _template_drawer(samples, vqa, replay: int, seed: int):
             (s.image_path, rng.choice(by_question.get(s.question, (s.question,))), s.answer)
             for s in samples
         ]
+        if extra:
+            out += [(s.image_path, rng.choice(any_wording.get(s.question, (s.question,))),
+                     s.answer) for s in extra]  # fmt: skip
         out += rng.sample(vqa, replay)
         return out
 
     return draw
 
 
-def _train_biographies(vlm: VLM, samples, probes, cfg: BundleConfig, name: str) -> dict:
+def _train_biographies(vlm: VLM, samples, probes, cfg: BundleConfig, name: str, extra=()) -> dict:
     watch = samples[:: max(1, len(samples) // 96)]
 
     def on_epoch(epoch: int) -> None:
@@ -203,7 +219,8 @@ def _train_biographies(vlm: VLM, samples, probes, cfg: BundleConfig, name: str) 
         epochs=cfg.bio_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
         train_vision=True,
     )  # fmt: skip
-    draw = _template_drawer(samples, _vqa_samples(probes.train, cfg.seed), cfg.replay, cfg.seed)
+    vqa = _vqa_samples(probes.train, cfg.seed)
+    draw = _template_drawer(samples, vqa, cfg.replay, cfg.seed, extra)
     return finetune(vlm, draw, fcfg, on_epoch=on_epoch)
 
 
@@ -226,26 +243,33 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     torch.manual_seed(cfg.seed)
 
     t = time.time()
-    for sub in ("data", "models"):
+    for sub in ("data", "models", "_extra"):
         shutil.rmtree(out / sub, ignore_errors=True)
     generate_dataset(out / "data", cfg.n_individuals, cfg.seed, image_size=cfg.image_size)
     ds = load_dataset(out / "data")
     probes = load_probes(out / "data" / "probes")
     split = make_split(ds, cfg.split)
     all_pairs = split.forget_set + split.retain_set
+    extra, extra_pairs = None, []
+    if cfg.extra_individuals:
+        # Rebuilt from the seed each time, never shipped: only the models carry what it taught.
+        extra = generate_dataset(out / "_extra", cfg.extra_individuals, cfg.seed + 1,
+                                 image_size=cfg.image_size, probes=False)  # fmt: skip
+        extra_split = make_split(extra, cfg.split)
+        extra_pairs = extra_split.forget_set + extra_split.retain_set
     times["data"] = time.time() - t
     _log(f"data: {len(ds.individuals)} individuals, {len(all_pairs)} pairs, "
          f"{len(probes.train)} VQA training probes")  # fmt: skip
 
     t = time.time()
     init = build_tiny_vlm(
-        FAMILY, out / "models" / "_init", corpus=_corpus(ds, probes), hidden=cfg.hidden,
+        FAMILY, out / "models" / "_init", corpus=_corpus(ds, probes, extra), hidden=cfg.hidden,
         layers=cfg.layers, image_size=cfg.image_size, vocab_size=cfg.vocab_size, seed=cfg.seed,
         vision=(cfg.vision_width, cfg.vision_depth),
     )  # fmt: skip
     vlm = load_vlm(init)
     shutil.rmtree(init)
-    faces = [str(ind.image_file) for ind in ds.individuals]
+    faces = [str(ind.image_file) for ind in [*ds.individuals, *(extra or ())]]
     scene_paths, attributes, token_labels = _scene_attributes(out / "data" / "probes")
     vision = pretrain_vision(
         vlm, faces, list(range(len(faces))), scene_paths, attributes, token_labels,
@@ -271,7 +295,7 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     for name, samples in stages.items():
         t = time.time()
         vlm = load_vlm(out / "models" / "pretrain")
-        stats = _train_biographies(vlm, samples, probes, cfg, name)
+        stats = _train_biographies(vlm, samples, probes, cfg, name, extra_pairs)
         times[name] = time.time() - t
         _save(vlm, out / "models" / name)
         vlm = load_vlm(out / "models" / name)  # measure what is shipped: the fp16 weights
@@ -333,6 +357,7 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
             "threads": torch.get_num_threads(),
         },  # fmt: skip
     }
+    shutil.rmtree(out / "_extra", ignore_errors=True)
     (out / "bundle.json").write_text(json.dumps(bundle, indent=2) + "\n")
     (out / "README.md").write_text(render_readme(bundle))
     return bundle

@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bio-epochs", dest="bio_epochs", type=int, default=None)
     p.add_argument("--vqa-epochs", dest="vqa_epochs", type=int, default=None)
     p.add_argument("--n-individuals", dest="n_individuals", type=int, default=None)
+    p.add_argument("--extra-individuals", dest="extra_individuals", type=int, default=None,
+                   help="a disjoint population asked in every wording (see BundleConfig)")  # fmt: skip
     p.set_defaults(func=cmd_demo_bundle, out_is_dir=True)
 
     p = sub.add_parser("tiny-model", help="build an untrained tiny VLM of a family (fixtures)")

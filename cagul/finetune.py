@@ -140,6 +140,7 @@ def pretrain_vision(
     seed: int = 0,
     eval_every: int = 25,
     min_steps: int = 100,
+    eval_scenes: int = 256,
 ) -> dict:
     """Pre-train the vision tower so that what the language model needs is linearly readable
     from the mean visual token: the identity of each face (cross-entropy) and, for scenes,
@@ -149,8 +150,10 @@ def pretrain_vision(
     so near-duplicates map alike.
 
     Stops once every face, clean and augmented, is classified right and the scene attributes
-    are ≥ 98 % right (checked every `eval_every` steps after `min_steps`: further steps sharpen
-    the clusters, which is what makes the biographies learnable), or after `steps`.
+    are ≥ 98 % right (checked every `eval_every` steps after `min_steps` on the first
+    `eval_scenes` scenes, so a large scene set does not make every check a pass over all of
+    it: further steps sharpen the clusters, which is what makes the biographies learnable), or
+    after `steps`.
     """
     from PIL import Image as PILImage
 
@@ -195,13 +198,13 @@ def pretrain_vision(
             attr = None
             if attr_head is not None:
                 hits, tok_hits = [], []
-                for i in range(0, len(scene_pil), 64):
-                    toks = tokens(scene_pil[i : i + 64])
+                for i in range(0, min(len(scene_pil), eval_scenes), 64):
+                    toks = tokens(scene_pil[i : min(i + 64, eval_scenes)])
                     logits = attr_head(toks.mean(1))
-                    hits.append(((logits > 0).float() == attributes[i : i + 64]).float())
+                    hits.append(((logits > 0).float() == attributes[i : i + len(toks)]).float())
                     if token_head is not None:
                         pred = token_head(toks).argmax(-1)
-                        tok_hits.append((pred == token_labels[i : i + 64]).float())
+                        tok_hits.append((pred == token_labels[i : i + len(toks)]).float())
                 attr = torch.cat(hits).mean().item()
                 if tok_hits:
                     token_acc.append(torch.cat(tok_hits).mean().item())

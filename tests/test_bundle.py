@@ -79,3 +79,51 @@ def test_same_seed_gives_the_same_data(bundle, tmp_path):
 def test_readme_shows_the_measured_table(bundle):
     readme = (DEMO_DIR / "README.md").read_text()
     assert bundle_table(bundle) in readme
+
+
+def test_paraphrase_wordings_are_trained_only_on_the_other_population():
+    """The bundle's own pairs are asked with training templates only (their paraphrases are
+    the evaluation); the extra population's pairs are asked in every wording."""
+    from cagul.bundle import _template_drawer
+    from cagul.data.splits import sample_of
+    from cagul.data.synthetic import make_individuals
+    from cagul.data.templates import FIELDS
+
+    own = [sample_of(ind, j) for ind in make_individuals(2, 0) for j in range(len(ind.qa_list))]
+    extra = [sample_of(ind, j) for ind in make_individuals(2, 1) for j in range(len(ind.qa_list))]
+    paraphrases = {q for f in FIELDS for q in f.paraphrase_questions}
+    field_of = {q: f.name for f in FIELDS for q in f.train_questions + f.paraphrase_questions}
+    vqa = [("scene.png", "Is there a star in the image?", "Yes.")] * 8
+    draw = _template_drawer(own, vqa, replay=4, seed=0, extra=extra)
+    seen_own, seen_extra = set(), set()
+    for epoch in range(30):
+        batch = draw(epoch)
+        assert len(batch) == len(own) + len(extra) + 4
+        for s, (img, q, a) in zip(own + extra, batch, strict=False):
+            assert (img, a) == (s.image_path, s.answer)
+            assert field_of[q] == field_of[s.question]  # asked about the same fact
+        seen_own |= {q for _, q, _ in batch[: len(own)]}
+        seen_extra |= {q for _, q, _ in batch[len(own) : len(own) + len(extra)]}
+    assert not seen_own & paraphrases
+    assert len(seen_extra & paraphrases) > len(FIELDS)
+    assert draw(3) == draw(3)  # seeded per epoch: a rebuild draws the same mix
+
+
+@pytest.mark.slow
+def test_build_runs_every_stage_with_an_extra_population(tmp_path):
+    """The whole build path on a miniature configuration: every stage runs, the other
+    population's files are gone afterwards (never shipped), and bundle.json records the
+    config, the split and every acceptance check."""
+    from cagul.bundle import BundleConfig, build_demo_bundle
+
+    cfg = BundleConfig(n_individuals=10, extra_individuals=3, hidden=32, layers=1,
+                       vision_width=32, vision_depth=1, vision_steps=2, vqa_epochs=1,
+                       bio_epochs=1, replay=8, log_every=1)  # fmt: skip
+    bundle = build_demo_bundle(tmp_path, cfg)
+    assert not (tmp_path / "_extra").exists()
+    assert bundle["config"]["extra_individuals"] == 3
+    assert bundle["vision_identity"]["steps"] == 2
+    assert set(bundle["acceptance"]) == set(ACCEPTANCE)
+    for name in ("pretrain", "finetune", "retrain"):
+        assert (tmp_path / "models" / name / "model.safetensors").is_file()
+    assert bundle_table(bundle) in (tmp_path / "README.md").read_text()

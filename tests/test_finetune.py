@@ -41,3 +41,33 @@ def test_vision_identity_pretraining_separates_two_faces(tiny_dirs, tmp_path):
     )
     assert stats["accuracy"] == 1.0 and stats["augmented_accuracy"] == 1.0
     assert all(not p.requires_grad for p in vlm.model.parameters())
+
+
+def test_vision_pretraining_checks_scenes_on_a_bounded_subset(tiny_dirs, tmp_path):
+    """With more scenes than `eval_scenes`, the accuracy checks look at the first
+    `eval_scenes` only (a large scene set must not make every check a full pass), and their
+    labels stay aligned with those scenes."""
+    import torch
+
+    from cagul.finetune import pretrain_vision
+
+    vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
+    faces, scenes = [], []
+    for i, colour in enumerate([(200, 40, 40), (40, 40, 200), (40, 200, 40)]):
+        p = tmp_path / f"face{i}.png"
+        Image.new("RGB", (112, 112), colour).save(p)
+        (faces if i < 2 else scenes).append(str(p))
+    for i in range(4):
+        p = tmp_path / f"scene{i}.png"
+        Image.new("RGB", (112, 112), (255 - 50 * i, 250, 240)).save(p)
+        scenes.append(str(p))
+    attributes = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
+    n_tokens = vlm.visual_tokens(vlm.prepare(scenes[:1], ["What is shown?"]))[0].shape[0]
+    token_labels = torch.arange(5)[:, None].expand(5, n_tokens) % 3
+    calls = []
+    original = vlm._process_images
+    vlm._process_images = lambda imgs: (calls.append(len(imgs)), original(imgs))[1]
+    stats = pretrain_vision(vlm, faces, [0, 1], scenes, attributes, token_labels, steps=2,
+                            batch_size=4, eval_every=1, min_steps=1, eval_scenes=3)  # fmt: skip
+    assert stats["steps"] == 2 and 0.0 <= stats["attribute_accuracy"] <= 1.0
+    assert 3 in calls and 5 not in calls  # the checks passed 3 scenes, never all 5
