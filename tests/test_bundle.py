@@ -23,7 +23,8 @@ def bundle() -> dict:
 # Bounds the shipped bundle does not meet yet (see assets/demo/README.md and the issue note):
 # strict xfail, so the test fails the day a rebuild meets them and this list must shrink.
 NOT_MET = {
-    "finetune.paraphrase_em": "the tiny LM keys on the training templates' wording",
+    "finetune.paraphrase_em": "the tiny LM keys on the training templates' wording; "
+    "--extra-individuals fixes it in benchmarks/paraphrase_prior (0.10 -> 0.70), rebuild pending",
     "finetune.general_acc": "the vision stage memorises its scenes: held-out shapes are unreadable (vision_probe)",
     "pretrain.general_acc": "the vision stage memorises its scenes: held-out shapes are unreadable (vision_probe)",
 }
