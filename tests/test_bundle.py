@@ -4,6 +4,7 @@ fits the size budget, and its data is reproducible from the recorded seed."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,16 +112,29 @@ def test_paraphrase_wordings_are_trained_only_on_the_other_population():
 
 
 @pytest.mark.slow
-def test_build_runs_every_stage_with_an_extra_population(tmp_path):
+def test_build_runs_every_stage_with_an_extra_population(tmp_path, monkeypatch):
     """The whole build path on a miniature configuration: every stage runs, the other
-    population's files are gone afterwards (never shipped), and bundle.json records the
-    config, the split and every acceptance check."""
+    population's files are gone afterwards (never shipped), bundle.json records the config,
+    the split and every acceptance check, and each shipped model's probes are asked once
+    (they used to be asked twice: once for bundle.json's numbers, once for its report)."""
+    import cagul.evaluate
     from cagul.bundle import BundleConfig, build_demo_bundle
 
+    asked = []
+    real = cagul.evaluate.general_metrics
+
+    def counting(vlm, *args, **kwargs):
+        asked.append(Path(vlm.path).name)
+        return real(vlm, *args, **kwargs)
+
+    monkeypatch.setattr(cagul.evaluate, "general_metrics", counting)
     cfg = BundleConfig(n_individuals=10, extra_individuals=3, hidden=32, layers=1,
                        vision_width=32, vision_depth=1, vision_steps=2, vqa_epochs=1,
                        bio_epochs=1, replay=8, log_every=1)  # fmt: skip
     bundle = build_demo_bundle(tmp_path, cfg)
+    assert sorted(asked) == ["finetune", "pretrain", "retrain"]
+    for name in ("pretrain", "finetune", "retrain"):
+        assert bundle["results"][name]["pope_acc"] == bundle["table"][name]["pope_acc"]
     assert not (tmp_path / "_extra").exists()
     assert bundle["config"]["extra_individuals"] == 3
     assert bundle["vision_identity"]["steps"] == 2
