@@ -35,7 +35,7 @@ from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from cagul.data.scenes import COLOURS, SHAPES, render_scene, sample_scene, token_cells
-from cagul.finetune import _schedule
+from cagul.finetune import _schedule, _vision_params
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 
@@ -116,8 +116,10 @@ def run_arm(arm: str, steps: int, every: int, captions: float, lr: float, seed: 
             blank.append((None, _BLANK, q, ans))
 
     model = vlm.model
-    for name, p in model.named_parameters():
-        p.requires_grad_(".visual." not in f".{name}")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    for p in _vision_params(vlm):  # the tower stays as shipped; the oracle hook replaces its output
+        p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98))
     sched = _schedule(opt, steps, max(1, steps // 20))
