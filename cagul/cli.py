@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from cagul.paths import DEMO_DIR, default_model_dir
@@ -37,14 +38,18 @@ def cmd_tiny(args: argparse.Namespace) -> dict:
     return {"family": args.family, "path": str(out)}
 
 
+def bundle_config(args: argparse.Namespace):
+    """The `BundleConfig` a parsed `demo-bundle` command asks for (unset options: defaults)."""
+    from cagul.bundle import BundleConfig
+
+    return BundleConfig(**{f.name: getattr(args, f.name) for f in fields(BundleConfig)
+                           if getattr(args, f.name, None) is not None})  # fmt: skip
+
+
 def cmd_demo_bundle(args: argparse.Namespace) -> dict:
-    from dataclasses import fields
+    from cagul.bundle import build_demo_bundle
 
-    from cagul.bundle import BundleConfig, build_demo_bundle
-
-    overrides = {f.name: getattr(args, f.name) for f in fields(BundleConfig)
-                 if getattr(args, f.name, None) is not None}  # fmt: skip
-    bundle = build_demo_bundle(args.out, BundleConfig(**overrides))
+    bundle = build_demo_bundle(args.out, bundle_config(args))
     return {"out": str(args.out), "acceptance": bundle["acceptance"],
             "stage_seconds": bundle["stage_seconds"]}  # fmt: skip
 
@@ -309,12 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo-bundle", help="generate the demo data and train its tiny VLMs")
     p.add_argument("--out", default=str(DEMO_DIR), help="bundle directory (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=None, help="data and training seed (default 0)")
-    p.add_argument("--bio-epochs", dest="bio_epochs", type=int, default=None)
-    p.add_argument("--vqa-epochs", dest="vqa_epochs", type=int, default=None)
-    p.add_argument("--n-individuals", dest="n_individuals", type=int, default=None)
-    p.add_argument("--extra-individuals", dest="extra_individuals", type=int, default=None,
-                   help="a disjoint population asked in every wording (see BundleConfig)")  # fmt: skip
+    from cagul.bundle import BundleConfig  # its fields are the options (imports torch)
+
+    # Every recipe field is an option, so the command bundle.json records always parses.
+    for f in fields(BundleConfig):
+        default = f.default if f.default is not MISSING else None
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default),
+                       default=None, help=f"{f.metadata.get('help', '')} (default {default})".replace("%", "%%"))  # fmt: skip
     p.set_defaults(func=cmd_demo_bundle, out_is_dir=True)
 
     p = sub.add_parser("tiny-model", help="build an untrained tiny VLM of a family (fixtures)")

@@ -25,7 +25,8 @@ def bundle() -> dict:
 # strict xfail, so the test fails the day a rebuild meets them and this list must shrink.
 _GENERAL = (
     "the tower's tokens do not describe unseen scenes (vision_probe) and the LM does not learn "
-    "existence questions even from oracle tokens (scene_reading)"
+    "existence questions even from oracle tokens (scene_reading) and learns them slowly even "
+    "from text (text_membership: 0.695 at 600 steps, prior 0.65)"
 )
 NOT_MET = {
     "finetune.paraphrase_em": "the tiny LM keys on the training templates' wording; "
@@ -113,6 +114,32 @@ def test_paraphrase_wordings_are_trained_only_on_the_other_population():
     assert not seen_own & paraphrases
     assert len(seen_extra & paraphrases) > len(FIELDS)
     assert draw(3) == draw(3)  # seeded per epoch: a rebuild draws the same mix
+
+
+def test_recorded_command_rebuilds_the_same_recipe(tmp_path):
+    """bundle.json's command names every option that differs from the defaults and the CLI
+    parses it back to the same config (it used to record only --out and --seed)."""
+    import shlex
+    from dataclasses import asdict
+
+    from cagul.bundle import BundleConfig, build_command
+    from cagul.cli import build_parser, bundle_config
+
+    cfg = BundleConfig(seed=3, n_individuals=10, extra_individuals=0, lr=1e-3, vision_lr=5e-4)
+    argv = shlex.split(build_command(tmp_path, cfg))[3:]  # drop "python -m cagul"
+    assert asdict(bundle_config(build_parser().parse_args(argv))) == asdict(cfg)
+    assert build_command(tmp_path, BundleConfig()).endswith("--seed 0")
+
+
+def test_shipped_bundle_records_a_command_that_rebuilds_its_config(bundle):
+    import shlex
+    from dataclasses import asdict
+
+    from cagul.bundle import BundleConfig
+    from cagul.cli import build_parser, bundle_config
+
+    args = build_parser().parse_args(shlex.split(bundle["command"])[3:])
+    assert asdict(bundle_config(args)) == asdict(BundleConfig(**bundle["config"]))
 
 
 @pytest.mark.slow
