@@ -4,7 +4,9 @@ Heartbeats run on their own thread because a training step can take longer than 
 timeout's margin; the main thread must not need to remember to heartbeat. The same thread runs
 the reaper, so even a worker busy with a long job keeps recovering jobs of workers that died.
 A failing database call is logged and retried at the next tick: a short database outage must
-not kill the thread (the job would then be reaped although its worker is alive).
+not kill the thread (the job would then be reaped although its worker is alive). The reaper
+never takes the job its own worker is running: on an overloaded host this thread can be starved
+for longer than the stale timeout, and the job would be reaped by the very process running it.
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ class HeartbeatThread(threading.Thread):
                 log.warning("job %s: lost our claim (reaped); the handler will stop", ctx.job_id)
 
     def reap(self) -> None:
+        ctx = self._ctx
+        running_here = ctx.claim.job_id if ctx is not None else None
         # Look first without a write lock: nearly always nothing is stale, and on SQLite a
         # write transaction per tick per worker would compete with claims for the one lock.
         with self.db.read() as session:
-            if not any_stale(session, stale_after_s=self.config.stale_after_s):
+            if not any_stale(
+                session, stale_after_s=self.config.stale_after_s, running_here=running_here
+            ):
                 return
         with self.db.transaction() as session:
             reaped = reap_stale(
@@ -64,6 +70,7 @@ class HeartbeatThread(threading.Thread):
                 stale_after_s=self.config.stale_after_s,
                 backoff_s=jittered(backoff_delay(self.config, 1)),
                 actor=f"reaper:{self.worker_id}",
+                running_here=running_here,
             )
         for job in reaped:
             log.warning(

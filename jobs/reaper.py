@@ -28,17 +28,24 @@ class Reaped:
     worker_id: str | None
 
 
-def _stale(stale_after_s: float):
-    return (
+def _stale(stale_after_s: float, running_here: int | None = None):
+    conditions = [
         Job.status == "running",
         or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < db_now(-stale_after_s)),
-    )
+    ]
+    if running_here is not None:
+        # A worker reaping from its own heartbeat thread is alive: its job can only look stale
+        # because that thread was starved (an overloaded host), never because it died.
+        conditions.append(Job.id != running_here)
+    return tuple(conditions)
 
 
-def any_stale(session: Session, *, stale_after_s: float) -> bool:
-    """Whether some running job has missed its heartbeats (a read; no lock taken)."""
+def any_stale(session: Session, *, stale_after_s: float, running_here: int | None = None) -> bool:
+    """Whether some running job has missed its heartbeats (a read; no lock taken). The job
+    ``running_here`` (the caller's own) never counts."""
     return (
-        session.execute(select(Job.id).where(*_stale(stale_after_s)).limit(1)).first() is not None
+        session.execute(select(Job.id).where(*_stale(stale_after_s, running_here)).limit(1)).first()
+        is not None
     )
 
 
@@ -49,9 +56,11 @@ def reap_stale(
     backoff_s: float = 0.0,
     actor: str = "reaper",
     limit: int = 100,
+    running_here: int | None = None,
 ) -> list[Reaped]:
     """Return running jobs whose heartbeat is older than ``stale_after_s`` to the queue (their
-    worker died), or fail them when no attempts remain, or cancel them when cancel was asked."""
+    worker died), or fail them when no attempts remain, or cancel them when cancel was asked.
+    ``running_here`` is the id of the job the caller itself is running: it is never reaped."""
     stale = session.execute(
         select(
             Job.id,
@@ -62,7 +71,7 @@ def reap_stale(
             Job.cancel_requested,
             Job.request_id,
         )
-        .where(*_stale(stale_after_s))
+        .where(*_stale(stale_after_s, running_here))
         .order_by(Job.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -16,7 +16,9 @@ from sqlalchemy import func, select, update
 import storage
 import tests.jobkinds  # noqa: F401 - registers the test job kinds
 from jobs import WorkerConfig, claim_next, enqueue, reap_stale, request_cancel
+from jobs.context import JobContext
 from jobs.gpu import detect_gpu_mem_mb
+from jobs.heartbeat import HeartbeatThread
 from jobs.queue import complete, heartbeat
 from jobs.worker import Worker
 from storage import AuditEvent, ForgetRequest, Job
@@ -134,6 +136,25 @@ def test_fresh_heartbeats_are_not_reaped(storage_db):
     _claim(storage_db)
     with storage_db.transaction() as s:
         assert reap_stale(s, stale_after_s=10) == []
+
+
+def test_a_starved_worker_does_not_reap_its_own_job(storage_db):
+    # CI regression: on an overloaded host a worker's heartbeat thread went unscheduled past the
+    # stale timeout, and its next reap returned its own running job to the queue.
+    with storage_db.transaction() as s:
+        job_id = enqueue(s, "test.record", {}).id
+    claim = _claim(storage_db, worker="busy")
+    mine = HeartbeatThread(storage_db, FAST, "busy")
+    mine.attach(JobContext(storage_db, claim))
+    _make_stale(storage_db, job_id)
+    mine.reap()
+    assert (_job(storage_db, job_id).status, _job(storage_db, job_id).worker_id) == (
+        "running",
+        "busy",
+    )
+    HeartbeatThread(storage_db, FAST, "other").reap()  # another worker cannot tell; it reaps
+    assert _job(storage_db, job_id).status == "queued"
+    assert _actions(storage_db, job_id)[-1] == "job.requeued"
 
 
 def test_retry_waits_for_backoff_then_succeeds(storage_db):
@@ -260,7 +281,12 @@ def test_four_worker_processes_run_800_jobs_exactly_once(storage_db, storage_url
     with storage_db.transaction() as s:
         for _ in range(n_jobs):
             enqueue(s, "test.record", {"record_dir": str(runs)})
-    procs = [spawn_worker(storage_url, "--until-empty", worker_id=f"w{i}") for i in range(4)]
+    # A long stale timeout: this test is about claims, and on a loaded 2-core host one of four
+    # busy workers can miss 1.5 s of heartbeats and be reaped by another (CI saw it).
+    procs = [
+        spawn_worker(storage_url, "--until-empty", "--stale-after", "30", worker_id=f"w{i}")
+        for i in range(4)
+    ]
     results = [finish(p, timeout=120) for p in procs]
     assert all(code == 0 for code, _, _ in results), [err[-2000:] for _, _, err in results]
     with storage_db.read() as s:
