@@ -68,20 +68,21 @@ class BundleConfig:
     vision_lr: float = field(default=2e-3, metadata={"help": "vision pre-training learning rate"})
     vqa_epochs: int = field(default=16, metadata={"help": "general VQA epochs (Pretrain)"})
     bio_epochs: int = field(
-        default=120,
+        default=70,
         metadata={
-            "help": "biography epochs (Finetune/Retrain); with --extra-individuals 20, 70 show "
-            "every pair as often as benchmarks/paraphrase_prior did (EM 0.99 at 60)"
+            "help": "biography epochs (Finetune/Retrain); with the other population's 400 pairs, "
+            "70 show every pair as often as benchmarks/paraphrase_prior's 60 did (EM 0.99)"
         },
     )
     replay: int = field(default=256, metadata={"help": "VQA probes replayed per biography epoch"})
     extra_individuals: int = field(
-        default=0,
+        default=20,
         metadata={
             "help": "a second, disjoint population (drawn with seed + 1, not shipped) whose "
             "biographies are asked in every wording, training and paraphrase, in the "
             "biography stages: the language prior a real LM brings, so a reworded question "
-            "reaches the same fact (0: none, as the shipped bundle was built: its paraphrase EM is 0.04)"
+            "reaches the same fact (0: none; the bundle built so had paraphrase EM 0.04, "
+            "0.80 with 20)"
         },
     )
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the LM stages"})
@@ -407,6 +408,15 @@ def render_readme(bundle: dict) -> str:
         for k, v in bundle["acceptance"].items()
     )
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in bundle["stage_seconds"].items())
+    n_extra = bundle["config"].get("extra_individuals", 0)
+    extra = (
+        f" Both also learned a second population ({n_extra} people drawn with seed + 1, not "
+        "shipped) asked in every wording, training and paraphrase: a tiny model trained from "
+        "scratch has no language prior, and this gives it one, so an unseen wording of a "
+        "shipped person's question still reaches the fact."
+        if n_extra
+        else ""
+    )
     return f"""# The embedded demo bundle
 
 Built by `{bundle["command"]}` ({bundle["total_seconds"] / 60:.0f} min on
@@ -427,11 +437,11 @@ interface (tested on tiny models).
 `pretrain` (vision tower pre-trained on face identity and scene attributes, then general VQA:
 knows no biography), `finetune` (the base model for unlearning: Pretrain fully fine-tuned on
 every pair, a fresh training template per pair each epoch, with VQA replay), `retrain`
-(Pretrain fine-tuned the same way on the retain set only: the ideal).
+(Pretrain fine-tuned the same way on the retain set only: the ideal).{extra}
 
 {bundle_table(bundle)}
 General = POPE and MME accuracy on held-out scenes. Paraphrase EM uses question templates never
-seen in training. Loading the base model and answering one question took
+asked about these people in training{" (only about the other population)" if n_extra else ""}. Loading the base model and answering one question took
 {bundle["load_and_answer_seconds"]:.1f} s.
 
 ## Acceptance
