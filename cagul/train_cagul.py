@@ -27,11 +27,13 @@ from PIL import Image
 
 from cagul.adapter import CagulAdapter
 from cagul.data import REFUSALS, Split
+from cagul.data.templates import FIELDS
 from cagul.models import VLM, TokenReplacement
 from cagul.models.base import sequence_nll
 from cagul.perturb import random_perturbation
 
 _VIEW_QUESTION = "What is shown in the image?"
+_TEMPLATES_OF = {q: f.train_questions for f in FIELDS for q in f.train_questions}
 
 
 @dataclass
@@ -87,6 +89,18 @@ class CagulTrainingArguments:
         metadata={"help": "exponent of the last-loss / role-mean sample weight (0: uniform)"},
     )
     hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})
+    # Tried against the paraphrase leak (APE 0.23 on the bundle with refusals trained on each
+    # pair's own wording): 1 gave forget EM 0.12 / APE 0.27 / non-private 0.92 / leak 0.10
+    # against 0.00 / 0.23 / 0.80 / 0.07 at 0. It moves the trade-off towards answering and
+    # does not stop paraphrase leaks, so it is off by default.
+    wordings: int = field(
+        default=0,
+        metadata={
+            "help": "also ask each forget and non-private pair in up to this many other "
+            "training templates of its field, each a clean sample of its own (pairs whose "
+            "question is no known template get none; held-out paraphrases are never used)"
+        },
+    )
     cosine: bool = field(default=True, metadata={"help": "cosine-decay the encoder lr to 0"})
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
 
@@ -103,6 +117,7 @@ class _EncoderSample:
     role: str  # "forget" | "retain"
     indices: torch.Tensor | None = None
     refusal: str = ""
+    reworded: bool = False  # another training template of the pair's field (no image views)
 
 
 Progress = Callable[[float, str], None] | None
@@ -119,10 +134,26 @@ def _view_tokens(vlm: VLM, images: list, bs: int) -> tuple[list[torch.Tensor], l
     return tokens, layouts
 
 
-def _encoder_samples(split: Split, use_discriminator: bool, retain_pool: list) -> list:
-    out = [_EncoderSample(s.image_path, s.question, s.answer, "forget") for s in split.forget_set]
-    out += [_EncoderSample(s.image_path, s.question, s.answer, "retain")
-            for s in split.nonprivate_set]  # fmt: skip
+def _rewordings(question: str, n: int, rng: random.Random) -> list[str]:
+    """Up to `n` other training templates of the field `question` was drawn from."""
+    others = [q for q in _TEMPLATES_OF.get(question, ()) if q != question]
+    return rng.sample(others, min(n, len(others)))
+
+
+def _encoder_samples(
+    split: Split,
+    use_discriminator: bool,
+    retain_pool: list,
+    wordings: int = 0,
+    rng: random.Random | None = None,
+) -> list:
+    rng = rng or random.Random(0)
+    out = []
+    for role, pairs in (("forget", split.forget_set), ("retain", split.nonprivate_set)):
+        for s in pairs:
+            out.append(_EncoderSample(s.image_path, s.question, s.answer, role))
+            out += [_EncoderSample(s.image_path, q, s.answer, role, reworded=True)
+                    for q in _rewordings(s.question, wordings, rng)]  # fmt: skip
     if not use_discriminator:
         out += [_EncoderSample(s.image_path, s.question, s.answer, "retain") for s in retain_pool]
     return out
@@ -152,7 +183,7 @@ def _select_all(
     view_samples = [
         _EncoderSample(v, s.question, s.answer, s.role, refusal=s.refusal)
         for s in samples
-        if s.role in roles
+        if s.role in roles and not s.reworded
         for v in perturbed.get(s.image, ())
     ]
     jobs = samples + view_samples
@@ -263,7 +294,7 @@ def train_cagul(
     samples: list[_EncoderSample] = []
     if cfg.use_encoder:
         pool = rng.sample(retain_pool, min(len(retain_pool), args.max_retain))
-        samples = _encoder_samples(split, cfg.use_discriminator, pool)
+        samples = _encoder_samples(split, cfg.use_discriminator, pool, args.wordings, rng)
         if progress:
             progress(0.0, f"selecting tokens for {len(samples)} samples")
         for s in samples:

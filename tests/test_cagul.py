@@ -293,6 +293,33 @@ def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split)
     assert stats["lm_passes_per_epoch"] == stats["encoder_samples"]
 
 
+def test_wordings_add_other_training_templates_never_paraphrases(tiny_vlms, split):
+    from cagul.data.templates import FIELDS
+    from cagul.train_cagul import _encoder_samples
+
+    field_of = {q: f for f in FIELDS for q in f.train_questions}
+    paraphrases = {q for f in FIELDS for q in f.paraphrase_questions}
+    samples = _encoder_samples(split, True, [], wordings=1)
+    originals = [s for s in samples if not s.reworded]
+    reworded = [s for s in samples if s.reworded]
+    assert len(originals) == len(split.forget_set) + len(split.nonprivate_set)
+    # Every generated pair's field has a second training template: one rewording each.
+    assert len(reworded) == len(originals)
+    for s in reworded:
+        assert s.question not in paraphrases
+        assert any(
+            o.image == s.image and o.answer == s.answer and o.role == s.role
+            and o.question != s.question and field_of[o.question] is field_of[s.question]
+            for o in originals
+        )  # fmt: skip
+    vlm = tiny_vlms["qwen2_5_vl"]
+    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=0, encoder_views=3, wordings=1)
+    stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
+    # Rewordings are clean samples: only the forget pairs' own wording gets perturbed copies.
+    n_forget, n_nonprivate = len(split.forget_set), len(split.nonprivate_set)
+    assert stats["encoder_samples"] == 4 * n_forget + n_nonprivate + n_forget + n_nonprivate
+
+
 def test_refusal_start_loss_scores_the_token_that_opens_the_answer():
     from cagul.train_cagul import _refusal_start_nll
 
