@@ -33,7 +33,7 @@ from cagul import metrics
 from cagul.answering import answer_all
 from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, make_split
 from cagul.data.scenes import COLOURS, GRID, SHAPES, token_cells
-from cagul.data.templates import FIELDS
+from cagul.data.templates import FIELD_OF_TRAIN_QUESTION, FIELDS
 from cagul.evaluate import evaluate
 from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
 from cagul.models import VLM, load_vlm
@@ -198,9 +198,9 @@ def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
     `replay` VQA probes, so the model learns the fact rather than one phrasing. `extra` pairs
     (another population's) are asked with any template of their field, paraphrase ones too:
     the paraphrases of `samples` themselves are never trained on (they are the evaluation)."""
-    by_question = {q: f.train_questions for f in FIELDS for q in f.train_questions}
+    by_question = {q: f.train_questions for q, f in FIELD_OF_TRAIN_QUESTION.items()}
     any_wording = {q: f.train_questions + f.paraphrase_questions
-                   for f in FIELDS for q in f.train_questions}  # fmt: skip
+                   for q, f in FIELD_OF_TRAIN_QUESTION.items()}  # fmt: skip
 
     def draw(epoch: int):
         rng = random.Random(seed * 1000 + epoch)

@@ -27,13 +27,12 @@ from PIL import Image
 
 from cagul.adapter import CagulAdapter
 from cagul.data import REFUSALS, Split
-from cagul.data.templates import FIELDS
+from cagul.data.templates import FIELD_OF_TRAIN_QUESTION
 from cagul.models import VLM, TokenReplacement
 from cagul.models.base import sequence_nll
 from cagul.perturb import random_perturbation
 
 _VIEW_QUESTION = "What is shown in the image?"
-_TEMPLATES_OF = {q: f.train_questions for f in FIELDS for q in f.train_questions}
 
 
 @dataclass
@@ -136,7 +135,8 @@ def _view_tokens(vlm: VLM, images: list, bs: int) -> tuple[list[torch.Tensor], l
 
 def _rewordings(question: str, n: int, rng: random.Random) -> list[str]:
     """Up to `n` other training templates of the field `question` was drawn from."""
-    others = [q for q in _TEMPLATES_OF.get(question, ()) if q != question]
+    field = FIELD_OF_TRAIN_QUESTION.get(question)
+    others = [q for q in (field.train_questions if field else ()) if q != question]
     return rng.sample(others, min(n, len(others)))
 
 
@@ -144,10 +144,9 @@ def _encoder_samples(
     split: Split,
     use_discriminator: bool,
     retain_pool: list,
-    wordings: int = 0,
-    rng: random.Random | None = None,
+    wordings: int,
+    rng: random.Random,
 ) -> list:
-    rng = rng or random.Random(0)
     out = []
     for role, pairs in (("forget", split.forget_set), ("retain", split.nonprivate_set)):
         for s in pairs:

@@ -294,12 +294,13 @@ def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split)
 
 
 def test_wordings_add_other_training_templates_never_paraphrases(tiny_vlms, split):
-    from cagul.data.templates import FIELDS
+    import random
+
+    from cagul.data.templates import FIELD_OF_TRAIN_QUESTION as field_of
+    from cagul.data.templates import PARAPHRASE_TEMPLATES as paraphrases
     from cagul.train_cagul import _encoder_samples
 
-    field_of = {q: f for f in FIELDS for q in f.train_questions}
-    paraphrases = {q for f in FIELDS for q in f.paraphrase_questions}
-    samples = _encoder_samples(split, True, [], wordings=1)
+    samples = _encoder_samples(split, True, [], 1, random.Random(0))
     originals = [s for s in samples if not s.reworded]
     reworded = [s for s in samples if s.reworded]
     assert len(originals) == len(split.forget_set) + len(split.nonprivate_set)

@@ -292,6 +292,9 @@ FIELDS: tuple[FieldSpec, ...] = (
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 
+#: The field each training question template belongs to (a pair's question is one of these).
+FIELD_OF_TRAIN_QUESTION: dict[str, FieldSpec] = {q: f for f in FIELDS for q in f.train_questions}
+
 #: Every training question template, over all fields.
 TRAIN_TEMPLATES: frozenset[str] = frozenset(q for f in FIELDS for q in f.train_questions)
 #: Every paraphrase question template, over all fields (disjoint from TRAIN_TEMPLATES).
