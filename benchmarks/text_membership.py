@@ -13,9 +13,16 @@ Arms: `--turns 1`, one question per conversation (how the bundle's VQA items are
 instruction data asks them): N supervised answers per sequence for about N/2 times the
 tokens.
 
+`--scenes 0` draws a fresh scene for every conversation, so answers cannot be memorised per
+scene (on 3000 reused scenes the training loss fell to 0.12 while held-out accuracy stayed
+near the prior: the model was memorising). Measured (results/text_membership_fresh*.json):
+fresh scenes at lr 3e-3 stay at the prior (0.655 from step 200 to 400, 0.725 at 600); at
+lr 1e-3 held-out accuracy is 0.978 at step 200 and 1.000 from step 300. The learning rate,
+not the model's size, kept the bundle's language model from learning membership.
+
 Usage::
 
-    python -m benchmarks.text_membership [--steps 600] [--turns 1 6]
+    python -m benchmarks.text_membership [--steps 600] [--turns 1 6] [--scenes 0] [--lr 1e-3]
 """
 
 from __future__ import annotations
@@ -67,14 +74,16 @@ def _batch(rows, pad: int):
     return ids, labels, mask
 
 
-def run_arm(turns: int, steps: int, every: int, batch: int, lr: float, seed: int) -> list[dict]:
+def run_arm(
+    turns: int, steps: int, every: int, batch: int, lr: float, seed: int, scenes: int = 3000
+) -> list[dict]:
     torch.manual_seed(seed)
     base = load_vlm(DEMO_DIR / "models" / "pretrain")
     tok = base.tokenizer
     model = Qwen2_5_VLForConditionalGeneration(base.model.config).float()
     yes, no = (tok.encode(w, add_special_tokens=False)[0] for w in ("Yes", "No"))
     rng = random.Random(seed)
-    train = [sample_scene(rng, f"train_{i}") for i in range(3000)]
+    train = [sample_scene(rng, f"train_{i}") for i in range(scenes)]
     held_rng = random.Random(seed + 1)
     held = [conversation(tok, held_rng, sample_scene(held_rng, f"held_{i}"), 1)
             for i in range(400)]  # fmt: skip
@@ -87,7 +96,8 @@ def run_arm(turns: int, steps: int, every: int, batch: int, lr: float, seed: int
     curve, losses, t0 = [], [], time.time()
     model.train()
     for step in range(1, steps + 1):
-        rows = [conversation(tok, rng, train[rng.randrange(len(train))], turns)
+        rows = [conversation(tok, rng, train[rng.randrange(len(train))] if train
+                             else sample_scene(rng, "fresh"), turns)
                 for _ in range(batch)]  # fmt: skip
         ids, labels, mask = _batch(rows, tok.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -123,11 +133,14 @@ def main() -> None:
                     "six-turn, so the arms see similar tokens per step)")  # fmt: skip
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenes", type=int, default=3000,
+                    help="training scenes drawn once and reused (0: a fresh scene per "
+                    "conversation, so answers cannot be memorised per scene)")  # fmt: skip
     ap.add_argument("--out", default="benchmarks/results/text_membership.json")
     a = ap.parse_args()
     if len(a.batch) != len(a.turns):
         ap.error("give one --batch per --turns arm")
-    curves = {f"turns={t}": run_arm(t, a.steps, a.every, b, a.lr, a.seed)
+    curves = {f"turns={t}": run_arm(t, a.steps, a.every, b, a.lr, a.seed, a.scenes)
               for t, b in zip(a.turns, a.batch, strict=True)}  # fmt: skip
     print("\n| arm | step | seconds | loss | held-out acc | said yes |")
     print("|---|---|---|---|---|---|")
