@@ -32,6 +32,7 @@ import torch
 from cagul import metrics
 from cagul.answering import answer_all
 from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, make_split
+from cagul.data.probes import write_probes
 from cagul.data.scenes import COLOURS, GRID, SHAPES, token_cells
 from cagul.data.templates import FIELD_OF_TRAIN_QUESTION, FIELDS
 from cagul.evaluate import evaluate
@@ -67,6 +68,28 @@ class BundleConfig:
     vision_steps: int = field(default=800, metadata={"help": "max vision pre-training steps"})
     vision_lr: float = field(default=2e-3, metadata={"help": "vision pre-training learning rate"})
     vqa_epochs: int = field(default=16, metadata={"help": "general VQA epochs (Pretrain)"})
+    vqa_per_epoch: int = field(
+        default=0,
+        metadata={"help": "VQA items per epoch, drawn afresh from the pool (0: every item)"},
+    )
+    vqa_lr: float = field(
+        default=3e-3,
+        metadata={
+            "help": "peak learning rate of the VQA stage. benchmarks/text_membership's fresh "
+            "language model learns 'is X among these' from text to 1.00 in 300 steps at 1e-3 "
+            "and stays at the question prior at 3e-3; from images 1e-3 alone did not do it "
+            "(--extra-scenes 2000 --vqa-lr 1e-3 --vqa-epochs 30 --vqa-per-epoch 2560: POPE "
+            "0.533 after 800 steps), so the shipped value is unchanged"
+        },
+    )
+    extra_scenes: int = field(
+        default=0,
+        metadata={
+            "help": "procedural training scenes (drawn with seed + 2, not shipped) for the "
+            "vision stage's scene targets and the VQA items, any identical to a held-out "
+            "test scene left out (0: the 200 shipped training scenes only)"
+        },
+    )
     bio_epochs: int = field(
         default=70,
         metadata={
@@ -116,16 +139,17 @@ def _vqa_answer(answer: str) -> str:
     return answer.capitalize() + "."
 
 
-def _vqa_samples(probes, seed: int, refusals: int = 300) -> list[tuple[str, str, str]]:
+def _vqa_samples(probes, seed: int, refusals: int | None = None) -> list[tuple[str, str, str]]:
     """The VQA training items; half the yes/no questions carry MME's "Please answer yes or
     no." as instruction-tuned VLMs have seen it, so the evaluation wording is not new.
 
-    Plus `refusals` questions about a person asked of a scene with nobody in it, answered with
+    Plus `refusals` (default: one per nine probes, at least 300) questions about a person asked of a scene with nobody in it, answered with
     a refusal: an instruction-tuned VLM knows how to decline, and so must ours, or PO (which
     trains towards refusals) would ask the frozen model for text it has never produced. No
     biography is involved: the questions are the templates, the images have no one in them.
     """
     rng = random.Random(seed)
+    refusals = max(300, len(probes) // 9) if refusals is None else refusals
     out = []
     for p in probes:
         q = p.question
@@ -139,15 +163,37 @@ def _vqa_samples(probes, seed: int, refusals: int = 300) -> list[tuple[str, str,
     return out
 
 
+def _scene_key(scene: dict) -> tuple:
+    return tuple(sorted((o["shape"], o["colour"], o["row"], o["col"]) for o in scene["objects"]))
+
+
+def _extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> tuple[Path, set[str]]:
+    """Draw `cfg.extra_scenes` procedural training scenes and their VQA items under `out`
+    (seed + 2, never shipped); returns the directory and the image paths of the scenes to
+    leave out because they are identical to a held-out test scene (one-object scenes recur)."""
+    write_probes(out, seed=cfg.seed + 2, n_train_scenes=cfg.extra_scenes, n_test_scenes=0,
+                 image_size=cfg.image_size)  # fmt: skip
+    test = {_scene_key(sc) for sc in json.loads((shipped / "scenes.json").read_text())
+            if sc["scene_id"].startswith("test")}  # fmt: skip
+    clash = {str((out / "images" / f"scene_{sc['scene_id']}.png").resolve())
+             for sc in json.loads((out / "scenes.json").read_text())
+             if _scene_key(sc) in test}  # fmt: skip
+    return out, clash
+
+
 def _scene_attributes(
-    probes_dir: Path, tokens_per_side: int = 4
+    probes_dir: Path, tokens_per_side: int = 4, exclude: set[str] = frozenset()
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """Train scenes, their 0/1 attribute vectors (shape, colour, shape+colour, count of each
+    """Train scenes (but `exclude`d image paths), their 0/1 attribute vectors (shape, colour, shape+colour, count of each
     shape, rows and columns each shape is in) and, per visual token, the class of the object
     under the token's centre (0: background, else 1 + shape * colours + colour): the vision
     stage's targets, so that what the VQA questions ask about is readable from the tokens."""
+
+    def path(sc: dict) -> str:
+        return str((probes_dir / "images" / f"scene_{sc['scene_id']}.png").resolve())
+
     scenes = [s for s in json.loads((probes_dir / "scenes.json").read_text())
-              if s["scene_id"].startswith("train")]  # fmt: skip
+              if s["scene_id"].startswith("train") and path(s) not in exclude]  # fmt: skip
     colours = list(COLOURS)
     rows, token_rows = [], []
     for sc in scenes:
@@ -169,8 +215,7 @@ def _scene_attributes(
             v += [float(any(o["col"] == c for o in mine)) for c in range(GRID)]
         v += [float(any(o["colour"] == c for o in objs)) for c in colours]
         rows.append(v)
-    paths = [str(probes_dir / "images" / f"scene_{sc['scene_id']}.png") for sc in scenes]
-    return paths, torch.tensor(rows), torch.tensor(token_rows)
+    return [path(sc) for sc in scenes], torch.tensor(rows), torch.tensor(token_rows)
 
 
 def _general(report: dict) -> dict:
@@ -191,6 +236,27 @@ def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
         imgs, qs = [s.image_path for s in samples], [s.question for s in samples]
         kws = [list(s.keywords) for s in samples]
     return metrics.mean_em(answer_all(vlm, imgs, qs, max_new_tokens=24), kws)
+
+
+def _epoch_sampler(items: list, per_epoch: int, seed: int):
+    """Per epoch a fresh, seeded draw of `per_epoch` of `items` (all of them if fewer, or if
+    `per_epoch` is 0)."""
+
+    n = len(items) if per_epoch <= 0 else min(per_epoch, len(items))
+
+    def draw(epoch: int) -> list:
+        return random.Random(seed * 1000 + epoch).sample(items, n)
+
+    return draw
+
+
+def _pope_acc(vlm: VLM, probes, n: int = 120) -> float:
+    """Share of the first `n` POPE probes answered right: a progress reading during VQA."""
+    items = probes.pope[:n]
+    answers = answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
+                         max_new_tokens=3)  # fmt: skip
+    return sum(a.strip().lower().startswith(p.answer) for a, p in zip(answers, items, strict=True)
+               ) / len(items)  # fmt: skip
 
 
 def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
@@ -217,7 +283,7 @@ def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
     return draw
 
 
-def _train_biographies(vlm: VLM, samples, probes, cfg: BundleConfig, name: str, extra=()) -> dict:
+def _train_biographies(vlm: VLM, samples, vqa, cfg: BundleConfig, name: str, extra=()) -> dict:
     watch = samples[:: max(1, len(samples) // 96)]
 
     def on_epoch(epoch: int) -> None:
@@ -228,7 +294,6 @@ def _train_biographies(vlm: VLM, samples, probes, cfg: BundleConfig, name: str, 
         epochs=cfg.bio_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
         train_vision=True,
     )  # fmt: skip
-    vqa = _vqa_samples(probes.train, cfg.seed)
     draw = _template_drawer(samples, vqa, cfg.replay, cfg.seed, extra)
     return finetune(vlm, draw, fcfg, on_epoch=on_epoch)
 
@@ -252,7 +317,7 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     torch.manual_seed(cfg.seed)
 
     t = time.time()
-    for sub in ("data", "models", "_extra"):
+    for sub in ("data", "models", "_extra", "_scenes"):
         shutil.rmtree(out / sub, ignore_errors=True)
     generate_dataset(out / "data", cfg.n_individuals, cfg.seed, image_size=cfg.image_size)
     ds = load_dataset(out / "data")
@@ -266,9 +331,16 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
                                  image_size=cfg.image_size, probes=False)  # fmt: skip
         extra_split = make_split(extra, cfg.split)
         extra_pairs = extra_split.forget_set + extra_split.retain_set
+    scene_dirs, clash, vqa_probes = [out / "data" / "probes"], set(), list(probes.train)
+    if cfg.extra_scenes:
+        extra_dir, clash = _extra_scenes(out / "_scenes", out / "data" / "probes", cfg)
+        scene_dirs.append(extra_dir)
+        vqa_probes += [p for p in load_probes(extra_dir).train if p.image_path not in clash]
+    vqa = _vqa_samples(vqa_probes, cfg.seed)
     times["data"] = time.time() - t
     _log(f"data: {len(ds.individuals)} individuals, {len(all_pairs)} pairs, "
-         f"{len(probes.train)} VQA training probes")  # fmt: skip
+         f"{len(vqa_probes)} VQA training probes ({len(clash)} extra scenes left out: "
+         "identical to a test scene)")  # fmt: skip
 
     t = time.time()
     init = build_tiny_vlm(
@@ -279,7 +351,10 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     vlm = load_vlm(init)
     shutil.rmtree(init)
     faces = [str(ind.image_file) for ind in [*ds.individuals, *(extra or ())]]
-    scene_paths, attributes, token_labels = _scene_attributes(out / "data" / "probes")
+    parts = [_scene_attributes(d, exclude=clash) for d in scene_dirs]
+    scene_paths = [p for paths, _, _ in parts for p in paths]
+    attributes = torch.cat([a for _, a, _ in parts])
+    token_labels = torch.cat([t for _, _, t in parts])
     vision = pretrain_vision(
         vlm, faces, list(range(len(faces))), scene_paths, attributes, token_labels,
         steps=cfg.vision_steps, lr=cfg.vision_lr, seed=cfg.seed,
@@ -288,12 +363,17 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     _log(f"vision identity: {vision}")
 
     t = time.time()
-    vqa = _vqa_samples(probes.train, cfg.seed)
+
+    def on_vqa_epoch(epoch: int) -> None:
+        if (epoch + 1) % cfg.log_every == 0:
+            _log(f"vqa: epoch {epoch + 1}/{cfg.vqa_epochs} POPE {_pope_acc(vlm, probes):.3f}")
+
     # The vision tower keeps what its stage made: the language model learns to read it.
     fcfg = FinetuneConfig(
-        epochs=cfg.vqa_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
+        epochs=cfg.vqa_epochs, lr=cfg.vqa_lr, batch_size=cfg.batch_size, seed=cfg.seed,
     )  # fmt: skip
-    vqa_stats = finetune(vlm, vqa, fcfg)
+    vqa_stats = finetune(vlm, _epoch_sampler(vqa, cfg.vqa_per_epoch, cfg.seed), fcfg,
+                         on_epoch=on_vqa_epoch)  # fmt: skip
     times["pretrain_vqa"] = time.time() - t
     _save(vlm, out / "models" / "pretrain")
     vlm = load_vlm(out / "models" / "pretrain")  # measure what is shipped: the fp16 weights
@@ -307,7 +387,7 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
     for name, samples in stages.items():
         t = time.time()
         vlm = load_vlm(out / "models" / "pretrain")
-        stats = _train_biographies(vlm, samples, probes, cfg, name, extra_pairs)
+        stats = _train_biographies(vlm, samples, vqa, cfg, name, extra_pairs)
         times[name] = time.time() - t
         _save(vlm, out / "models" / name)
         vlm = load_vlm(out / "models" / name)  # measure what is shipped: the fp16 weights
@@ -368,6 +448,7 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
         },  # fmt: skip
     }
     shutil.rmtree(out / "_extra", ignore_errors=True)
+    shutil.rmtree(out / "_scenes", ignore_errors=True)
     (out / "bundle.json").write_text(json.dumps(bundle, indent=2) + "\n")
     (out / "README.md").write_text(render_readme(bundle))
     return bundle
@@ -417,6 +498,14 @@ def render_readme(bundle: dict) -> str:
         if n_extra
         else ""
     )
+    n_scenes = bundle["config"].get("extra_scenes", 0)
+    scenes = (
+        f" The vision stage and the VQA items also drew on {n_scenes} procedural training "
+        "scenes (seed + 2, not shipped; any identical to a held-out test scene left out), so "
+        "the language model reads shapes rather than memorising answers per scene."
+        if n_scenes
+        else ""
+    )
     return f"""# The embedded demo bundle
 
 Built by `{bundle["command"]}` ({bundle["total_seconds"] / 60:.0f} min on
@@ -437,7 +526,7 @@ interface (tested on tiny models).
 `pretrain` (vision tower pre-trained on face identity and scene attributes, then general VQA:
 knows no biography), `finetune` (the base model for unlearning: Pretrain fully fine-tuned on
 every pair, a fresh training template per pair each epoch, with VQA replay), `retrain`
-(Pretrain fine-tuned the same way on the retain set only: the ideal).{extra}
+(Pretrain fine-tuned the same way on the retain set only: the ideal).{extra}{scenes}
 
 {bundle_table(bundle)}
 General = POPE and MME accuracy on held-out scenes. Paraphrase EM uses question templates never
