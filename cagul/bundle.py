@@ -143,8 +143,8 @@ def _vqa_samples(probes, seed: int, refusals: int | None = None) -> list[tuple[s
     """The VQA training items; half the yes/no questions carry MME's "Please answer yes or
     no." as instruction-tuned VLMs have seen it, so the evaluation wording is not new.
 
-    Plus `refusals` (default: one per nine probes, at least 300) questions about a person asked of a scene with nobody in it, answered with
-    a refusal: an instruction-tuned VLM knows how to decline, and so must ours, or PO (which
+    Plus `refusals` (default: one per nine probes, at least 300) questions about a person
+    asked of a scene with nobody in it, answered with a refusal: an instruction-tuned VLM knows how to decline, and so must ours, or PO (which
     trains towards refusals) would ask the frozen model for text it has never produced. No
     biography is involved: the questions are the templates, the images have no one in them.
     """
@@ -167,33 +167,33 @@ def _scene_key(scene: dict) -> tuple:
     return tuple(sorted((o["shape"], o["colour"], o["row"], o["col"]) for o in scene["objects"]))
 
 
-def _extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> tuple[Path, set[str]]:
+def _scene_image(probes_dir: Path, scene_id: str) -> str:
+    """The absolute image path `write_probes` gives a scene: how probes name their images."""
+    return str((probes_dir / "images" / f"scene_{scene_id}.png").resolve())
+
+
+def _extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> set[str]:
     """Draw `cfg.extra_scenes` procedural training scenes and their VQA items under `out`
-    (seed + 2, never shipped); returns the directory and the image paths of the scenes to
-    leave out because they are identical to a held-out test scene (one-object scenes recur)."""
+    (seed + 2, never shipped); returns the image paths of the scenes to leave out because
+    they are identical to a held-out test scene of `shipped` (one-object scenes recur)."""
     write_probes(out, seed=cfg.seed + 2, n_train_scenes=cfg.extra_scenes, n_test_scenes=0,
                  image_size=cfg.image_size)  # fmt: skip
     test = {_scene_key(sc) for sc in json.loads((shipped / "scenes.json").read_text())
             if sc["scene_id"].startswith("test")}  # fmt: skip
-    clash = {str((out / "images" / f"scene_{sc['scene_id']}.png").resolve())
-             for sc in json.loads((out / "scenes.json").read_text())
-             if _scene_key(sc) in test}  # fmt: skip
-    return out, clash
+    return {_scene_image(out, sc["scene_id"]) for sc in json.loads((out / "scenes.json").read_text())
+            if _scene_key(sc) in test}  # fmt: skip
 
 
 def _scene_attributes(
     probes_dir: Path, tokens_per_side: int = 4, exclude: set[str] = frozenset()
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """Train scenes (but `exclude`d image paths), their 0/1 attribute vectors (shape, colour, shape+colour, count of each
-    shape, rows and columns each shape is in) and, per visual token, the class of the object
+    """Train scenes (but `exclude`d image paths), their 0/1 attribute vectors (shape, colour,
+    shape+colour, count of each shape, rows and columns each shape is in) and, per visual token, the class of the object
     under the token's centre (0: background, else 1 + shape * colours + colour): the vision
     stage's targets, so that what the VQA questions ask about is readable from the tokens."""
-
-    def path(sc: dict) -> str:
-        return str((probes_dir / "images" / f"scene_{sc['scene_id']}.png").resolve())
-
     scenes = [s for s in json.loads((probes_dir / "scenes.json").read_text())
-              if s["scene_id"].startswith("train") and path(s) not in exclude]  # fmt: skip
+              if s["scene_id"].startswith("train")
+              and _scene_image(probes_dir, s["scene_id"]) not in exclude]  # fmt: skip
     colours = list(COLOURS)
     rows, token_rows = [], []
     for sc in scenes:
@@ -215,7 +215,8 @@ def _scene_attributes(
             v += [float(any(o["col"] == c for o in mine)) for c in range(GRID)]
         v += [float(any(o["colour"] == c for o in objs)) for c in colours]
         rows.append(v)
-    return [path(sc) for sc in scenes], torch.tensor(rows), torch.tensor(token_rows)
+    paths = [_scene_image(probes_dir, sc["scene_id"]) for sc in scenes]
+    return paths, torch.tensor(rows), torch.tensor(token_rows)
 
 
 def _general(report: dict) -> dict:
@@ -333,7 +334,8 @@ def build_demo_bundle(out: str | Path, cfg: BundleConfig | None = None) -> dict:
         extra_pairs = extra_split.forget_set + extra_split.retain_set
     scene_dirs, clash, vqa_probes = [out / "data" / "probes"], set(), list(probes.train)
     if cfg.extra_scenes:
-        extra_dir, clash = _extra_scenes(out / "_scenes", out / "data" / "probes", cfg)
+        extra_dir = out / "_scenes"
+        clash = _extra_scenes(extra_dir, out / "data" / "probes", cfg)
         scene_dirs.append(extra_dir)
         vqa_probes += [p for p in load_probes(extra_dir).train if p.image_path not in clash]
     vqa = _vqa_samples(vqa_probes, cfg.seed)
@@ -501,8 +503,7 @@ def render_readme(bundle: dict) -> str:
     n_scenes = bundle["config"].get("extra_scenes", 0)
     scenes = (
         f" The vision stage and the VQA items also drew on {n_scenes} procedural training "
-        "scenes (seed + 2, not shipped; any identical to a held-out test scene left out), so "
-        "the language model reads shapes rather than memorising answers per scene."
+        "scenes (seed + 2, not shipped; any identical to a held-out test scene left out)."
         if n_scenes
         else ""
     )

@@ -191,14 +191,15 @@ def test_procedural_scenes_identical_to_a_test_scene_are_left_out(tmp_path):
     from cagul.bundle import BundleConfig, _extra_scenes, _scene_attributes
 
     cfg = BundleConfig(seed=0, extra_scenes=12, image_size=28)
-    first, clash = _extra_scenes(tmp_path / "a", tmp_path / "a", cfg)  # no test scenes: none
-    assert clash == set()
+    first = tmp_path / "a"
+    assert _extra_scenes(first, first, cfg) == set()  # no test scenes there: no clash
     drawn = json.loads((first / "scenes.json").read_text())
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     copy = {"scene_id": "test_0000", "objects": drawn[3]["objects"][::-1]}  # order is no cue
     (shipped / "scenes.json").write_text(json.dumps([copy]))
-    extra, clash = _extra_scenes(tmp_path / "b", shipped, cfg)
+    extra = tmp_path / "b"
+    clash = _extra_scenes(extra, shipped, cfg)
     assert clash == {str((extra / "images" / "scene_train_0003.png").resolve())}
     paths, attributes, tokens = _scene_attributes(extra, exclude=clash)
     assert len(paths) == len(attributes) == len(tokens) == 11
