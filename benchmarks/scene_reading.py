@@ -16,6 +16,10 @@ Arms:
 - `oracle`: every visual token replaced (a forward hook on the tower) by the language model's
   own input embeddings of the words for what lies under it, shape + colour (background:
   "image"), × 20: features no tower could make easier to read.
+- `aligned`: the shipped tower trained `--align-steps` more on `--align-scenes` procedural
+  scenes (and the shipped faces) by the bundle's vision stage with `token_targets`: each
+  visual token regressed onto the oracle's vector for what lies under it. Then frozen, as in
+  `tower`. Its held-out per-token accuracy (nearest target) is printed first.
 
 Usage::
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +39,12 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from benchmarks.text_membership import _batch, conversation
+from cagul.bundle import _scene_attributes
+from cagul.data import load_dataset
+from cagul.data.probes import write_probes
 from cagul.data.scenes import COLOURS, SHAPES, render_scene, sample_scene, token_cells
-from cagul.finetune import _schedule, _vision_params
+from cagul.finetune import _schedule, _vision_params, pretrain_vision
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 
@@ -57,21 +66,21 @@ def _existence(scene, rng: random.Random) -> tuple[str, str]:
 
 
 class _Oracle:
-    """Replaces the tower's merged tokens with word embeddings of what lies under each one."""
+    """Replaces the tower's merged tokens with word embeddings of what lies under each one;
+    with `noise` p, each token is instead a uniformly random class's vector with probability
+    p (an imperfect tower's mistakes, at training and evaluation alike)."""
 
-    def __init__(self, vlm, scale: float = 20.0):
-        emb = vlm.model.model.language_model.embed_tokens.weight.detach().clone()
-        ids = {w: vlm.tokenizer.encode(" " + w, add_special_tokens=False)[-1]
-               for w in (*SHAPES, *COLOURS, "image")}  # fmt: skip
-        self.vec = {w: scale * emb[i] for w, i in ids.items()}
-        self.cells = token_cells(4)
+    def __init__(self, vlm, scale: float = 20.0, noise: float = 0.0, seed: int = 0):
+        self.targets = word_targets(vlm, scale)
+        self.noise, self.rng = noise, random.Random(seed + 3)
         self.scenes: list = []  # the scenes of the batch about to run; None: blank image
         vlm.model.model.visual.register_forward_hook(self._hook)
 
     def _tokens(self, scene) -> torch.Tensor:
-        at = {} if scene is None else {(o.row, o.col): o for o in scene.objects}
-        return torch.stack([self.vec["image"] if (o := at.get(c)) is None else
-                            self.vec[o.shape] + self.vec[o.colour] for c in self.cells])  # fmt: skip
+        labels = [0] * 16 if scene is None else _token_labels(scene)
+        n = len(self.targets)
+        labels = [self.rng.randrange(n) if self.rng.random() < self.noise else c for c in labels]
+        return self.targets[labels]
 
     def _hook(self, _module, _args, out):
         out.pooler_output = torch.cat([self._tokens(s) for s in self.scenes])
@@ -91,17 +100,89 @@ def _accuracy(vlm, items, oracle) -> tuple[float, float]:
     return round(hits / len(items), 3), round(pred.count("Yes.") / len(pred), 3)
 
 
-def run_arm(arm: str, steps: int, every: int, captions: float, lr: float, seed: int) -> list:
+def word_targets(vlm, scale: float = 20.0) -> torch.Tensor:
+    """Per token class (0: background, else 1 + shape × colours + colour, as the bundle's
+    `_scene_attributes` labels tokens), the language model's input embedding of the words
+    for it, × `scale`: "image" for the background, the shape's plus the colour's for an
+    object (each a single token in the bundle's vocabulary; several: their mean)."""
+    emb = vlm.model.get_input_embeddings().weight.detach()
+
+    def word(w: str) -> torch.Tensor:
+        return emb[vlm.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    rows = [word("image")] + [word(s) + word(c) for s in SHAPES for c in COLOURS]
+    return scale * torch.stack(rows).float()
+
+
+def _token_labels(scene) -> list[int]:
+    at = {(o.row, o.col): o for o in scene.objects}
+    return [0 if (o := at.get(c)) is None else
+            1 + SHAPES.index(o.shape) * len(COLOURS) + list(COLOURS).index(o.colour)
+            for c in token_cells(4)]  # fmt: skip
+
+
+def align_tower(
+    vlm, held: list, scenes: int, steps: int, seed: int, workdir: Path, scale: float = 20.0
+) -> dict:
+    """The `aligned` arm's vision stage; returns its stats and held-out token accuracy."""
+    targets = word_targets(vlm, scale)
+    write_probes(workdir, seed=seed + 2, n_train_scenes=scenes, n_test_scenes=0, image_size=112)
+    paths, attrs, labels = _scene_attributes(workdir)
+    faces = [str(ind.image_file) for ind in load_dataset(DEMO_DIR / "data").individuals]
+    stats = pretrain_vision(vlm, faces, list(range(len(faces))), paths, attrs, labels,
+                            token_targets=targets, steps=steps, seed=seed)  # fmt: skip
+    scenes_held = list({id(sc): (sc, im) for sc, im, *_ in held}.values())
+    with torch.no_grad():
+        inputs, _ = vlm._process_images([im for _, im in scenes_held])
+        toks = torch.stack(list(vlm.model.model.get_image_features(
+            inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output))  # fmt: skip
+        pred = torch.cdist(toks, targets.expand(len(toks), -1, -1)).argmin(-1)
+    truth = torch.tensor([_token_labels(sc) for sc, _ in scenes_held])
+    stats["held_out_token_acc"] = round((pred == truth).float().mean().item(), 3)
+    print(json.dumps({"align": stats}), flush=True)
+    return stats
+
+
+def text_stage(vlm, steps: int, lr: float, seed: int) -> None:
+    """`steps` of text membership (benchmarks/text_membership: "Objects: red heart, blue
+    square. Is there a star in the image?", a fresh scene each) on the language model."""
+    tok, model = vlm.tokenizer, vlm.model
+    rng = random.Random(seed + 7)
+    params = [p for n, p in model.named_parameters() if ".visual." not in n]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98))
+    sched = _schedule(opt, steps, max(1, steps // 20))
+    model.train()
+    for step in range(1, steps + 1):
+        rows = [conversation(tok, rng, sample_scene(rng, "t"), 1, colours=True) for _ in range(64)]
+        ids, labels, mask = _batch(rows, tok.pad_token_id)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0:
+            print(json.dumps({"text_step": step, "loss": round(loss.item(), 3)}), flush=True)
+    model.eval()
+
+
+def run_arm(
+    arm: str, steps: int, every: int, captions: float, lr: float, seed: int,
+    align_scenes: int = 2000, align_steps: int = 400, train_scenes: int = 3000,
+    text_first: int = 0, align_scale: float = 20.0, oracle_noise: float = 0.0,
+) -> list:  # fmt: skip
     torch.manual_seed(seed)
     vlm = load_vlm(DEMO_DIR / "models" / "pretrain")
     fresh = Qwen2_5_VLForConditionalGeneration(vlm.model.config)
     tower = {k: v for k, v in vlm.model.state_dict().items() if ".visual." in k}
     fresh.load_state_dict(tower, strict=False)
     vlm.model = fresh.float().eval()
-    oracle = _Oracle(vlm) if arm == "oracle" else None
+    if text_first:
+        text_stage(vlm, text_first, lr, seed)
+    oracle = _Oracle(vlm, noise=oracle_noise, seed=seed) if arm == "oracle" else None
 
     rng = random.Random(seed)
-    train = [sample_scene(rng, f"train_{i}") for i in range(3000)]
+    train = [sample_scene(rng, f"train_{i}") for i in range(train_scenes)]
     train_imgs = [render_scene(s, 112) for s in train]
     test_rng = random.Random(seed + 1)
     held, blank = [], []
@@ -114,6 +195,10 @@ def run_arm(arm: str, steps: int, every: int, captions: float, lr: float, seed: 
             q = f"Is there a {shape} in the image?"
             held.append((sc, im, q, ans))
             blank.append((None, _BLANK, q, ans))
+    align = None
+    if arm == "aligned":
+        with tempfile.TemporaryDirectory() as tmp:
+            align = align_tower(vlm, held, align_scenes, align_steps, seed, Path(tmp), align_scale)
 
     model = vlm.model
     for p in model.parameters():
@@ -126,12 +211,16 @@ def run_arm(arm: str, steps: int, every: int, captions: float, lr: float, seed: 
     curve, losses, t0 = [], [], time.time()
     model.train()
     for step in range(1, steps + 1):
-        idx = [rng.randrange(len(train)) for _ in range(64)]
-        qa = [_caption(train[i]) if rng.random() < captions else _existence(train[i], rng)
-              for i in idx]  # fmt: skip
+        if train:
+            idx = [rng.randrange(len(train)) for _ in range(64)]
+            scenes, imgs = [train[i] for i in idx], [train_imgs[i] for i in idx]
+        else:  # a fresh scene per item: nothing to memorise per scene
+            scenes = [sample_scene(rng, "fresh") for _ in range(64)]
+            imgs = [render_scene(sc, 112) for sc in scenes]
+        qa = [_caption(sc) if rng.random() < captions else _existence(sc, rng) for sc in scenes]
         if oracle is not None:
-            oracle.scenes = [train[i] for i in idx]
-        batch = vlm.prepare([train_imgs[i] for i in idx], [q for q, _ in qa], [a for _, a in qa])
+            oracle.scenes = scenes
+        batch = vlm.prepare(imgs, [q for q, _ in qa], [a for _, a in qa])
         loss = vlm.loss(batch).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -148,7 +237,8 @@ def run_arm(arm: str, steps: int, every: int, captions: float, lr: float, seed: 
             model.train()
             row = {"arm": arm, "step": step, "seconds": round(time.time() - t0),
                    "loss": round(sum(losses[-every:]) / len(losses[-every:]), 3),
-                   "held_out_acc": acc, "blank_image_acc": blank_acc, "said_yes": said_yes}  # fmt: skip
+                   "held_out_acc": acc, "blank_image_acc": blank_acc, "said_yes": said_yes,
+                   **({"held_out_token_acc": align["held_out_token_acc"]} if align else {})}  # fmt: skip
             print(json.dumps(row), flush=True)
             curve.append(row)
     return curve
@@ -156,15 +246,30 @@ def run_arm(arm: str, steps: int, every: int, captions: float, lr: float, seed: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arms", nargs="+", default=["tower", "oracle"], choices=["tower", "oracle"])
+    ap.add_argument(
+        "--arms", nargs="+", default=["tower", "oracle"], choices=["tower", "oracle", "aligned"]
+    )
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--captions", type=float, default=0.5, help="share of caption items")
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--align-scenes", type=int, default=2000, help="aligned arm's scenes")
+    ap.add_argument("--align-steps", type=int, default=400, help="aligned arm's max steps")
+    ap.add_argument("--train-scenes", type=int, default=3000,
+                    help="training scenes drawn once and reused (0: a fresh scene per item; "
+                    "reused ones can be memorised)")  # fmt: skip
+    ap.add_argument("--text-first", type=int, default=0,
+                    help="steps of text membership on the language model first")  # fmt: skip
+    ap.add_argument("--align-scale", type=float, default=20.0,
+                    help="aligned arm: word embeddings × this as token targets")  # fmt: skip
+    ap.add_argument("--oracle-noise", type=float, default=0.0,
+                    help="oracle arm: share of tokens replaced by a random class's vector")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/scene_reading.json")
     a = ap.parse_args()
-    curves = {arm: run_arm(arm, a.steps, a.every, a.captions, a.lr, a.seed) for arm in a.arms}
+    curves = {arm: run_arm(arm, a.steps, a.every, a.captions, a.lr, a.seed, a.align_scenes,
+                           a.align_steps, a.train_scenes, a.text_first, a.align_scale,
+                           a.oracle_noise) for arm in a.arms}  # fmt: skip
     print("\n| arm | step | loss | held-out acc | blank-image acc | said yes |")
     print("|---|---|---|---|---|---|")
     for curve in curves.values():

@@ -48,12 +48,14 @@ def _question(rng: random.Random, scene) -> tuple[str, str]:
     return rng.choice([s for s in SHAPES if s not in scene.shapes]), "No"
 
 
-def conversation(tok, rng: random.Random, scene, turns: int) -> tuple[list[int], list[int]]:
+def conversation(
+    tok, rng: random.Random, scene, turns: int, colours: bool = False
+) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 outside the answers): the first user turn lists the
-    objects, every turn asks about one shape."""
+    objects ("red heart" with `colours`), every turn asks about one shape."""
     ids: list[int] = []
     labels: list[int] = []
-    objects = ", ".join(o.shape for o in scene.objects)
+    objects = ", ".join(f"{o.colour} {o.shape}" if colours else o.shape for o in scene.objects)
     for t in range(turns):
         shape, answer = _question(rng, scene)
         listed = f"Objects: {objects}. " if t == 0 else ""

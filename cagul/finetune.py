@@ -134,6 +134,7 @@ def pretrain_vision(
     scenes: list[str] = (),
     attributes: torch.Tensor | None = None,
     token_labels: torch.Tensor | None = None,
+    token_targets: torch.Tensor | None = None,
     steps: int = 600,
     lr: float = 2e-3,
     batch_size: int = 32,
@@ -147,7 +148,10 @@ def pretrain_vision(
     a multi-label attribute vector (`attributes[i]`, 0/1: shapes, colours, counts, rows and
     columns present) and, per visual token, what lies under it (`token_labels[i, t]`, a class
     index: dense supervision that keeps *where* readable), with shift/brightness augmentation
-    so near-duplicates map alike.
+    so near-duplicates map alike. With `token_targets` ([classes, d]) each token is regressed
+    onto its class's target vector instead of classified by a fresh head (and scored by the
+    nearest target): targets made of the language model's own word embeddings give it
+    tokens it reads like words.
 
     Stops once every face, clean and augmented, is classified right and the scene attributes
     are ≥ 98 % right (checked every `eval_every` steps after `min_steps` on the first
@@ -170,9 +174,15 @@ def pretrain_vision(
     if scenes:
         attr_head = torch.nn.Linear(vlm.hidden_size, attributes.shape[1])
         heads += list(attr_head.parameters())
-    if token_labels is not None:
+    if token_labels is not None and token_targets is None:
         token_head = torch.nn.Linear(vlm.hidden_size, int(token_labels.max()) + 1)
         heads += list(token_head.parameters())
+    elif token_targets is not None:
+        targets = token_targets.detach().float()
+
+        def token_head(toks):  # negative distance to each target: argmax is the nearest
+            return -torch.cdist(toks, targets.expand(len(toks), -1, -1))
+
     opt = torch.optim.AdamW(list(visual.parameters()) + heads, lr=lr)
     rng = random.Random(seed)
     face_pil = [PILImage.open(p).convert("RGB") for p in faces]
@@ -225,7 +235,14 @@ def pretrain_vision(
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(
                 attr_head(toks.mean(1)), attributes[sidx]
             )
-            if token_head is not None:
+            if token_targets is not None:
+                # Per-element MSE over the targets' mean square: 1.0 means "no better than 0".
+                loss = (
+                    loss
+                    + torch.nn.functional.mse_loss(toks, targets[token_labels[sidx]])
+                    / targets.pow(2).mean()
+                )
+            elif token_head is not None:
                 loss = loss + torch.nn.functional.cross_entropy(
                     token_head(toks).flatten(0, 1), token_labels[sidx].flatten()
                 )
@@ -235,7 +252,9 @@ def pretrain_vision(
         step += 1
         if step % eval_every == 0 and step >= min_steps:
             clean, shifted, attr_acc = accuracy()
-            if clean == 1.0 and shifted == 1.0 and (attr_acc is None or attr_acc >= 0.98):
+            aligned = token_targets is None or (token_acc and token_acc[-1] >= 0.98)
+            if clean == 1.0 and shifted == 1.0 and (attr_acc is None or attr_acc >= 0.98) \
+                    and aligned:  # fmt: skip
                 break
     if clean is None:
         clean, shifted, attr_acc = accuracy()

@@ -71,3 +71,37 @@ def test_vision_pretraining_checks_scenes_on_a_bounded_subset(tiny_dirs, tmp_pat
                             batch_size=4, eval_every=1, min_steps=1, eval_scenes=3)  # fmt: skip
     assert stats["steps"] == 2 and 0.0 <= stats["attribute_accuracy"] <= 1.0
     assert 3 in calls and 5 not in calls  # the checks passed 3 scenes, never all 5
+
+
+def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_path):
+    """With `token_targets`, each scene token is pulled onto its class's target vector (what
+    the scene_reading benchmark's `aligned` arm uses): afterwards the nearest target is the
+    right class and the tokens are far closer to their targets than at the start."""
+    import torch
+
+    from cagul.finetune import pretrain_vision
+
+    vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
+    faces, scenes = [], []
+    for i, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
+        p = tmp_path / f"face{i}.png"
+        Image.new("RGB", (112, 112), colour).save(p)
+        faces.append(str(p))
+    for i, colour in enumerate([(250, 250, 240), (30, 30, 30), (40, 200, 40)]):
+        p = tmp_path / f"scene{i}.png"
+        Image.new("RGB", (112, 112), colour).save(p)
+        scenes.append(str(p))
+    n_tokens = vlm.visual_tokens(vlm.prepare(scenes[:1], ["What is shown?"]))[0].shape[0]
+    labels = torch.arange(3)[:, None].expand(3, n_tokens)
+    targets = 3.0 * torch.randn(3, vlm.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    def error() -> float:
+        with torch.no_grad():
+            toks = torch.stack(vlm.visual_tokens(vlm.prepare(scenes, ["Q?"] * 3)))
+        return ((toks - targets[labels]).pow(2).mean() / targets.pow(2).mean()).item()
+
+    before = error()
+    stats = pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), labels, token_targets=targets,
+                            steps=150, batch_size=6, eval_every=10, min_steps=10, lr=5e-3)  # fmt: skip
+    assert stats["token_accuracy"] == 1.0
+    assert error() < 0.5 * before
