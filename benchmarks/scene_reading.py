@@ -179,7 +179,9 @@ def run_arm(
     vlm.model = fresh.float().eval()
     if text_first:
         text_stage(vlm, text_first, lr, seed)
-    oracle = _Oracle(vlm, noise=oracle_noise, seed=seed) if arm == "oracle" else None
+    oracle = None
+    if arm == "oracle":
+        oracle = _Oracle(vlm, scale=align_scale, noise=oracle_noise, seed=seed)
 
     rng = random.Random(seed)
     train = [sample_scene(rng, f"train_{i}") for i in range(train_scenes)]
@@ -261,7 +263,7 @@ def main() -> None:
     ap.add_argument("--text-first", type=int, default=0,
                     help="steps of text membership on the language model first")  # fmt: skip
     ap.add_argument("--align-scale", type=float, default=20.0,
-                    help="aligned arm: word embeddings × this as token targets")  # fmt: skip
+                    help="oracle tokens and the aligned arm's targets: word embeddings × this")  # fmt: skip
     ap.add_argument("--oracle-noise", type=float, default=0.0,
                     help="oracle arm: share of tokens replaced by a random class's vector")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)

@@ -150,8 +150,8 @@ def pretrain_vision(
     index: dense supervision that keeps *where* readable), with shift/brightness augmentation
     so near-duplicates map alike. With `token_targets` ([classes, d]) each token is regressed
     onto its class's target vector instead of classified by a fresh head (and scored by the
-    nearest target): targets made of the language model's own word embeddings give it
-    tokens it reads like words.
+    nearest target), e.g. the language model's word embeddings of what lies under each token
+    (benchmarks/scene_reading's `aligned` arm).
 
     Stops once every face, clean and augmented, is classified right and the scene attributes
     are ≥ 98 % right (checked every `eval_every` steps after `min_steps` on the first
@@ -164,6 +164,8 @@ def pretrain_vision(
     model = vlm.model
     if vlm.family != "qwen2_5_vl":
         raise NotImplementedError("vision pre-training is implemented for Qwen2.5-VL bundles")
+    if token_targets is not None and token_labels is None:
+        raise ValueError("token_targets needs token_labels (the class of every scene token)")
     visual = model.model.visual
     for p in visual.parameters():
         p.requires_grad_(True)

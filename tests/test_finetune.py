@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cagul.finetune import FinetuneConfig, finetune, pretrain_vision_identity
@@ -100,6 +101,8 @@ def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_p
             toks = torch.stack(vlm.visual_tokens(vlm.prepare(scenes, ["Q?"] * 3)))
         return ((toks - targets[labels]).pow(2).mean() / targets.pow(2).mean()).item()
 
+    with pytest.raises(ValueError, match="token_labels"):
+        pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), None, token_targets=targets)
     before = error()
     stats = pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), labels, token_targets=targets,
                             steps=150, batch_size=6, eval_every=10, min_steps=10, lr=5e-3)  # fmt: skip
