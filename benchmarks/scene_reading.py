@@ -43,7 +43,7 @@ from benchmarks.text_membership import _batch, conversation
 from cagul.bundle import _scene_attributes
 from cagul.data import load_dataset
 from cagul.data.probes import write_probes
-from cagul.data.scenes import COLOURS, SHAPES, render_scene, sample_scene, token_cells
+from cagul.data.scenes import COLOURS, SHAPES, render_scene, sample_scene, token_classes
 from cagul.finetune import _schedule, _vision_params, pretrain_vision
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
@@ -77,7 +77,7 @@ class _Oracle:
         vlm.model.model.visual.register_forward_hook(self._hook)
 
     def _tokens(self, scene) -> torch.Tensor:
-        labels = [0] * 16 if scene is None else _token_labels(scene)
+        labels = _token_labels(scene)
         n = len(self.targets)
         labels = [self.rng.randrange(n) if self.rng.random() < self.noise else c for c in labels]
         return self.targets[labels]
@@ -115,10 +115,8 @@ def word_targets(vlm, scale: float = 20.0) -> torch.Tensor:
 
 
 def _token_labels(scene) -> list[int]:
-    at = {(o.row, o.col): o for o in scene.objects}
-    return [0 if (o := at.get(c)) is None else
-            1 + SHAPES.index(o.shape) * len(COLOURS) + list(COLOURS).index(o.colour)
-            for c in token_cells(4)]  # fmt: skip
+    return token_classes([] if scene is None else
+                         [(o.shape, o.colour, o.row, o.col) for o in scene.objects])  # fmt: skip
 
 
 def align_tower(
@@ -133,9 +131,10 @@ def align_tower(
                             token_targets=targets, steps=steps, seed=seed)  # fmt: skip
     scenes_held = list({id(sc): (sc, im) for sc, im, *_ in held}.values())
     with torch.no_grad():
-        inputs, _ = vlm._process_images([im for _, im in scenes_held])
-        toks = torch.stack(list(vlm.model.model.get_image_features(
-            inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output))  # fmt: skip
+        batch = vlm.prepare(
+            [im for _, im in scenes_held], ["Describe the image."] * len(scenes_held)
+        )
+        toks = torch.stack(vlm.visual_tokens(batch))
         pred = torch.cdist(toks, targets.expand(len(toks), -1, -1)).argmin(-1)
     truth = torch.tensor([_token_labels(sc) for sc, _ in scenes_held])
     stats["held_out_token_acc"] = round((pred == truth).float().mean().item(), 3)

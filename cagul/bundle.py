@@ -33,7 +33,7 @@ from cagul import metrics
 from cagul.answering import answer_all
 from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, make_split
 from cagul.data.probes import write_probes
-from cagul.data.scenes import COLOURS, GRID, SHAPES, token_cells
+from cagul.data.scenes import COLOURS, GRID, SHAPES, token_classes
 from cagul.data.templates import FIELD_OF_TRAIN_QUESTION, FIELDS
 from cagul.evaluate import evaluate
 from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
@@ -197,13 +197,9 @@ def _scene_attributes(
     colours = list(COLOURS)
     rows, token_rows = [], []
     for sc in scenes:
-        cells = {(o["row"], o["col"]): o for o in sc["objects"]}
-        labels = []
-        for cell in token_cells(tokens_per_side):
-            o = cells.get(cell)
-            labels.append(0 if o is None else
-                          1 + SHAPES.index(o["shape"]) * len(colours) + colours.index(o["colour"]))  # fmt: skip
-        token_rows.append(labels)
+        token_rows.append(token_classes(
+            [(o["shape"], o["colour"], o["row"], o["col"]) for o in sc["objects"]], tokens_per_side
+        ))  # fmt: skip
         v: list[float] = []
         objs = sc["objects"]
         for shape in SHAPES:

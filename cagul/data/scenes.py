@@ -91,6 +91,17 @@ def token_cells(per_side: int) -> list[tuple[int, int]]:
             for r in range(per_side) for c in range(per_side)]  # fmt: skip
 
 
+def token_classes(objects, per_side: int = 4) -> list[int]:
+    """Per visual token (row-major, `token_cells`), the class of the object under its centre:
+    0 for background, else 1 + shape index × len(COLOURS) + colour index. `objects` are
+    (shape, colour, row, col) tuples."""
+    at = {(r, c): (shape, colour) for shape, colour, r, c in objects}
+    colours = list(COLOURS)
+    return [0 if (o := at.get(cell)) is None else
+            1 + SHAPES.index(o[0]) * len(colours) + colours.index(o[1])
+            for cell in token_cells(per_side)]  # fmt: skip
+
+
 def sample_scene(rng: random.Random, scene_id: str) -> Scene:
     """Draw one scene: 1-5 objects, mostly from one theme, in distinct cells."""
     n = rng.choices((1, 2, 3, 4, 5), weights=(1, 3, 3, 2, 1))[0]
