@@ -40,10 +40,10 @@ from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from benchmarks.text_membership import _batch, conversation
-from cagul.bundle import _scene_attributes
+from cagul.bundle import _scene_attributes, word_targets
 from cagul.data import load_dataset
 from cagul.data.probes import write_probes
-from cagul.data.scenes import COLOURS, SHAPES, render_scene, sample_scene, token_classes
+from cagul.data.scenes import SHAPES, render_scene, sample_scene, token_classes
 from cagul.finetune import _schedule, _vision_params, pretrain_vision
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
@@ -98,20 +98,6 @@ def _accuracy(vlm, items, oracle) -> tuple[float, float]:
     pred = ["Yes." if y < n else "No." for y, n in zip(yes.tolist(), no.tolist(), strict=True)]
     hits = sum(p == a for p, (*_, a) in zip(pred, items, strict=True))
     return round(hits / len(items), 3), round(pred.count("Yes.") / len(pred), 3)
-
-
-def word_targets(vlm, scale: float = 20.0) -> torch.Tensor:
-    """Per token class (0: background, else 1 + shape × colours + colour, as the bundle's
-    `_scene_attributes` labels tokens), the language model's input embedding of the words
-    for it, × `scale`: "image" for the background, the shape's plus the colour's for an
-    object (each a single token in the bundle's vocabulary; several: their mean)."""
-    emb = vlm.model.get_input_embeddings().weight.detach()
-
-    def word(w: str) -> torch.Tensor:
-        return emb[vlm.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
-
-    rows = [word("image")] + [word(s) + word(c) for s in SHAPES for c in COLOURS]
-    return scale * torch.stack(rows).float()
 
 
 def _token_labels(scene) -> list[int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image, ImageEnhance
 
-from cagul.models import VLM
+from cagul.models import VLM, TokenReplacement
 
 
 @dataclass
@@ -53,6 +53,23 @@ def _vision_params(vlm: VLM):
     return vlm.model.model.visual.parameters() if vlm.family == "qwen2_5_vl" else ()
 
 
+def _cached_tokens(vlm: VLM, chunk, cache: dict | None) -> TokenReplacement | None:
+    """The visual tokens of `chunk`'s images from `cache` (filled on first sight), as a
+    replacement that rewrites nothing; None when there is no cache (the tower trains)."""
+    if cache is None:
+        return None
+    todo = [str(c[0]) for c in chunk if str(c[0]) not in cache]
+    todo = list(dict.fromkeys(todo))
+    if todo:
+        was_training = vlm.model.training
+        vlm.model.eval()
+        cache.update(
+            zip(todo, vlm.visual_tokens(vlm.prepare(todo, ["?"] * len(todo))), strict=True)
+        )
+        vlm.model.train(was_training)
+    return TokenReplacement(None, [None] * len(chunk), [cache[str(c[0])] for c in chunk])
+
+
 def finetune(
     vlm: VLM,
     samples: Sequence[tuple[str, str, str]] | Callable[[int], Sequence[tuple[str, str, str]]],
@@ -84,6 +101,10 @@ def finetune(
     steps_per_epoch = math.ceil(len(draw(0)) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = _schedule(opt, total, max(1, int(cfg.warmup_frac * total)))
+    # A frozen tower gives each image the same tokens every epoch: compute them once per image
+    # path and hand them to the language model (Qwen2.5-VL then skips the tower: measured
+    # about half of a bundle VQA step). Bounded by the distinct images of the stage.
+    token_cache: dict[str, torch.Tensor] | None = None if cfg.train_vision else {}
     rng = random.Random(cfg.seed)
     step, t0, losses = 0, time.time(), []
     for epoch in range(cfg.epochs):
@@ -95,7 +116,7 @@ def finetune(
                 break
             chunk = [epoch_samples[j] for j in order[i : i + cfg.batch_size]]
             batch = vlm.prepare([c[0] for c in chunk], [c[1] for c in chunk], [c[2] for c in chunk])
-            loss = vlm.loss(batch).mean()
+            loss = vlm.loss(batch, _cached_tokens(vlm, chunk, token_cache)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -142,6 +163,7 @@ def pretrain_vision(
     eval_every: int = 25,
     min_steps: int = 100,
     eval_scenes: int = 256,
+    token_contrast: float = 0.0,
 ) -> dict:
     """Pre-train the vision tower so that what the language model needs is linearly readable
     from the mean visual token: the identity of each face (cross-entropy) and, for scenes,
@@ -151,7 +173,9 @@ def pretrain_vision(
     so near-duplicates map alike. With `token_targets` ([classes, d]) each token is regressed
     onto its class's target vector instead of classified by a fresh head (and scored by the
     nearest target), e.g. the language model's word embeddings of what lies under each token
-    (benchmarks/scene_reading's `aligned` arm).
+    (benchmarks/scene_reading's `aligned` arm); `token_contrast` > 0 adds, with that weight,
+    a cross-entropy over the negative distances to every target (prototype classification:
+    pulled onto its own target and away from the others).
 
     Stops once every face, clean and augmented, is classified right and the scene attributes
     are ≥ 98 % right (checked every `eval_every` steps after `min_steps` on the first
@@ -244,6 +268,10 @@ def pretrain_vision(
                     + torch.nn.functional.mse_loss(toks, targets[token_labels[sidx]])
                     / targets.pow(2).mean()
                 )
+                if token_contrast:
+                    loss = loss + token_contrast * torch.nn.functional.cross_entropy(
+                        token_head(toks).flatten(0, 1), token_labels[sidx].flatten()
+                    )
             elif token_head is not None:
                 loss = loss + torch.nn.functional.cross_entropy(
                     token_head(toks).flatten(0, 1), token_labels[sidx].flatten()

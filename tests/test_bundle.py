@@ -216,3 +216,27 @@ def test_vqa_epoch_sampler_draws_afresh_per_epoch_and_all_items_at_zero():
     assert len(some(0)) == 20 and len(set(some(0))) == 20
     assert some(0) == some(0) and set(some(0)) != set(some(1))  # seeded, fresh per epoch
     assert sorted(_epoch_sampler(items, 500, seed=0)(3)) == items
+
+
+def test_word_targets_follow_the_token_class_numbering(tiny_dirs):
+    """The vision stage pulls a token labelled by `token_classes` onto `word_targets[label]`:
+    the two numberings must agree, or every scene token would be aligned to another object's
+    words (nothing else would notice: training still converges)."""
+    import torch
+
+    from cagul.bundle import word_targets
+    from cagul.data.scenes import COLOURS, SHAPES, token_classes
+
+    vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
+    targets = word_targets(vlm, scale=2.0)
+    assert targets.shape == (1 + len(SHAPES) * len(COLOURS), vlm.hidden_size)
+    emb = vlm.model.get_input_embeddings().weight.detach().float()
+
+    def word(w: str) -> torch.Tensor:
+        return emb[vlm.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    labels = token_classes([("star", "red", 0, 0), ("hexagon", "black", 3, 3)])
+    assert labels[0] != labels[15] and labels[1] == 0
+    torch.testing.assert_close(targets[labels[0]], 2.0 * (word("star") + word("red")))
+    torch.testing.assert_close(targets[labels[15]], 2.0 * (word("hexagon") + word("black")))
+    torch.testing.assert_close(targets[labels[1]], 2.0 * word("image"))

@@ -74,10 +74,12 @@ def test_vision_pretraining_checks_scenes_on_a_bounded_subset(tiny_dirs, tmp_pat
     assert 3 in calls and 5 not in calls  # the checks passed 3 scenes, never all 5
 
 
-def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_path):
+@pytest.mark.parametrize("contrast", [0.0, 1.0])
+def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_path, contrast):
     """With `token_targets`, each scene token is pulled onto its class's target vector (what
     the scene_reading benchmark's `aligned` arm uses): afterwards the nearest target is the
-    right class and the tokens are far closer to their targets than at the start."""
+    right class and the tokens are far closer to their targets than at the start, with or
+    without the contrastive term beside the regression."""
     import torch
 
     from cagul.finetune import pretrain_vision
@@ -105,6 +107,64 @@ def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_p
         pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), None, token_targets=targets)
     before = error()
     stats = pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), labels, token_targets=targets,
-                            steps=150, batch_size=6, eval_every=10, min_steps=10, lr=5e-3)  # fmt: skip
+                            steps=150, batch_size=6, eval_every=10, min_steps=10, lr=5e-3,
+                            token_contrast=contrast)  # fmt: skip
     assert stats["token_accuracy"] == 1.0
     assert error() < 0.5 * before
+
+
+def test_precomputed_tokens_skip_the_qwen_tower_and_give_the_same_loss(tiny_dirs, images):
+    """Handing the language model cached visual tokens (the fast path a frozen tower allows)
+    gives the loss and the encoder gradient the tower-plus-hook path gives, without running
+    the tower."""
+    import torch
+
+    from cagul.models import TokenReplacement
+
+    vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
+    batch = vlm.prepare(images[:2], ["What is shown?", "Who is it?"], ["A face.", "Nobody."])
+    tokens = vlm.visual_tokens(batch)
+    runs = []
+    handle = vlm.model.model.visual.register_forward_hook(lambda *_: runs.append(1))
+    try:
+        plain = vlm.loss(batch)
+        assert len(runs) == 1
+        cached = vlm.loss(batch, TokenReplacement(None, [None, None], tokens))
+        assert len(runs) == 1  # the tower did not run
+        torch.testing.assert_close(cached, plain)
+        encoder = torch.nn.Linear(vlm.hidden_size, vlm.hidden_size)
+        idx = [torch.tensor([0, 2]), None]
+        grads = []
+        for given in (None, tokens):  # hook on the tower's output vs tokens handed over
+            encoder.zero_grad()
+            loss = vlm.loss(batch, TokenReplacement(encoder, idx, given)).mean()
+            loss.backward()
+            grads.append((loss.detach(), encoder.weight.grad.clone()))
+        assert len(runs) == 2
+    finally:
+        handle.remove()
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    assert grads[0][1].abs().sum() > 0
+
+
+def test_finetune_with_a_frozen_tower_encodes_each_image_once(tiny_dirs, tmp_path):
+    vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        Image.new("RGB", (112, 112), (60 * i, 100, 200)).save(p)
+        paths.append(str(p))
+    samples = [(p, "What colour is it?", f"Colour {i}.") for i, p in enumerate(paths)]
+    encoded = []
+
+    def count(_module, args, kwargs, _out):  # images in this call of the tower
+        encoded.append(int((args[1] if len(args) > 1 else kwargs["grid_thw"]).shape[0]))
+
+    handle = vlm.model.model.visual.register_forward_hook(count, with_kwargs=True)
+    try:
+        stats = finetune(vlm, samples, FinetuneConfig(epochs=4, lr=1e-3, batch_size=2))
+    finally:
+        handle.remove()
+    assert stats["steps"] == 8
+    assert sum(encoded) == 3  # three images, each through the tower once over 8 steps

@@ -318,8 +318,18 @@ class VLM:
             for h in handles:
                 h.remove()
 
+    def _inputs_without_tower(self, batch: Batch, replacement: TokenReplacement) -> dict | None:
+        """Model inputs that hand the language model `replacement.visual_tokens` (rewritten by
+        its module) directly, so the vision tower does not run; None where the family has no
+        such entry point (its tower runs and a hook swaps its output, same result)."""
+        return None
+
     def forward(self, batch: Batch, replacement: TokenReplacement | None = None) -> torch.Tensor:
         """Logits [B, T, V]. Gradients flow to `replacement.module` only."""
+        if replacement is not None and replacement.visual_tokens is not None:
+            direct = self._inputs_without_tower(batch, replacement)
+            if direct is not None:
+                return self.model(**direct, use_cache=False).logits
         with self._replacing(replacement, batch):
             return self.model(**batch.inputs, use_cache=False).logits
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .base import VLM, ImageLayout, TokenReplacement, joint_scores, replace_tokens, row_major_grid
 
@@ -63,6 +64,20 @@ class QwenVL(VLM):
             return output
 
         return [self.model.model.visual.register_forward_hook(hook)]
+
+    def _inputs_without_tower(self, batch, replacement):
+        # Qwen2_5_VLModel takes the encoder's output in place of pixel_values: with cached
+        # tokens the frozen tower (about half a tiny model's training step) is skipped.
+        dtype = self.model.dtype
+        new = [
+            replace_tokens(v.to(self.device, dtype), replacement.module_for(b), idx)
+            for b, (v, idx) in enumerate(
+                zip(replacement.visual_tokens, replacement.indices, strict=True)
+            )
+        ]
+        inputs = {k: v for k, v in batch.inputs.items() if k != "pixel_values"}
+        inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=new)}
+        return inputs
 
     def _capture_hook(self, store):
         def hook(_module, _args, output):
