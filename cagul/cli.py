@@ -49,7 +49,7 @@ def bundle_config(args: argparse.Namespace):
 def cmd_demo_bundle(args: argparse.Namespace) -> dict:
     from cagul.bundle import build_demo_bundle
 
-    bundle = build_demo_bundle(args.out, bundle_config(args))
+    bundle = build_demo_bundle(args.out, bundle_config(args), resume=args.resume)
     return {"out": str(args.out), "acceptance": bundle["acceptance"],
             "stage_seconds": bundle["stage_seconds"]}  # fmt: skip
 
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo-bundle", help="generate the demo data and train its tiny VLMs")
     p.add_argument("--out", default=str(DEMO_DIR), help="bundle directory (default: %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the Pretrain model an earlier build of the same recipe left in "
+                   "--out (only the biography options may differ) and run the later stages")  # fmt: skip
     from cagul.bundle import BundleConfig  # its fields are the options (imports torch)
 
     # Every recipe field is an option, so the command bundle.json records always parses.

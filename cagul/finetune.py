@@ -102,8 +102,9 @@ def finetune(
     total = steps_per_epoch * cfg.epochs
     sched = _schedule(opt, total, max(1, int(cfg.warmup_frac * total)))
     # A frozen tower gives each image the same tokens every epoch: compute them once per image
-    # path and hand them to the language model (Qwen2.5-VL then skips the tower: measured
-    # about half of a bundle VQA step). Bounded by the distinct images of the stage.
+    # path and hand them to the language model (Qwen2.5-VL then skips the tower, which took
+    # 1.05 of 2.24 s of a 64-item bundle VQA step in one profile). Holds one [n, d] tensor per
+    # distinct image of the stage.
     token_cache: dict[str, torch.Tensor] | None = None if cfg.train_vision else {}
     rng = random.Random(cfg.seed)
     step, t0, losses = 0, time.time(), []
