@@ -19,26 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from cagul.bundle import (
-    FAMILY,
-    BundleConfig,
-    _corpus,
-    _extra_scenes,
-    _scene_attributes,
-    word_targets,
-)
+from cagul.bundle import BundleConfig, _extra_scenes, vision_stage, word_targets
 from cagul.data import generate_dataset, load_dataset, load_probes
 from cagul.data.scenes import COLOURS, token_classes
-from cagul.finetune import pretrain_vision
-from cagul.models import load_vlm
-from cagul.models.tiny import build_tiny_vlm
 
 
 def held_out_accuracy(vlm, probes_dir: Path, targets: torch.Tensor) -> tuple[float, float]:
@@ -72,20 +62,9 @@ def run(steps: int, contrast: float, extra_scenes: int, lr: float, seed: int) ->
         if extra_scenes:
             clash = _extra_scenes(out / "_scenes", out / "data" / "probes", cfg)
             dirs.append(out / "_scenes")
-        init = build_tiny_vlm(FAMILY, out / "_init", corpus=_corpus(ds, probes), hidden=cfg.hidden,
-                              layers=cfg.layers, image_size=cfg.image_size,
-                              vocab_size=cfg.vocab_size, seed=seed,
-                              vision=(cfg.vision_width, cfg.vision_depth))  # fmt: skip
-        vlm = load_vlm(init)
-        shutil.rmtree(init)
-        faces = [str(ind.image_file) for ind in ds.individuals]
-        parts = [_scene_attributes(d, exclude=clash) for d in dirs]
+        cfg = replace(cfg, vision_steps=steps, vision_lr=lr, token_contrast=contrast)
+        vlm, stats = vision_stage(out, cfg, ds, probes, None, dirs, clash)
         targets = word_targets(vlm, cfg.align_scale)
-        stats = pretrain_vision(
-            vlm, faces, list(range(len(faces))), [p for ps, _, _ in parts for p in ps],
-            torch.cat([a for _, a, _ in parts]), torch.cat([t for _, _, t in parts]),
-            token_targets=targets, steps=steps, lr=lr, seed=seed, token_contrast=contrast,
-        )  # fmt: skip
         token_acc, shape_acc = held_out_accuracy(vlm, out / "data" / "probes", targets)
     return {"steps": steps, "contrast": contrast, "extra_scenes": extra_scenes, "lr": lr,
             "seconds": stats["seconds"], "train_token_acc": stats["token_accuracy"],

@@ -367,7 +367,8 @@ class ResumeError(ValueError):
 def _resumable(out: Path, cfg: BundleConfig) -> dict:
     path = out / PRETRAIN_RECORD
     if not path.is_file() or not (out / "models" / "pretrain" / "config.json").is_file():
-        raise ResumeError(f"nothing to resume in {out}: no {PRETRAIN_RECORD} and Pretrain model")
+        raise ResumeError(f"nothing to resume in {out}: it needs {PRETRAIN_RECORD} and "
+                          "models/pretrain from an earlier build")  # fmt: skip
     record = json.loads(path.read_text())
     mine = {k: v for k, v in asdict(cfg).items() if k not in BIOGRAPHY_FIELDS}
     theirs = {k: v for k, v in record["config"].items() if k not in BIOGRAPHY_FIELDS}
@@ -377,11 +378,9 @@ def _resumable(out: Path, cfg: BundleConfig) -> dict:
     return record
 
 
-def _pretrain(
-    out: Path, cfg: BundleConfig, ds, probes, extra, scene_dirs, clash, vqa, times: dict
-) -> tuple[dict, dict]:
-    """The vision and VQA stages; saves `models/pretrain` and returns their statistics."""
-    t = time.time()
+def vision_stage(out: Path, cfg: BundleConfig, ds, probes, extra, scene_dirs, clash):
+    """A fresh tiny model of `cfg` with its vision tower pre-trained on the faces (of `ds` and
+    `extra`) and the training scenes of `scene_dirs` (but `clash`); returns (vlm, stats)."""
     init = build_tiny_vlm(
         FAMILY, out / "models" / "_init", corpus=_corpus(ds, probes, extra), hidden=cfg.hidden,
         layers=cfg.layers, image_size=cfg.image_size, vocab_size=cfg.vocab_size, seed=cfg.seed,
@@ -399,6 +398,15 @@ def _pretrain(
         token_targets=word_targets(vlm, cfg.align_scale) if cfg.align_scale else None,
         steps=cfg.vision_steps, lr=cfg.vision_lr, seed=cfg.seed, token_contrast=cfg.token_contrast,
     )  # fmt: skip
+    return vlm, vision
+
+
+def _pretrain(
+    out: Path, cfg: BundleConfig, ds, probes, extra, scene_dirs, clash, vqa, times: dict
+) -> tuple[dict, dict]:
+    """The vision and VQA stages; saves `models/pretrain` and returns their statistics."""
+    t = time.time()
+    vlm, vision = vision_stage(out, cfg, ds, probes, extra, scene_dirs, clash)
     times["pretrain_vision"] = time.time() - t
     _log(f"vision identity: {vision}")
 

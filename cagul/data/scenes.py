@@ -7,8 +7,8 @@ the tower's held-out per-token accuracy stopped at 0.80, too noisy for a fresh l
 to read (benchmarks/scene_reading; 0.97 on this grid, and read). Shapes have unequal base
 frequencies and two "themes" make some shapes co-occur, so POPE's *popular* (frequent
 objects) and *adversarial* (co-occurring objects) negatives differ from *random* ones, as they
-do on COCO. Rendering is supersampled like the faces and is
-a pure function of the scene, so images are reproducible.
+do on COCO. Rendering is supersampled like the faces and is a pure function of the scene, so
+images are reproducible.
 """
 
 from __future__ import annotations

@@ -16,6 +16,14 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from .base import VLM, ImageLayout, TokenReplacement, joint_scores, replace_tokens, row_major_grid
 
 
+def _rewritten(per_image, replacement: TokenReplacement, dtype) -> list[torch.Tensor]:
+    """Each image's tokens with its selected rows passed through its sample's module."""
+    return [
+        replace_tokens(v.to(dtype), replacement.module_for(b), idx)
+        for b, (v, idx) in enumerate(zip(per_image, replacement.indices, strict=True))
+    ]
+
+
 class QwenVL(VLM):
     family = "qwen2_5_vl"
     attention = "joint"
@@ -56,11 +64,9 @@ class QwenVL(VLM):
     def _hooks(self, replacement: TokenReplacement, batch):
         def hook(_module, _args, output):
             per_image = replacement.visual_tokens or self._split(output.pooler_output, batch)
-            new = [
-                replace_tokens(v.to(output.pooler_output.dtype), replacement.module_for(b), idx)
-                for b, (v, idx) in enumerate(zip(per_image, replacement.indices, strict=True))
-            ]
-            output.pooler_output = torch.cat(new)
+            output.pooler_output = torch.cat(
+                _rewritten(per_image, replacement, output.pooler_output.dtype)
+            )
             return output
 
         return [self.model.model.visual.register_forward_hook(hook)]
@@ -68,13 +74,8 @@ class QwenVL(VLM):
     def _inputs_without_tower(self, batch, replacement):
         # Qwen2_5_VLModel takes the encoder's output in place of pixel_values: with cached
         # tokens the frozen tower (about half a tiny model's training step) is skipped.
-        dtype = self.model.dtype
-        new = [
-            replace_tokens(v.to(self.device, dtype), replacement.module_for(b), idx)
-            for b, (v, idx) in enumerate(
-                zip(replacement.visual_tokens, replacement.indices, strict=True)
-            )
-        ]
+        tokens = [v.to(self.device) for v in replacement.visual_tokens]
+        new = _rewritten(tokens, replacement, self.model.dtype)
         inputs = {k: v for k, v in batch.inputs.items() if k != "pixel_values"}
         inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=new)}
         return inputs
