@@ -1,13 +1,24 @@
-"""cagul-studio web app: wires the UI to importable functions in `cagul/`, nothing more.
+"""cagul-studio web app: FastAPI with the Gradio UI at / and the REST API under /api.
 
-This first page shows the loaded model's geometry (DESIGN §8 `info`); the Explore, Forget
-requests, Audit and Reports tabs arrive with the issues that build their logic.
+`python app.py` serves the demo bundle's model and data with the SQLite file on
+127.0.0.1:7860, applies migrations, registers the shipped demo adapter and starts one job
+worker in a subprocess (so training never blocks a page); `--no-worker` leaves the queue to
+`python -m jobs.worker` processes on other hosts. This module only composes and launches: the
+logic lives in `webui/` and `cagul/`.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("cagul.app")
 
 
 def model_info(model_dir: str | None) -> str:
@@ -21,27 +32,89 @@ def model_info(model_dir: str | None) -> str:
         return json.dumps({"error": str(e)}, indent=2)
 
 
-def build_ui():
+CSS = """
+.msg { padding: 8px 12px; border-radius: 6px; margin: 4px 0; font-size: 14px; }
+.msg-error { background: #fde8e8; color: #9b1c1c; border: 1px solid #f8b4b4; }
+.msg-info { background: #e8f1fd; color: #1c4f9b; border: 1px solid #b4cdf8; }
+"""
+
+
+def build_ui(studio):
+    """The Gradio Blocks of the app over a loaded `webui.studio.Studio`."""
     import gradio as gr
 
+    from webui import audit_tab, explore_tab
+
     with gr.Blocks(title="cagul-studio") as demo:
-        gr.Markdown("# cagul-studio\nMake a vision-language model forget private facts.")
+        gr.Markdown(
+            "# cagul-studio\nMake a vision-language model **forget** private facts about people, "
+            "**prove** it forgot, and **keep** everything else. "
+            f"Model: `{studio.vlm.family}` · {len(studio.dataset)} people · "
+            f"{len(studio.adapter_choices())} adapter(s)."
+        )
+        explore_tab.build(studio)
+        audit_tab.build(studio)
         with gr.Tab("Model", elem_id="tab-model"):
-            path = gr.Textbox(
-                label="Model directory (empty: demo bundle)", elem_id="model-dir", value=""
-            )
-            show = gr.Button("Show model info", elem_id="model-info-btn")
-            out = gr.Code(label="info", language="json", elem_id="model-info")
-            show.click(model_info, inputs=path, outputs=out)
+            gr.Code(json.dumps(studio.vlm.info(), indent=2), language="json", elem_id="model-info")
     return demo
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Serve the cagul-studio app.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    args = parser.parse_args()
-    build_ui().launch(server_name=args.host, server_port=args.port)
+def create_app(studio):
+    """The FastAPI app: REST under /api, Gradio at /."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from webui.api import install_error_handlers, router
+    from webui.explore import HEATMAP_CSS
+
+    app = FastAPI(title="cagul-studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    install_error_handlers(app)
+    app.include_router(router(studio))
+    return gr.mount_gradio_app(app, build_ui(studio), path="/", css=CSS + HEATMAP_CSS,
+                               footer_links=[], ssr_mode=False)  # fmt: skip
+
+
+def start_worker(args: argparse.Namespace) -> subprocess.Popen:
+    """One `python -m jobs.worker` beside the app, stopped with it. A job it was running when
+    the app was killed is re-queued by the next worker's reaper: nothing is lost."""
+    env = dict(os.environ)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    if args.model:
+        env["CAGUL_MODEL_DIR"] = args.model
+    if args.data:
+        env["CAGUL_DATA_DIR"] = args.data
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.worker"], env=env)
+    atexit.register(lambda: proc.poll() is None and proc.terminate())
+    return proc
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Serve the cagul-studio app.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--model", help="local VLM checkpoint (default: the demo bundle's)")
+    p.add_argument("--data", help="FIUBench-format directory (default: the demo bundle's)")
+    p.add_argument("--database-url", help="default: DATABASE_URL, else .cagul/cagul.sqlite")
+    p.add_argument("--no-worker", action="store_true", help="run no job worker in this process")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from webui.studio import Studio
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    started = time.perf_counter()
+    studio = Studio(model_dir=args.model, data_dir=args.data, database_url=args.database_url)
+    app = create_app(studio)
+    if not args.no_worker:
+        start_worker(args)
+    log.info("ready in %.1f s: http://%s:%d (REST under /api)", time.perf_counter() - started,
+             args.host, args.port)  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

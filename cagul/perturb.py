@@ -50,3 +50,28 @@ def fixed_perturbations(img: Image.Image) -> dict[str, Image.Image]:
         "bright-10": brightness(img, 0.9),
         "all": jpeg(brightness(shift(img, 4, -4), 0.9), 70),
     }
+
+
+def crop(img: Image.Image, fraction: float = 0.08) -> Image.Image:
+    """Cut `fraction` of each side away and scale back: a tighter framing of the same photo."""
+    w, h = img.size
+    dx, dy = round(w * fraction), round(h * fraction)
+    return img.crop((dx, dy, w - dx, h - dy)).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def mirror(img: Image.Image) -> Image.Image:
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def audit_perturbations(img: Image.Image) -> dict[str, Image.Image]:
+    """What an auditor tries on a forgotten person's photo: a JPEG re-save, a few-pixel shift,
+    brighter, a tighter crop, a mirror image. Crop and mirror are outside what the
+    discriminator trains on, so they test how far its decision carries."""
+    img = img.convert("RGB")
+    return {
+        "jpeg": jpeg(img, 70),
+        "shift": shift(img, 3, -3),
+        "brightness": brightness(img, 1.15),
+        "crop": crop(img),
+        "mirror": mirror(img),
+    }

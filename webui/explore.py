@@ -1,0 +1,165 @@
+"""The Explore tab's logic: one question about one image, answered before and after
+unlearning, and the cross-modal attention scores drawn over the image.
+
+`ask` returns a plain dict (the `answer` record plus ground truth when the question is one of
+the person's dataset questions); `heatmap_html` draws the scores on the model's own patch grid
+with the rewritten tokens outlined. Nothing is drawn that was not computed: when the scores
+cannot be extracted, `ask` raises and the page says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+
+from PIL import Image
+
+from cagul import metrics
+from cagul.inference import answer_one
+from cagul.inputs import clean_question, open_image
+from webui.studio import Studio, StudioError
+
+MEAN = "mean of layers"
+HEATMAP_WIDTH = 336  # px on the page; the grid's cells scale with it
+
+
+def ask(
+    studio: Studio,
+    *,
+    question,
+    person_id: str | None = None,
+    image=None,
+    adapter_id=None,
+) -> dict:
+    """Answer `question` about `image` (a path, bytes or PIL image) or, when no image is
+    given, about the photo of `person_id`; with the stored adapter `adapter_id` as "after"."""
+    q = clean_question(question)
+    if image is None and not person_id:
+        raise StudioError("choose a person or upload an image first")
+    source = image if image is not None else studio.image_of(person_id)
+    picture = open_image(source)
+    adapters = studio.adapters(adapter_id) if adapter_id not in (None, "") else []
+    started = time.perf_counter()
+    with studio.model_lock:
+        record = answer_one(studio.vlm, adapters, picture, q)
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    record["question"] = q
+    record["k"] = adapters[0].config.k if adapters else None
+    record["per_layer"] = bool(adapters and adapters[0].config.per_layer)
+    pair = studio.find_pair(person_id, q) if image is None else None
+    record["truth"] = None
+    if pair is not None:
+        record["truth"] = {
+            "answer": pair.answer,
+            "keywords": list(pair.keywords),
+            "category": pair.category,
+            "private": pair.private,
+            "base_em": metrics.keyword_em(record["base_answer"], list(pair.keywords)),
+            "em": metrics.keyword_em(record["answer"], list(pair.keywords)),
+        }
+    record["image"] = picture
+    return record
+
+
+def layer_choices(record: dict) -> list[str]:
+    """The layer selector's options: the mean, then each cross-modal layer."""
+    return [MEAN] + [f"layer {layer}" for layer in record["cross_modal_layers"]]
+
+
+def layer_scores(record: dict, layer: str) -> tuple[list[float], list[int]]:
+    """Scores over the visual tokens for the chosen view, and the tokens outlined in it.
+
+    For one token set (joint attention) the outlined set is the same in every view; for one set
+    per cross-attention layer, a layer shows its own set and the mean view their union.
+    """
+    rows = record["scores"]
+    selected = record["selected_tokens"]
+    per_layer = bool(selected) and isinstance(selected[0], list)
+    if layer in (None, "", MEAN):
+        scores = [sum(col) / len(col) for col in zip(*rows, strict=True)]
+        chosen = sorted({i for s in selected for i in s}) if per_layer else list(selected)
+        return scores, chosen
+    names = layer_choices(record)[1:]
+    if layer not in names:
+        raise StudioError(f"unknown layer {layer!r}; choose one of {', '.join(names)}")
+    i = names.index(layer)
+    return list(rows[i]), (list(selected[i]) if per_layer else list(selected))
+
+
+def _color(t: float) -> tuple[int, int, int]:
+    """Viridis at t in [0, 1] (five stops, linearly interpolated)."""
+    stops = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
+    t = min(max(t, 0.0), 1.0) * (len(stops) - 1)
+    i = min(int(t), len(stops) - 2)
+    f = t - i
+    return tuple(round(a + (b - a) * f) for a, b in zip(stops[i], stops[i + 1], strict=True))
+
+
+def _data_uri(image: Image.Image, width: int) -> tuple[str, int]:
+    height = max(1, round(image.height * width / image.width))
+    buf = io.BytesIO()
+    image.convert("RGB").resize((width, height)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), height
+
+
+def heatmap_html(record: dict, layer: str = MEAN) -> str:
+    """The scores of `layer` over the image on the model's patch grid, as HTML: one cell per
+    patch token (colour = score, low → dark), the rewritten tokens outlined."""
+    scores, selected = layer_scores(record, layer)
+    rows, cols = record["grid"]
+    index = record["grid_index"]
+    cell_scores = [scores[t] for t in index]
+    lo, hi = min(cell_scores), max(cell_scores)
+    span = (hi - lo) or 1.0
+    uri, height = _data_uri(record["image"], HEATMAP_WIDTH)
+    chosen = set(selected)
+    cells = []
+    for pos, token in enumerate(index):
+        r, g, b = _color((scores[token] - lo) / span)
+        cls = "hm-cell hm-selected" if token in chosen else "hm-cell"
+        cells.append(
+            f'<div class="{cls}" data-token="{token}" data-row="{pos // cols}" '
+            f'data-col="{pos % cols}" data-score="{scores[token]:.6g}" '
+            f'title="token {token} · score {scores[token]:.4g}" '
+            f'style="background: rgba({r},{g},{b},0.55)"></div>'
+        )
+    n_outside = len(set(selected) - set(index))
+    caption = _caption(record, layer, len(chosen), n_outside)
+    return (
+        f'<div class="hm-wrap"><div class="hm-figure" data-rows="{rows}" data-cols="{cols}" '
+        f'style="width:{HEATMAP_WIDTH}px;height:{height}px;background-image:url({uri});'
+        f'grid-template-columns:repeat({cols},1fr);grid-template-rows:repeat({rows},1fr)">'
+        + "".join(cells)
+        + '</div><div class="hm-legend"><span>least attended</span><div class="hm-bar"></div>'
+        f'<span>most attended</span></div><p class="hm-caption">{html.escape(caption)}</p></div>'
+    )
+
+
+def _caption(record: dict, layer: str, n_selected: int, n_outside: int) -> str:
+    view = "mean of cross-modal layers" if layer in (None, "", MEAN) else layer
+    grid = "×".join(str(x) for x in record["grid"])
+    text = f"Cross-modal attention of the question over the {grid} patch grid ({view}). "
+    if record["transformed"]:
+        text += f"Outlined: the {n_selected} least-attended tokens the adapter rewrote."
+        if n_outside:
+            text += f" ({n_outside} of them are not patches and are not drawn.)"
+    elif record["forget_probability"] is None:
+        text += "No adapter chosen: nothing rewritten."
+    else:
+        text += "The discriminator did not flag this image: no token was rewritten."
+    return text
+
+
+HEATMAP_CSS = """
+.hm-wrap { display: flex; flex-direction: column; gap: 6px; align-items: flex-start; }
+.hm-figure { display: grid; background-size: 100% 100%; border-radius: 6px; overflow: hidden;
+  box-shadow: 0 1px 4px rgba(0,0,0,.25); }
+.hm-cell { box-sizing: border-box; border: 1px solid rgba(255,255,255,.18); }
+.hm-selected { border: 3px solid #ff2d55; box-shadow: inset 0 0 0 1px #fff; }
+.hm-legend { display: flex; align-items: center; gap: 8px; font-size: 12px; opacity: .8; }
+.hm-bar { width: 160px; height: 10px; border-radius: 3px;
+  background: linear-gradient(90deg, #440154, #3b528b, #21918c, #5ec962, #fde725); }
+.hm-caption { font-size: 13px; margin: 0; max-width: 480px; }
+"""

@@ -1,0 +1,145 @@
+"""The Explore tab (anyone): wires `webui.explore` to the page; no logic of its own."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from cagul.inputs import UserInputError, open_image
+from cagul.models import VLMError
+from webui import explore
+from webui.studio import Studio, StudioError
+
+SHOWN_ERRORS = (UserInputError, StudioError, VLMError)
+
+
+def _message(text: str, kind: str = "error") -> str:
+    return f'<div class="msg msg-{kind}">{text}</div>'
+
+
+def build(studio: Studio) -> None:
+    adapters = studio.adapter_choices()
+    with gr.Tab("Explore", elem_id="tab-explore"):
+        gr.Markdown(
+            "Pick a person of the demo dataset (⊘ marks people who asked to be forgotten) or "
+            "upload any photo, ask a question, and compare the model's answer **before** and "
+            "**after** unlearning. The heatmap shows how much the question attends to each "
+            "image patch; outlined patches are the tokens CAGUL rewrote."
+        )
+        person_state = gr.State(None)
+        record_state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=4):
+                person = gr.Dropdown(studio.person_choices(), label="Person", value=None,
+                                     elem_id="explore-person")  # fmt: skip
+                image = gr.Image(label="Image (or upload one)", type="filepath", height=240,
+                                 sources=["upload"], elem_id="explore-image")  # fmt: skip
+                pick = gr.Dropdown([], label="The person's dataset questions",
+                                   elem_id="explore-question-pick")  # fmt: skip
+                question = gr.Textbox(label="Question", max_lines=3, elem_id="explore-question",
+                                      placeholder="What medical condition does this person have?")  # fmt: skip
+                adapter = gr.Dropdown(adapters, value=adapters[-1][1] if adapters else None,
+                                      label="Unlearning adapter (after)", elem_id="explore-adapter")  # fmt: skip
+                ask = gr.Button("Ask", variant="primary", elem_id="explore-ask")
+            with gr.Column(scale=6):
+                message = gr.HTML("", elem_id="explore-message")
+                with gr.Row():
+                    base_answer = gr.Textbox(label="Before unlearning (base model)",
+                                             elem_id="explore-base-answer", interactive=False)  # fmt: skip
+                    answer = gr.Textbox(label="After unlearning", elem_id="explore-answer",
+                                        interactive=False)  # fmt: skip
+                truth = gr.Markdown("", elem_id="explore-truth")
+                with gr.Row():
+                    prob = gr.Textbox(label="Forget probability (discriminator)",
+                                      elem_id="explore-forget-probability", interactive=False)  # fmt: skip
+                    selected = gr.Textbox(label="Rewritten tokens", elem_id="explore-selected",
+                                          interactive=False)  # fmt: skip
+                layer = gr.Dropdown([explore.MEAN], value=explore.MEAN, label="Layer",
+                                    elem_id="explore-layer")  # fmt: skip
+                heatmap = gr.HTML("", elem_id="explore-heatmap")
+
+        def on_person(pid):
+            if not pid:
+                return None, None, gr.update(choices=[], value=None), ""
+            refs = studio.pairs(pid)
+            choices = [(("🔒 private · " if r.private else "non-private · ") + r.question,
+                        r.question) for r in refs]  # fmt: skip
+            return pid, studio.image_of(pid), gr.update(choices=choices, value=None), ""
+
+        person.select(on_person, person, [person_state, image, pick, message])
+        person.change(on_person, person, [person_state, image, pick, message])
+        pick.select(lambda q: q, pick, question)
+
+        def on_upload(payload):
+            path = (payload or {}).get("path")
+            try:
+                open_image(path)
+            except SHOWN_ERRORS as e:
+                return None, gr.update(value=None), _message(str(e))
+            return (
+                None,
+                gr.update(value=None),
+                _message(
+                    "Uploaded image: nobody of the dataset is assumed; ask any question.", "info"
+                ),
+            )
+
+        image.upload(on_upload, image, [person_state, person, message], preprocess=False)
+
+        def on_ask(pid, payload, q, adapter_id):
+            empty = ("", "", "", "", "", gr.update(), "", None)
+            upload = None if pid else (payload or {}).get("path")
+            try:
+                rec = explore.ask(studio, question=q, person_id=pid, image=upload,
+                                  adapter_id=adapter_id or None)  # fmt: skip
+            except SHOWN_ERRORS as e:
+                return (_message(str(e)), *empty)
+            return (
+                _message(f"Answered in {rec['seconds']:.2f} s.", "info"),
+                rec["base_answer"],
+                rec["answer"],
+                _truth_markdown(rec),
+                _probability(rec),
+                _selected(rec),
+                gr.update(choices=explore.layer_choices(rec), value=explore.MEAN),
+                explore.heatmap_html(rec, explore.MEAN),
+                rec,
+            )
+
+        ask.click(on_ask, [person_state, image, question, adapter],
+                  [message, base_answer, answer, truth, prob, selected, layer, heatmap,
+                   record_state], preprocess=False)  # fmt: skip
+        question.submit(on_ask, [person_state, image, question, adapter],
+                        [message, base_answer, answer, truth, prob, selected, layer, heatmap,
+                         record_state], preprocess=False)  # fmt: skip
+
+        def on_layer(rec, name):
+            return explore.heatmap_html(rec, name) if rec else ""
+
+        layer.change(on_layer, [record_state, layer], heatmap)
+
+
+def _probability(rec: dict) -> str:
+    p = rec["forget_probability"]
+    if p is None:
+        return "no adapter"
+    return f"{p:.3f} → {'flagged, tokens rewritten' if rec['transformed'] else 'not flagged'}"
+
+
+def _selected(rec: dict) -> str:
+    sel = rec["selected_tokens"]
+    if not sel:
+        return "none"
+    if isinstance(sel[0], list):
+        return " | ".join(f"layer {n}: {', '.join(map(str, s))}"
+                          for n, s in zip(rec["cross_modal_layers"], sel, strict=True))  # fmt: skip
+    return f"{len(sel)} of {sum(1 for _ in rec['grid_index'])}: " + ", ".join(map(str, sel))
+
+
+def _truth_markdown(rec: dict) -> str:
+    t = rec["truth"]
+    if t is None:
+        return "*Not one of this person's dataset questions: no ground truth to compare.*"
+    kind = "🔒 private" if t["private"] else "non-private"
+    return (f"**Ground truth** ({kind}, {t['category']}): {t['answer']}  \n"
+            f"Keywords: {', '.join(t['keywords'])} · keyword EM before **{t['base_em']:.2f}**, "
+            f"after **{t['em']:.2f}**")  # fmt: skip
