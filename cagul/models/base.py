@@ -8,8 +8,9 @@ image processor. It gives CAGUL exactly four things:
   image's visual-token layout (token count and patch grid, derived from processor/config).
 * `visual_tokens(batch)`: what enters the language model, one `[n_i, d]` tensor per image.
 * `cross_modal_scores(batch)`: per cross-modal attention layer, the mean attention over heads and
-  over the question's rows to every visual token (DESIGN §2.2). Needs eager attention: SDPA
-  returns no weights, so the model is switched to eager for that call and back afterwards.
+  over the question's rows to every visual token (DESIGN §2.2). Hooks on the attention modules
+  form only that block while the model runs SDPA (`cagul.models.scores`); the eager
+  `output_attentions` path stays as the tests' reference (`method="eager"`).
 * `forward` / `loss` / `generate` with an optional `TokenReplacement`: a trainable module that
   rewrites a chosen subset of the visual tokens of chosen samples. The VLM's parameters are
   frozen (`requires_grad=False`), so only the module gets gradients.
@@ -173,6 +174,14 @@ class VLM:
         raise NotImplementedError
 
     def _score_layers(self, attentions, batch: Batch) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _score_modules(self) -> list[nn.Module]:
+        """The attention module of each cross-modal layer, in `cross_modal_layers` order."""
+        raise NotImplementedError
+
+    def _layer_scorer(self, batch: Batch):
+        """The pre-hook body (`cagul.models.scores.LayerScorer`) that scores one layer."""
         raise NotImplementedError
 
     # ---- prompts ------------------------------------------------------------------------
@@ -388,9 +397,36 @@ class VLM:
 
     @torch.no_grad()
     def cross_modal_scores(
-        self, batch: Batch, replacement: TokenReplacement | None = None
+        self,
+        batch: Batch,
+        replacement: TokenReplacement | None = None,
+        method: str = "hooks",
     ) -> list[torch.Tensor]:
         """Per sample, a [L, n_i] tensor: layer l's score of every visual token (DESIGN §2.2).
+
+        `method="hooks"` (the default) keeps the model on its own attention implementation
+        (SDPA) and lets pre-hooks on the cross-modal attention modules form only the
+        question-rows x image-columns block (`cagul.models.scores`): memory stays at the plain
+        forward's. `method="eager"` is the reference the tests pin the hooks to: it switches to
+        eager attention and reads `output_attentions`, all layers' full S x S maps.
+        """
+        if method == "eager":
+            return self.eager_cross_modal_scores(batch, replacement)
+        if method != "hooks":
+            raise ValueError(f"method must be 'hooks' or 'eager', not {method!r}")
+        from .scores import per_sample, recording
+
+        scorer = self._layer_scorer(batch)
+        with self._replacing(replacement, batch), recording(self._score_modules(), scorer) as got:
+            # Only the last position's logits: the scores need no vocabulary projection.
+            self.model(**batch.inputs, use_cache=False, logits_to_keep=1)
+        return per_sample(got, self.cross_modal_layers, len(batch))
+
+    @torch.no_grad()
+    def eager_cross_modal_scores(
+        self, batch: Batch, replacement: TokenReplacement | None = None
+    ) -> list[torch.Tensor]:
+        """The reference scores from eager `output_attentions` (full S x S maps per layer).
 
         Switches the model to eager attention for this call (SDPA returns no weights), then
         restores the previous implementation.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import VLM, ImageLayout, TokenReplacement, joint_scores, replace_tokens, row_major_grid
+from .scores import joint_scorer
 
 
 class Llava(VLM):
@@ -68,3 +69,10 @@ class Llava(VLM):
 
     def _score_layers(self, attentions, batch):
         return joint_scores(attentions, batch, self._image_mask(batch), self.cross_modal_layers)
+
+    def _score_modules(self):
+        layers = self.model.model.language_model.layers
+        return [layers[i].self_attn for i in self.cross_modal_layers]
+
+    def _layer_scorer(self, batch):
+        return joint_scorer(batch, self._image_mask(batch))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .base import VLM, ImageLayout, TokenReplacement, replace_tokens
+from .scores import cross_scorer
 
 
 class Mllama(VLM):
@@ -122,3 +123,9 @@ class Mllama(VLM):
             ]
             per_sample.append(torch.stack(layer_scores))
         return per_sample
+
+    def _score_modules(self):
+        return self._cross_modules()
+
+    def _layer_scorer(self, batch):
+        return cross_scorer(batch)

@@ -14,6 +14,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .base import VLM, ImageLayout, TokenReplacement, joint_scores, replace_tokens, row_major_grid
+from .scores import joint_scorer
 
 
 def _rewritten(per_image, replacement: TokenReplacement, dtype) -> list[torch.Tensor]:
@@ -99,3 +100,10 @@ class QwenVL(VLM):
 
     def _score_layers(self, attentions, batch):
         return joint_scores(attentions, batch, self._image_mask(batch), self.cross_modal_layers)
+
+    def _score_modules(self):
+        layers = self.model.model.language_model.layers
+        return [layers[i].self_attn for i in self.cross_modal_layers]
+
+    def _layer_scorer(self, batch):
+        return joint_scorer(batch, self._image_mask(batch))
