@@ -2,17 +2,112 @@
 
 Every command prints machine-readable JSON to stdout (or `--out`), progress to stderr, and
 exits non-zero with a one-line message on bad input instead of a traceback.
+
+Bad input fails before any work (exit 2, `error: ...` on one line): numbers are range-checked
+as they are parsed, output paths are checked before a model is loaded (an `--out` file must
+not be a directory and its folder must exist; an adapter `--out` must be an empty or new
+directory, or `--overwrite` is needed), images and questions go through `cagul.inputs`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 from cagul.paths import DEMO_DIR, default_model_dir
+
+
+class BadArgumentError(ValueError):
+    """A command-line argument cannot be used; raised before any model or data work."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (its default prints the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer ≥ `low` (so `--k 0` is refused, not read as "default")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def float_at_least(low: float, *, strict: bool = False):
+    """An argparse type: a finite float ≥ `low` (> `low` when `strict`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            bound = f"> {low}" if strict else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def check_out_file(path: str | None, option: str = "--out") -> None:
+    """Refuse, before any work, an output file that could not be written afterwards."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise BadArgumentError(f"{option} {p} is a directory; give a file path")
+    if not p.parent.is_dir():
+        raise BadArgumentError(f"{option} {p}: the folder {p.parent} does not exist")
+
+
+def check_adapter_out(path: str, overwrite: bool, option: str = "--out") -> Path:
+    """Refuse, before training, an adapter directory that cannot or must not be written.
+
+    New or empty: fine. A file, a symlink, or a path under a file: refused. Holding files (an
+    earlier adapter or anything else): refused unless `overwrite`, and even then only when
+    it holds plain files, never folders (so `--out ~ --overwrite` cannot wipe a home).
+    """
+    p = Path(path)
+    if p.is_symlink():
+        raise BadArgumentError(f"{option} {p} is a symbolic link; give a real directory")
+    if p.exists() and not p.is_dir():
+        raise BadArgumentError(f"{option} {p} is a file, not a directory")
+    ancestor = next(a for a in p.absolute().parents if a.exists())
+    if not p.exists() and not ancestor.is_dir():
+        raise BadArgumentError(f"{option} {p}: {ancestor} is a file, not a directory")
+    entries = sorted(p.iterdir()) if p.is_dir() else []
+    if not entries:
+        return p
+    held = "another adapter" if (p / "adapter_config.json").exists() else f"{len(entries)} files"
+    if not overwrite:
+        raise BadArgumentError(f"{option} {p} already holds {held}; pass --overwrite to replace it")
+    folders = [e.name for e in entries if e.is_dir() and not e.is_symlink()]
+    if folders:
+        raise BadArgumentError(
+            f"{option} {p} holds folders ({', '.join(folders[:3])}); not replacing it"
+        )
+    return p
+
+
+def clear_adapter_out(path: Path) -> None:
+    """Empty a directory `check_adapter_out` accepted with --overwrite (files only)."""
+    if path.is_dir():
+        for entry in path.iterdir():
+            entry.unlink()
 
 
 def _emit(obj: dict, out: str | None) -> None:
@@ -26,6 +121,7 @@ def _emit(obj: dict, out: str | None) -> None:
 def cmd_info(args: argparse.Namespace) -> dict:
     from cagul.models import load_vlm
 
+    check_out_file(args.out)
     return load_vlm(args.model or default_model_dir(), device=args.device).info()
 
 
@@ -61,6 +157,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     from cagul.models import load_vlm
     from cagul.paths import default_data_dir
 
+    check_out_file(args.out)
+    check_out_file(args.csv, "--csv")
+    retrain_x = read_retrain_report(args.retrain_report)
     data_dir = Path(args.data) if args.data else default_data_dir()
     ds = load_dataset(data_dir)
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
@@ -74,11 +173,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         setting = cfg.setting
     split = make_split(ds, forget or "forget10", setting=setting)
     probes = load_probes(data_dir / "probes") if (data_dir / "probes").is_dir() else None
-    retrain_x = None
-    if args.retrain_report:
-        retrain_x = json.loads(Path(args.retrain_report).read_text())["values"][
-            "forget_truth_ratio_x"
-        ]
     common = dict(retrain_truth_x=retrain_x, max_retain=args.max_retain,
                   batch_size=args.batch_size)  # fmt: skip
     if adapters:
@@ -90,6 +184,20 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     if args.csv or args.out:
         append_csv_row(report, args.csv or Path(args.out).with_suffix(".csv"))
     return report
+
+
+def read_retrain_report(path: str | None) -> list | None:
+    """The Retrain report's forget truth ratios, read before any evaluation starts."""
+    if not path:
+        return None
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))["values"]
+        ratios = values["forget_truth_ratio_x"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadArgumentError(f"--retrain-report {path}: not a readable report ({e!r})") from e
+    if not isinstance(ratios, list):
+        raise BadArgumentError(f"--retrain-report {path}: forget_truth_ratio_x is not a list")
+    return ratios
 
 
 class _Bar:
@@ -116,10 +224,14 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.pipeline import run_unlearning
     from cagul.train_cagul import CagulTrainingArguments
 
+    out_dir = check_adapter_out(args.out, args.overwrite)
+    check_out_file(args.report, "--report")
+    if args.report and Path(args.report).absolute().is_relative_to(out_dir.absolute()):
+        raise BadArgumentError("--report must lie beside --out, not inside the adapter directory")
     data_dir = Path(args.data) if args.data else default_data_dir()
     ds = load_dataset(data_dir)
-    if args.forget:
-        ids = [i.strip() for i in args.forget.split(",") if i.strip()]
+    if args.forget is not None:
+        ids = forget_ids_from(args.forget, ds)
     else:
         ids = resolve_forget_ids(ds, args.split or "forget10", 0)[1]
     training = CagulTrainingArguments()
@@ -144,6 +256,7 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
         options["use_encoder"] = False
     if args.objective:
         options["objective"] = args.objective
+    clear_adapter_out(out_dir)  # every check passed: --overwrite may now replace it
     bar = _Bar("unlearn")
     try:
         out = run_unlearning(
@@ -169,10 +282,26 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
             "report": report}  # fmt: skip
 
 
+def forget_ids_from(text: str, ds) -> list[str]:
+    """The ids of `--forget a,b`: an empty list is refused, never read as "the default"."""
+    from cagul.data import UnknownIdError
+
+    ids = list(dict.fromkeys(i.strip() for i in text.split(",") if i.strip()))
+    if not ids:
+        raise BadArgumentError("--forget is empty: give comma-separated individual ids")
+    known = set(ds.ids)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UnknownIdError(f"--forget names unknown individual(s): {', '.join(unknown[:5])}")
+    return ids
+
+
 def cmd_consolidate(args: argparse.Namespace) -> dict:
     from cagul.paths import default_data_dir
     from cagul.pipeline import consolidate
 
+    out_dir = check_adapter_out(args.out, args.overwrite)
+    clear_adapter_out(out_dir)
     bar = _Bar("consolidate")
     try:
         out = consolidate(
@@ -191,23 +320,30 @@ def cmd_consolidate(args: argparse.Namespace) -> dict:
 
 def cmd_answer(args: argparse.Namespace) -> dict:
     from cagul.inference import answer_one, load_adapters
+    from cagul.inputs import clean_question, open_image
     from cagul.models import load_vlm
 
+    check_out_file(args.out)
+    question = clean_question(args.question)
+    open_image(args.image)  # a bomb or a corrupt file fails here, before the model loads
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
-    return answer_one(vlm, load_adapters(vlm, args.adapter), args.image, args.question)
+    return answer_one(vlm, load_adapters(vlm, args.adapter), args.image, question)
 
 
 def cmd_audit(args: argparse.Namespace) -> dict:
     from cagul.data import load_dataset
-    from cagul.inference import audit, load_adapters, read_prompts
+    from cagul.inference import audit, check_prompt_images, load_adapters, read_prompts
     from cagul.models import load_vlm
     from cagul.paths import default_data_dir
 
+    check_out_file(args.out)
     prompts = read_prompts(args.prompts)
     data_dir = Path(args.data) if args.data else default_data_dir()
     ids = {ind.unique_id: str(ind.image_file) for ind in load_dataset(data_dir)}
+    root = Path(args.image_root) if args.image_root else Path(args.prompts).parent
+    images = check_prompt_images(prompts, ids, root)  # every image, before the model loads
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
-    rows = audit(vlm, load_adapters(vlm, args.adapter), prompts, ids)
+    rows = audit(vlm, load_adapters(vlm, args.adapter), prompts, ids, images=images)
     return {"rows": rows, "n": len(rows), "leaks": sum(r["leaked"] for r in rows),
             "base_leaks": sum(r["base_em"] > 0 for r in rows)}  # fmt: skip
 
@@ -227,7 +363,7 @@ def check_model_data(vlm, ds) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cagul", description=__doc__)
+    parser = _Parser(prog="python -m cagul", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="family, attention kind, visual-token count and grid of a VLM")
@@ -247,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--setting", default="private", choices=["private", "identity"])
     p.add_argument("--retrain-report", help="a Retrain model's report, for forget quality (KS)")
-    p.add_argument("--max-retain", type=int, default=None, help="evaluate at most N retain pairs")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-retain", type=int_at_least(1), default=None,
+                   help="evaluate at most N retain pairs")  # fmt: skip
+    p.add_argument("--batch-size", type=int_at_least(1), default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--csv", help="append a row here (default: next to --out)")
     p.add_argument("--out")
@@ -263,20 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--setting", default="private", choices=["private", "identity"])
     p.add_argument(
         "--k",
-        type=int,
+        type=int_at_least(1),
         help="tokens rewritten per sample (default: 1.5%%, or half a small grid up to 8)",
     )
-    p.add_argument("--epochs", type=int, help="joint epochs")
-    p.add_argument("--disc-epochs", dest="disc_epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--forget-weight", dest="forget_weight", type=float, help="PO/GA weight")
-    p.add_argument("--encoder-views", dest="encoder_views", type=int,
+    p.add_argument("--epochs", type=int_at_least(1), help="joint epochs")
+    p.add_argument("--disc-epochs", dest="disc_epochs", type=int_at_least(0))
+    p.add_argument("--lr", type=float_at_least(0.0, strict=True))
+    p.add_argument("--forget-weight", dest="forget_weight", type=float_at_least(0.0),
+                   help="PO/GA weight")  # fmt: skip
+    p.add_argument("--encoder-views", dest="encoder_views", type=int_at_least(0),
                    help="perturbed copies per forget pair for the encoder (default 8; 0: "
                         "faster, but a re-saved or shifted photo leaks more)")  # fmt: skip
-    p.add_argument("--hard-weight", dest="hard_weight", type=float,
+    p.add_argument("--hard-weight", dest="hard_weight", type=float_at_least(0.0),
                    help="weight samples by last loss / role mean to this power (default 1; "
                         "0: uniform)")  # fmt: skip
-    p.add_argument("--wordings", type=int,
+    p.add_argument("--wordings", type=int_at_least(0),
                    help="also train each forget / non-private pair in up to N other training "
                         "templates of its field (default 0)")  # fmt: skip
     p.add_argument("--seed", type=int, help="training seed (default 0)")
@@ -284,9 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=["po_gd", "ga_gd", "ga_kl"])
     p.add_argument("--no-discriminator", action="store_true", help="ablation: transform all")
     p.add_argument("--no-encoder", action="store_true", help="ablation: uniform noise")
-    p.add_argument("--max-retain", type=int, default=200, help="retain pairs evaluated")
+    p.add_argument("--max-retain", type=int_at_least(1), default=200, help="retain pairs evaluated")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="adapter directory to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what --out holds (an earlier adapter); refused without it")  # fmt: skip
     p.add_argument("--report", help="also write the evaluation report here")
     p.set_defaults(func=cmd_unlearn, out_is_dir=True)
 
@@ -296,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", action="append", required=True, help="adapter dir (repeat)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="adapter directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
     p.set_defaults(func=cmd_consolidate, out_is_dir=True)
 
     p = sub.add_parser("answer", help="answer one question, before and after unlearning")
@@ -312,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset, to resolve individual ids (default: the bundle's)")
     p.add_argument("--adapter", action="append", help="adapter directory (repeat to stack)")
     p.add_argument("--prompts", required=True, help="JSONL: image, question, keywords")
+    p.add_argument("--image-root", dest="image_root",
+                   help="folder that prompt image paths resolve in and must stay inside "
+                        "(default: the prompts file's folder)")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--out")
     p.set_defaults(func=cmd_audit)
@@ -333,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tiny-model", help="build an untrained tiny VLM of a family (fixtures)")
     p.add_argument("--family", required=True, choices=["qwen2_5_vl", "mllama", "llava"])
     p.add_argument("--out", required=True)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int_at_least(8), default=128)
+    p.add_argument("--layers", type=int_at_least(1), default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tiny, out_is_dir=True)
     return parser
@@ -348,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (VLMError, DataError, AdapterError, FileNotFoundError, ValueError) as e:
+    except (VLMError, DataError, AdapterError, ValueError, FileNotFoundError, PermissionError,
+            IsADirectoryError, NotADirectoryError) as e:  # fmt: skip
         print(f"error: {e}", file=sys.stderr)
         return 2
     _emit(result, None if getattr(args, "out_is_dir", False) else getattr(args, "out", None))

@@ -1,6 +1,15 @@
 """Answering with stacked CAGUL adapters, as the demo, the `answer` and `audit` commands and
 auditors use it: the answer with and without unlearning, and why (forget probability, the
-selected tokens, the cross-modal scores on the patch grid)."""
+selected tokens, the cross-modal scores on the patch grid).
+
+Audit prompts are checked whole before any model work (`read_prompts`, then
+`check_prompt_images`): a bad line, a non-UTF-8 file, a keyword that is not text, an image
+that is a list, missing, unreadable, a decompression bomb, or a path outside the image root
+fails with one `InputError` naming the file and line. The image root is the folder prompt
+image paths are resolved in and must stay inside (symlinks followed): the CLI's
+`--image-root`, by default the prompts file's folder. Individual ids resolve to the dataset's
+own images, which the dataset loader already keeps inside the dataset.
+"""
 
 from __future__ import annotations
 
@@ -47,36 +56,114 @@ def answer_one(vlm: VLM, adapters: list[CagulAdapter], image, question: str) -> 
     }
 
 
+# An audit is a batch a person reviews; more prompts than this belong in several files.
+MAX_PROMPTS = 1000
+MAX_KEYWORD_CHARS = 200
+
+
+def _prompt_text(path: str | Path) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such prompts file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the prompts file ({e.strerror})") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def _check_prompt(obj, where: str) -> dict:
+    """One prompt with its question cleaned, or InputError saying which field is wrong."""
+    from cagul.inputs import clean_question
+
+    if not isinstance(obj, dict) or not {"image", "question", "keywords"} <= set(obj):
+        raise InputError(f"{where}: needs image, question and keywords")
+    image = obj["image"]
+    if isinstance(image, bool) or not isinstance(image, (str, int)) or not str(image).strip():
+        raise InputError(f"{where}: image must be a path or an individual id (text), "
+                         f"got {type(image).__name__}")  # fmt: skip
+    try:
+        question = clean_question(obj["question"])
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    keywords = obj["keywords"]
+    if not isinstance(keywords, list) or not keywords:
+        raise InputError(f"{where}: keywords must be a non-empty list")
+    for k in keywords:
+        if not isinstance(k, str) or not k.strip():
+            raise InputError(f"{where}: every keyword must be non-empty text, got {k!r}")
+        if len(k) > MAX_KEYWORD_CHARS:
+            raise InputError(f"{where}: a keyword is longer than {MAX_KEYWORD_CHARS} characters")
+    return {**obj, "image": str(image), "question": question}
+
+
 def read_prompts(path: str | Path) -> list[dict]:
     """Audit prompts: one JSON object per line with image, question and keywords."""
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_prompt_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except ValueError as e:
             raise InputError(f"{path}:{n}: not JSON ({e})") from e
-        if not isinstance(obj, dict) or not {"image", "question", "keywords"} <= set(obj):
-            raise InputError(f"{path}:{n}: needs image, question and keywords")
-        if not isinstance(obj["keywords"], list) or not obj["keywords"]:
-            raise InputError(f"{path}:{n}: keywords must be a non-empty list")
-        rows.append(obj)
+        rows.append(_check_prompt(obj, f"{path}:{n}"))
+        if len(rows) > MAX_PROMPTS:
+            raise InputError(f"{path} holds more than {MAX_PROMPTS} prompts; split it")
     if not rows:
         raise InputError(f"{path} holds no prompts")
     return rows
 
 
+def check_prompt_images(
+    prompts: list[dict], images_by_id: dict[str, str], root: str | Path
+) -> list[str]:
+    """The image file of every prompt, each opened once, before any model work.
+
+    An individual id gives the dataset's image; any other value is a path resolved in `root`
+    that must stay inside it (see the module docstring).
+    """
+    from cagul.inputs import open_image
+
+    base = Path(root).resolve()
+    files = []
+    for p in prompts:
+        name = str(p["image"])
+        if name in images_by_id:
+            files.append(images_by_id[name])
+            continue
+        candidate = Path(name).expanduser()
+        resolved = (candidate if candidate.is_absolute() else base / candidate).resolve()
+        if not resolved.is_file():
+            raise InputError(f"image {name!r} is neither a file nor a known individual id")
+        if not resolved.is_relative_to(base):
+            raise InputError(f"image {name!r} lies outside the image root {base}")
+        open_image(resolved)
+        files.append(str(resolved))
+    return files
+
+
 def audit(
-    vlm: VLM, adapters: list[CagulAdapter], prompts: list[dict], images_by_id: dict[str, str]
+    vlm: VLM,
+    adapters: list[CagulAdapter],
+    prompts: list[dict],
+    images_by_id: dict[str, str],
+    *,
+    images: list[str] | None = None,
+    image_root: str | Path | None = None,
 ) -> list[dict]:
     """Leak rows: each prompt answered with and without the adapters; `leaked` when the
-    unlearned answer still contains the keywords (EM > 0). `image` may be an individual id."""
+    unlearned answer still contains the keywords (EM > 0). `image` may be an individual id.
+
+    `images` are the files `check_prompt_images` found; without them they are found here
+    first (in `image_root`, default the working directory), before any prompt is answered.
+    """
+    if images is None:
+        images = check_prompt_images(prompts, images_by_id, image_root or Path.cwd())
     out = []
-    for p in prompts:
-        image = images_by_id.get(str(p["image"]), p["image"])
-        if not Path(image).is_file():
-            raise InputError(f"image {p['image']!r} is neither a file nor a known individual id")
+    for p, image in zip(prompts, images, strict=True):
         r = answer_one(vlm, adapters, image, p["question"])
         em = metrics.keyword_em(r["answer"], p["keywords"])
         base_em = metrics.keyword_em(r["base_answer"], p["keywords"])

@@ -201,31 +201,56 @@ class VLM:
         return prefix, suffix
 
     def _encode(self, text: str) -> list[int]:
+        """Token ids of template text: its control tokens (`<|im_start|>`, ...) are real."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _check_question(self, q: str) -> str:
-        if not isinstance(q, str) or not q.strip():
-            raise InputError("the question is empty")
-        if len(q) > self.max_question_chars:
-            raise InputError(
-                f"the question has {len(q)} characters; at most {self.max_question_chars} allowed"
+    def _encode_text(self, text: str) -> list[int]:
+        """Token ids of user or data text (questions, answers), which must stay text.
+
+        A question typed as `<|im_end|><|im_start|>system...<|image_pad|>` would otherwise
+        become real control tokens and inject prompt structure (or fake image slots).
+        `split_special_tokens` makes the tokenizer spell such strings as ordinary pieces; if
+        a tokenizer still yields a control id, the text is refused rather than passed on.
+        """
+        ids = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        control = self._control_ids()
+        if any(i in control for i in ids):
+            raise InputError("the text contains chat-template control tokens")
+        return ids
+
+    def _control_ids(self) -> frozenset[int]:
+        """Ids of the tokenizer's special and added tokens (cached: the vocabulary is fixed)."""
+        cached = getattr(self, "_control_id_cache", None)
+        if cached is None:
+            tok = self.tokenizer
+            cached = frozenset(tok.all_special_ids) | frozenset(
+                getattr(tok, "added_tokens_decoder", {}) or {}
             )
-        return q.strip()
+            self._control_id_cache = cached
+        return cached
+
+    def _check_question(self, q) -> str:
+        """The question stripped, or InputError (delegates to `cagul.inputs.clean_question`,
+        the one edge check the app, REST and CLI share)."""
+        from cagul.inputs import clean_question  # cagul.inputs imports this module
+
+        return clean_question(q, max_chars=self.max_question_chars)
 
     def _check_image(self, img) -> Image.Image:
-        if isinstance(img, (str, Path)):
-            try:
-                with Image.open(img) as f:
-                    if f.width * f.height > self.max_image_pixels:
-                        raise InputError(f"image {img} has {f.width}x{f.height} pixels; too large")
-                    img = f.convert("RGB")
-            except (OSError, SyntaxError) as e:
-                raise InputError(f"cannot read image {img}: {e}") from e
-        if not isinstance(img, Image.Image):
-            raise InputError(f"expected a PIL image or a path, got {type(img).__name__}")
-        if img.width * img.height > self.max_image_pixels:
-            raise InputError(f"image has {img.width}x{img.height} pixels; too large")
-        return img.convert("RGB")
+        """An RGB image, or InputError: delegates to `cagul.inputs.open_image`, which checks
+        the declared size before decoding, so a decompression bomb is refused, not raised."""
+        from cagul.inputs import UserInputError, open_image  # it imports this module
+
+        if isinstance(img, Image.Image):  # already decoded: only the size can be wrong
+            if img.width * img.height > self.max_image_pixels:
+                raise UserInputError(f"image has {img.width}x{img.height} pixels; too large "
+                                     f"(at most {self.max_image_pixels:,})")  # fmt: skip
+            return img.convert("RGB")
+        try:
+            return open_image(img, max_pixels=self.max_image_pixels)
+        except UserInputError as e:
+            label = img if isinstance(img, (str, Path)) else "the image"
+            raise UserInputError(f"cannot read image {label}: {e}") from e
 
     def prepare(
         self,
@@ -251,14 +276,15 @@ class VLM:
             pos = prefix.index(img_id)
             n_img = self._image_token_count(layouts[i])
             prefix = prefix[:pos] + [img_id] * n_img + prefix[pos + 1 :]
-            q_ids = self._encode(q)
+            q_ids = self._encode_text(q)
             suffix = self._encode(self._suffix)
             ids = prefix + q_ids + suffix
             qm = [False] * len(prefix) + [True] * len(q_ids) + [False] * len(suffix)
             lab = [-100] * len(ids)
             prompt_lengths.append(len(ids))
             if answers is not None:
-                a_ids = self._encode(" ".join(answers[i].split())) + [self.tokenizer.eos_token_id]
+                a_ids = self._encode_text(" ".join(answers[i].split()))
+                a_ids += [self.tokenizer.eos_token_id]
                 ids += a_ids
                 qm += [False] * len(a_ids)
                 lab += a_ids
