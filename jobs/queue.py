@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from jobs.registry import find_kind
 from storage import FINAL_REQUEST_STATUSES, ForgetRequest, Job, db_now, record_event, utcnow
 from storage.jsonsafe import json_safe
+from storage.limits import storable_text
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -220,7 +221,12 @@ def set_progress(session: Session, claim: Claim, fraction: float, message: str |
     row = session.execute(
         update(Job)
         .where(*_owned(claim))
-        .values(progress=fraction, message=message, heartbeat_at=db_now(), updated_at=db_now())
+        .values(
+            progress=fraction,
+            message=storable_text(message, 1000),  # handler text: NUL-free on every backend
+            heartbeat_at=db_now(),
+            updated_at=db_now(),
+        )
         .returning(Job.cancel_requested),
         execution_options=_NO_SYNC,
     ).first()
@@ -275,7 +281,8 @@ def fail(
     """Record a failed attempt: re-queue after ``backoff_s`` while attempts remain and ``retry``,
     else fail for good. Returns the new status, or None when we no longer own the job."""
     again = retry and claim.attempt < claim.max_attempts
-    values: dict[str, Any] = {"error": error[-4000:], "updated_at": db_now()}
+    error = storable_text(error, 4000) or ""  # an exception may quote a NUL byte
+    values: dict[str, Any] = {"error": error, "updated_at": db_now()}
     if again:
         values.update(
             status="queued",
@@ -309,7 +316,12 @@ def mark_cancelled(session: Session, claim: Claim, reason: str = "cancel request
     done = session.execute(
         update(Job)
         .where(*_owned(claim))
-        .values(status="cancelled", message=reason, finished_at=db_now(), updated_at=db_now())
+        .values(
+            status="cancelled",
+            message=storable_text(reason, 1000),
+            finished_at=db_now(),
+            updated_at=db_now(),
+        )
         .returning(Job.id),
         execution_options=_NO_SYNC,
     ).first()

@@ -24,9 +24,15 @@ refused (permanently) by trainers whose signature lacks it.
 
 Paths: the model and data directories come from the job payload (``model_dir``, ``data_dir``),
 else ``CAGUL_MODEL_DIR`` / ``CAGUL_DATA_DIR``, else the shipped demo bundle (located by
-``cagul.paths``); adapters go to ``$CAGUL_ARTIFACTS/adapters``
+``cagul.paths``); payload paths must lie inside the input root (:mod:`jobs.paths`), else the
+job fails permanently before training. Adapters go to ``$CAGUL_ARTIFACTS/adapters``
 (default ``.cagul/artifacts/adapters``). A request that already has a verdict is not run again
 unless the payload says ``"rerun": true``.
+
+Permanent failures: errors that retrying the same payload cannot fix fail the job at once
+instead of being retried (:func:`permanent_cause`): bad payload paths, and the trainer's
+input errors (``ValueError`` and its kin, missing files, cagul's ``DataError`` and
+``VLMError``, e.g. a model directory that does not exist or is not a supported VLM).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import contextlib
 import inspect
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +51,7 @@ from sqlalchemy import select
 
 from jobs.context import JobContext
 from jobs.errors import JobCancelled, JobLost, PermanentJobError
+from jobs.paths import PAYLOAD_PATH_KEYS, checked_payload_path, input_root
 from jobs.publish import adapter_dir_name, clean_leftovers, discard, make_temp_dir, publish
 from jobs.queue import lock_claim
 from jobs.registry import add_kind
@@ -84,6 +92,7 @@ class UnlearnSettings:
     shipped demo bundle / the repo's .cagul folder."""
 
     artifacts_root: Path | None = None  # adapters go to <root>/adapters
+    input_root: Path | None = None  # payload model/data dirs must lie inside it (jobs.paths)
     model_dir: str | None = None
     data_dir: str | None = None
     max_forget_em: float = MAX_FORGET_EM
@@ -101,6 +110,18 @@ class UnlearnSettings:
 
     def data(self, payload: dict[str, Any]) -> str:
         return self._path(payload, "data_dir", self.data_dir, "CAGUL_DATA_DIR")
+
+    def checked_paths(self, payload: dict[str, Any]) -> tuple[str, str]:
+        """(model dir, data dir) for a job; a payload path outside the input root, not a
+        string, or missing is a permanent error (configured paths are trusted)."""
+        root = input_root(self.input_root)
+        found = []
+        for key in PAYLOAD_PATH_KEYS:
+            if payload.get(key) is not None:
+                found.append(checked_payload_path(payload[key], key, root))
+            else:
+                found.append(self.model(payload) if key == "model_dir" else self.data(payload))
+        return found[0], found[1]
 
     @staticmethod
     def _path(payload: dict[str, Any], key: str, configured: str | None, env: str) -> str:
@@ -134,6 +155,39 @@ def leak_verdict(report: dict[str, Any], settings: UnlearnSettings) -> tuple[str
         elif value > limit:
             reasons.append(f"{label} {value:.3f} > {limit:.2f}")
     return ("verified" if not reasons else "needs_review"), reasons
+
+
+# Exceptions that say the input is wrong, not that the machine had a bad moment.
+_PERMANENT_BUILTINS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
+                       IsADirectoryError, PermissionError)  # fmt: skip
+# cagul's input errors, looked up only when their module is loaded (the queue imports no torch;
+# a trainer that raised one has loaded it).
+_PERMANENT_CAGUL = (("cagul.data.errors", "DataError"), ("cagul.models.base", "VLMError"))
+
+
+def permanent_cause(exc: BaseException) -> bool:
+    """True when retrying the same job cannot succeed (see the module docstring)."""
+    if isinstance(exc, PermanentJobError):
+        return True
+    if isinstance(exc, _PERMANENT_BUILTINS):
+        return True
+    for module, name in _PERMANENT_CAGUL:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _train(trainer: Trainer, **kwargs: Any) -> Any:
+    """Run the trainer; its input errors become permanent (the cause is kept as __cause__)."""
+    try:
+        return trainer(**kwargs)
+    except (JobCancelled, JobLost, PermanentJobError):
+        raise
+    except Exception as exc:
+        if permanent_cause(exc):
+            raise PermanentJobError(f"{type(exc).__name__}: {exc}") from exc
+        raise
 
 
 def _trainer_output(out: Any) -> tuple[dict[str, Any], str]:
@@ -294,12 +348,12 @@ def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings
             raise PermanentJobError("this trainer cannot forget single pairs (no pair_ids)")
         extra["pair_ids"] = req.pair_ids
 
+    model_dir, data_dir = settings.checked_paths(ctx.payload)  # before anything is touched
     root = settings.adapters_root()
     name = adapter_dir_name(req.id, ctx.job_id)
     final = root / name
     # No Adapter row points at this job (checked above), so a final dir here is an orphan.
     removed = clean_leftovers(root, name, final_is_orphan=True)
-    model_dir, data_dir = settings.model(ctx.payload), settings.data(ctx.payload)
     ctx.audit(
         "unlearn.started",
         target_type="request",
@@ -316,7 +370,8 @@ def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings
     published = committed = False
     try:
         ctx.progress(0.01, "training")
-        out = trainer(
+        out = _train(
+            trainer,
             model_dir=model_dir,
             data_dir=data_dir,
             forget_ids=req.individual_ids,

@@ -1,7 +1,9 @@
 """Submitting and cancelling forget requests: the request row and its job in one transaction.
 
 A request without its job would sit in "submitted" forever, so both are written together (the
-app calls :func:`submit_forget_request` inside ``db.transaction()``).
+app calls :func:`submit_forget_request` inside ``db.transaction()``). A ``model_dir`` or
+``data_dir`` for the payload is checked first, as the runner will (:mod:`jobs.paths`), so a
+path outside the input root refuses the request instead of queueing a job that must fail.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jobs.paths import PayloadPathError, checked_payload_path, input_root
 from jobs.queue import enqueue, request_cancel
 from storage import FINAL_JOB_STATUSES, ForgetRequest, Job, create_forget_request, record_event
+from storage.errors import InvalidRequestError
 from storage.forget_requests import Known
 
 
@@ -38,6 +42,12 @@ def submit_forget_request(
 ) -> tuple[ForgetRequest, Job]:
     """Validate and store a forget request and queue its "unlearn" job (flushed; committed with
     the session). Raises :class:`storage.RequestRefused` subclasses, storing nothing."""
+    for key, value in (("model_dir", model_dir), ("data_dir", data_dir)):
+        if value:
+            try:
+                checked_payload_path(value, key, input_root())
+            except PayloadPathError as exc:
+                raise InvalidRequestError(str(exc)) from None
     request = create_forget_request(
         session,
         requester=requester,

@@ -20,6 +20,8 @@ from storage.errors import (
     EmptyCategoriesError,
     InvalidRequestError,
     InvalidRoleError,
+    InvalidUserValueError,
+    InvalidValueError,
     MigrationError,
     NaiveDatetimeError,
     RequestRefused,
@@ -48,7 +50,15 @@ from storage.models import (
     User,
 )
 from storage.reports import add_metric_report, headline_metrics
-from storage.users import authenticate, create_user, issue_token, set_password, user_for_token
+from storage.users import (
+    authenticate,
+    create_user,
+    issue_token,
+    revoke_token,
+    set_password,
+    token_lifetime,
+    user_for_token,
+)
 
 __all__ = [
     "ACTIVE_REQUEST_STATUSES",
@@ -70,6 +80,8 @@ __all__ = [
     "ForgetRequest",
     "InvalidRequestError",
     "InvalidRoleError",
+    "InvalidUserValueError",
+    "InvalidValueError",
     "Job",
     "MetricReport",
     "MigrationError",
@@ -98,8 +110,10 @@ __all__ = [
     "make_engine",
     "record_event",
     "resolve_url",
+    "revoke_token",
     "set_password",
     "sha256_file",
+    "token_lifetime",
     "upgrade",
     "user_for_token",
     "utcnow",

@@ -13,6 +13,11 @@ class StorageError(Exception):
     """Base class of every storage problem."""
 
 
+class InvalidValueError(StorageError, ValueError):
+    """A value cannot be stored as given: not text, a NUL byte, longer than its limit
+    (:mod:`storage.limits`); refused the same way on every backend."""
+
+
 class NaiveDatetimeError(StorageError, ValueError):
     """A datetime without a time zone was given; every stored time is UTC and must say so."""
 
@@ -53,7 +58,8 @@ class DuplicateActiveRequestError(RequestRefused):
 
 
 class InvalidRequestError(RequestRefused):
-    """The request is malformed in another way (no individual, unknown method, ...)."""
+    """The request is malformed in another way (no individual, unknown method, a field over
+    its limit or with a NUL byte, too many ids, ...)."""
 
 
 class UserError(StorageError, ValueError):
@@ -69,7 +75,11 @@ class InvalidRoleError(UserError):
 
 
 class WeakPasswordError(UserError):
-    """The password is too short to be accepted."""
+    """The password is too short (or blank) to be accepted."""
+
+
+class InvalidUserValueError(UserError, InvalidValueError):
+    """A user name or password that cannot be stored: not text, a NUL byte, too long."""
 
 
 class AdapterIntegrityError(StorageError):

@@ -14,6 +14,13 @@ and the dataset-aware caller must check.
 Two officers submitting the same request at the same moment must not both succeed, so the check
 and the insert happen under a lock: the ``BEGIN IMMEDIATE`` write lock on SQLite, a transaction
 advisory lock on PostgreSQL.
+
+Every field is checked here, with the limits of :mod:`storage.limits`, before the database sees
+it, so SQLite and PostgreSQL refuse the same requests with the same :class:`InvalidRequestError`
+(requester and note length, NUL bytes, at most ``MAX_IDS`` individuals or pairs). Categories are
+lower-cased and deduplicated case-insensitively (``"Health"`` is ``"health"``) and always
+checked: against ``known_categories`` when the caller knows the dataset's, else against the
+taxonomy every dataset's categories come from (``cagul.data.categories.CATEGORIES``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,16 @@ from storage.errors import (
     UnknownCategoryError,
     UnknownIndividualError,
 )
+from storage.limits import (
+    MAX_ACTOR_CHARS,
+    MAX_CATEGORIES,
+    MAX_CATEGORY_CHARS,
+    MAX_ID_CHARS,
+    MAX_IDS,
+    MAX_NOTE_CHARS,
+    MAX_REQUESTER_CHARS,
+    check_text,
+)
 from storage.models import ACTIVE_REQUEST_STATUSES, ForgetRequest
 
 # The unlearning methods of DESIGN §8 (`python -m cagul unlearn --method`).
@@ -44,17 +61,54 @@ def _is_known(known: Known, value: str) -> bool:
     return bool(known(value)) if callable(known) else value in known
 
 
-def _clean_list(values: Iterable[str] | None, what: str) -> list[str] | None:
+def _clean_list(
+    values: Iterable[str] | None,
+    what: str,
+    *,
+    max_items: int = MAX_IDS,
+    max_chars: int = MAX_ID_CHARS,
+    lower: bool = False,
+) -> list[str] | None:
+    """Stripped, deduplicated entries (lower-cased when ``lower``), each checked as text.
+
+    Integer ids are taken as their decimal text (JSON clients send them); any other non-text
+    entry is refused, not ``str()``-ed into something nobody asked for.
+    """
     if values is None:
         return None
-    if isinstance(values, str):
-        raise InvalidRequestError(f"{what} must be a list of strings, not a single string")
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidRequestError(f"{what} must be a list of strings, not {type(values).__name__}")
+    values = list(values)
+    if len(values) > max_items:
+        raise InvalidRequestError(f"{what} has {len(values):,} entries; at most {max_items:,}")
     cleaned: list[str] = []
     for value in values:
-        value = str(value).strip()
+        if isinstance(value, int) and not isinstance(value, bool) and not lower:
+            value = str(value)
+        value = check_text(value, f"an entry of {what}", max_chars, error=InvalidRequestError)
+        value = value.strip().lower() if lower else value.strip()
         if value and value not in cleaned:
             cleaned.append(value)
     return cleaned
+
+
+def _default_categories() -> frozenset[str]:
+    # Lazy and torch-free: cagul.data.categories is plain Python.
+    from cagul.data.categories import CATEGORIES
+
+    return frozenset(CATEGORIES)
+
+
+def _is_known_category(known: Known, category: str) -> bool:
+    """Case-insensitive: ``category`` is lower case; a container may hold any case."""
+    if callable(known):
+        return bool(known(category))
+    if category in known:
+        return True
+    try:
+        return category in {str(k).lower() for k in known}  # type: ignore[union-attr]
+    except TypeError:  # a Container that cannot be iterated: membership only
+        return False
 
 
 def request_targets(
@@ -66,7 +120,7 @@ def request_targets(
         if pair_ids:
             targets.update((person, f"pair:{p}") for p in pair_ids)
         elif categories is not None:
-            targets.update((person, f"category:{c}") for c in categories)
+            targets.update((person, f"category:{c.lower()}") for c in categories)
         else:
             targets.add((person, "*"))
     return targets
@@ -116,13 +170,28 @@ def create_forget_request(
     """Validate and add a forget request (status "submitted"; flushed, not committed).
 
     ``categories=None`` means every pair of the individuals; ``known_individuals`` (and
-    optionally ``known_categories``) is a set of ids or a predicate supplied by the caller who
-    knows the dataset. Raises a :class:`RequestRefused` subclass before adding anything.
+    ``known_categories``, default: the category taxonomy) is a set of ids or a predicate
+    supplied by the caller who knows the dataset. Raises a :class:`RequestRefused` subclass
+    before adding anything; the limits are in the module docstring.
     """
     people = _clean_list(individual_ids, "individual_ids") or []
-    cats = _clean_list(categories, "categories")
+    cats = _clean_list(
+        categories,
+        "categories",
+        max_items=MAX_CATEGORIES,
+        max_chars=MAX_CATEGORY_CHARS,
+        lower=True,
+    )
     pairs = _clean_list(pair_ids, "pair_ids")
-    requester = (requester or "").strip()
+    requester = check_text(
+        "" if requester is None else requester,
+        "requester",
+        MAX_REQUESTER_CHARS,
+        error=InvalidRequestError,
+    ).strip()
+    if note is not None:
+        check_text(note, "note", MAX_NOTE_CHARS, error=InvalidRequestError)
+    check_text(actor, "actor", MAX_ACTOR_CHARS, error=InvalidRequestError)
     if not requester:
         raise InvalidRequestError("say who asked (requester)")
     if not people:
@@ -136,8 +205,9 @@ def create_forget_request(
     unknown = [p for p in people if not _is_known(known_individuals, p)]
     if unknown:
         raise UnknownIndividualError(unknown)
-    if cats and known_categories is not None:
-        bad = [c for c in cats if not _is_known(known_categories, c)]
+    if cats:
+        known_cats = _default_categories() if known_categories is None else known_categories
+        bad = [c for c in cats if not _is_known_category(known_cats, c)]
         if bad:
             raise UnknownCategoryError(bad)
 
