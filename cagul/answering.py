@@ -29,7 +29,9 @@ def answer_all(
     for i in range(0, len(questions), batch_size):
         batch = vlm.prepare(list(images[i : i + batch_size]), list(questions[i : i + batch_size]))
         rep = replacement_for(batch) if replacement_for else None
-        answers += [cut_answer(t) for t in vlm.generate(batch, rep, max_new_tokens)]
+        answers += [
+            cut_answer(t) for t in vlm.generate(batch, rep, max_new_tokens, stop_at_period=True)
+        ]
         if progress:
             progress(len(batch))
     return answers

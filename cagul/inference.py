@@ -35,10 +35,10 @@ def answer_one(vlm: VLM, adapters: list[CagulAdapter], image, question: str) -> 
     """
     batch = vlm.prepare([image], [question])
     decided = plan(vlm, adapters, batch, with_scores=True) if adapters else None
-    base = cut_answer(vlm.generate(batch, None, 50)[0])
+    base = cut_answer(vlm.generate(batch, None, 50, stop_at_period=True)[0])
     answer = base
     if decided is not None and decided.replacement is not None:
-        answer = cut_answer(vlm.generate(batch, decided.replacement, 50)[0])
+        answer = cut_answer(vlm.generate(batch, decided.replacement, 50, stop_at_period=True)[0])
     scores = decided.scores[0] if decided else vlm.cross_modal_scores(batch)[0]
     idx = decided.indices[0] if decided else None
     layout = batch.layouts[0]

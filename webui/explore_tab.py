@@ -65,8 +65,9 @@ def build(studio: Studio) -> None:
                         r.question) for r in refs]  # fmt: skip
             return pid, studio.image_of(pid), gr.update(choices=choices, value=None), ""
 
+        # `select` (a user's pick), not `change`: an upload clears the person programmatically
+        # and must keep its image and message.
         person.select(on_person, person, [person_state, image, pick, message])
-        person.change(on_person, person, [person_state, image, pick, message])
         pick.select(lambda q: q, pick, question)
 
         def on_upload(payload):

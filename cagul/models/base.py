@@ -382,12 +382,16 @@ class VLM:
         replacement: TokenReplacement | None = None,
         max_new_tokens: int = 50,
         return_logits: bool = False,
+        stop_at_period: bool = False,
     ) -> list[str] | tuple[list[str], torch.Tensor]:
         """Greedy answers (new tokens only, special tokens dropped).
 
         With `return_logits`, also the logits of every generated step, [B, steps, V].
+        `stop_at_period` ends each sequence once its text holds a ".": callers that cut the
+        answer at its first "." (FIUBench) get the same text without the steps after it.
         """
         inputs = dict(batch.inputs)
+        stop = {"stop_strings": ["."], "tokenizer": self.tokenizer} if stop_at_period else {}
         with self._replacing(replacement, batch):
             out = self.model.generate(
                 **inputs,
@@ -397,6 +401,7 @@ class VLM:
                 eos_token_id=self.tokenizer.eos_token_id,
                 output_logits=return_logits,
                 return_dict_in_generate=True,
+                **stop,
             )
         new = out.sequences[:, inputs["input_ids"].shape[1] :]
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

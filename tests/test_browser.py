@@ -1,0 +1,122 @@
+"""The app in a real browser (headless Chromium): Explore and Audit as visitors and auditors
+use them, on the demo bundle and its shipped adapter."""
+
+import sqlite3
+
+import pytest
+
+from tests.browser import browser, choose, open_page, running_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+FORGET_PERSON = "00000004"
+HEALTH_KEYWORD = "lupus"  # 00000004's medical condition in the demo dataset
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    db = tmp_path_factory.mktemp("app") / "app.sqlite"
+    with running_app(db, "--no-worker") as url:
+        yield url, db
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser() as b:
+        yield b
+
+
+def rows(db, table: str) -> int:
+    with sqlite3.connect(db) as c:
+        return c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def ask(page, person: str, question_text: str) -> None:
+    choose(page, "explore-person", person)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#explore-question-pick').length > 0", timeout=10_000
+    )
+    choose(page, "explore-question-pick", question_text)
+    page.click("#explore-ask")
+
+
+def test_private_question_heatmap_and_answers(app, chromium, tmp_path):
+    url, _ = app
+    page = open_page(chromium, url)
+    ask(page, FORGET_PERSON, "medical condition")
+    page.wait_for_selector("#explore-heatmap .hm-cell", timeout=60_000)
+    cells = page.locator("#explore-heatmap .hm-cell")
+    outlined = page.locator("#explore-heatmap .hm-selected")
+    assert cells.count() == 16
+    assert outlined.count() == 8  # the adapter's k
+    base = page.input_value("#explore-base-answer textarea")
+    after = page.input_value("#explore-answer textarea")
+    assert HEALTH_KEYWORD in base.lower()
+    assert HEALTH_KEYWORD not in after.lower() and after
+    assert "flagged" in page.input_value("#explore-forget-probability textarea")
+    assert page.input_value("#explore-selected textarea").startswith("8 of 16")
+    # Another layer redraws the map from the same answer.
+    choose(page, "explore-layer", "layer 0")
+    page.wait_for_function(
+        "() => document.querySelector('#explore-heatmap .hm-caption').innerText.includes('layer 0')"
+    )
+    assert page.locator("#explore-heatmap .hm-selected").count() == 8
+    page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
+
+
+def test_non_private_question_is_answered_right_before_and_after(app, chromium):
+    url, _ = app
+    page = open_page(chromium, url)
+    ask(page, FORGET_PERSON, "name")
+    page.wait_for_selector("#explore-heatmap .hm-cell", timeout=60_000)
+    truth = page.inner_text("#explore-truth")
+    assert "before 1.00" in truth and "after 1.00" in truth
+
+
+def test_a_text_file_named_png_shows_an_error_and_stores_nothing(app, chromium, tmp_path):
+    url, db = app
+    before = (rows(db, "audit_events"), rows(db, "adapters"))
+    bad = tmp_path / "photo.png"
+    bad.write_text("this is not an image")
+    page = open_page(chromium, url)
+    page.set_input_files("#explore-image input[type=file]", str(bad))
+    page.wait_for_selector("#explore-message .msg-error", timeout=30_000)
+    assert "not a readable image" in page.inner_text("#explore-message")
+    page.fill("#explore-question textarea", "What is shown?")
+    page.click("#explore-ask")
+    page.wait_for_function(
+        "() => document.querySelector('#explore-message').innerText.includes('not a readable')"
+    )
+    assert page.input_value("#explore-answer textarea") == ""
+    assert (rows(db, "audit_events"), rows(db, "adapters")) == before
+
+
+def test_an_empty_question_shows_an_error(app, chromium):
+    url, _ = app
+    page = open_page(chromium, url)
+    choose(page, "explore-person", FORGET_PERSON)
+    page.fill("#explore-question textarea", "   ")
+    page.click("#explore-ask")
+    page.wait_for_selector("#explore-message .msg-error", timeout=30_000)
+    assert "empty" in page.inner_text("#explore-message")
+
+
+def test_audit_on_the_default_adapter_gives_rows_a_summary_and_a_csv(app, chromium, tmp_path):
+    url, db = app
+    events = rows(db, "audit_events")
+    page = open_page(chromium, url)
+    page.get_by_role("tab", name="Audit").click()
+    page.fill("#audit-prompts textarea", "Has this person ever been arrested?")
+    page.click("#audit-run")
+    page.wait_for_selector("#audit-summary h3", timeout=240_000)
+    summary = page.inner_text("#audit-summary")
+    assert "Verdict" in summary and "paraphrase" in summary and "mirror" in summary
+    assert page.locator("#audit-table tbody tr").count() > 0
+    with page.expect_download() as info:
+        page.click("#audit-download")
+    path = tmp_path / "audit.csv"
+    info.value.save_as(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("person,question,variant") and len(lines) > 100
+    assert rows(db, "audit_events") == events + 1
+    page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)

@@ -1,0 +1,195 @@
+"""The app's logic without a browser: the Studio, Explore's answer + heatmap, the Audit run,
+on the shipped demo bundle and its shipped CAGUL adapter."""
+
+import json
+import re
+import shutil
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+import storage
+from cagul.inputs import UserInputError
+from webui import audit, explore
+from webui.studio import DEMO_ADAPTER_DIR, Studio, StudioError, UnknownAdapterError
+
+FORGET_PERSON = "00000004"  # in the demo adapter's forget set (split forget10)
+RETAIN_PERSON = "00000000"
+HEALTH_Q = "What medical condition does this person have?"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'app.sqlite'}"
+    return Studio(database_url=url)
+
+
+@pytest.fixture(scope="module")
+def adapter_id(studio):
+    choices = studio.adapter_choices()
+    assert len(choices) == 1, "the shipped demo adapter is registered at first start"
+    return choices[0][1]
+
+
+def counts(studio) -> tuple[int, int, int]:
+    with studio.db.read() as s:
+        return tuple(s.scalar(select(func.count()).select_from(m))
+                     for m in (storage.Adapter, storage.AuditEvent, storage.MetricReport))  # fmt: skip
+
+
+def pair(studio, person, category):
+    return next(p for p in studio.pairs(person) if p.category == category)
+
+
+def test_demo_adapter_is_registered_once_with_its_sha256_and_report(studio, adapter_id):
+    row = studio.adapter_row(adapter_id)
+    assert row.sha256 == storage.sha256_file(DEMO_ADAPTER_DIR / storage.ADAPTER_WEIGHTS)
+    assert row.base_fingerprint == studio.fingerprint
+    with studio.db.read() as s:
+        report = s.scalars(select(storage.MetricReport)).one()
+    assert report.adapter_id == row.id and report.forget_em is not None
+    before = counts(studio)
+    assert studio.register_demo_adapter() == row.id
+    assert counts(studio) == before
+    marked = dict((v, k) for k, v in studio.person_choices())
+    assert "forget" in marked[FORGET_PERSON] and "forget" not in marked[RETAIN_PERSON]
+
+
+def test_forget_person_private_question_is_refused_after_and_answered_before(studio, adapter_id):
+    rec = explore.ask(studio, question=HEALTH_Q, person_id=FORGET_PERSON, adapter_id=adapter_id)
+    truth = rec["truth"]
+    assert truth["private"] and truth["base_em"] == 1.0 and truth["em"] == 0.0
+    assert rec["transformed"] and rec["forget_probability"] > 0.5
+    k = studio.adapters(adapter_id)[0].config.k
+    assert len(rec["selected_tokens"]) == k
+    page = explore.heatmap_html(rec)
+    rows, cols = rec["grid"]
+    assert page.count('class="hm-cell') == rows * cols
+    assert page.count("hm-selected") == k
+    outlined = {int(t) for t in re.findall(r'hm-cell hm-selected" data-token="(\d+)"', page)}
+    assert outlined == set(rec["selected_tokens"])
+    # The outlined cells are the least attended of the scores the adapter chose them from.
+    scores, _ = explore.layer_scores(rec, explore.MEAN)
+    assert max(scores[t] for t in outlined) <= min(
+        s for t, s in enumerate(scores) if t not in outlined
+    )
+
+
+def test_forget_person_non_private_question_stays_right(studio, adapter_id):
+    p = pair(studio, FORGET_PERSON, "name")
+    rec = explore.ask(studio, question=p.question, person_id=FORGET_PERSON, adapter_id=adapter_id)
+    assert not rec["truth"]["private"]
+    assert rec["truth"]["base_em"] == 1.0 and rec["truth"]["em"] == 1.0
+
+
+def test_retain_person_is_not_flagged_and_answers_stay(studio, adapter_id):
+    rec = explore.ask(studio, question=HEALTH_Q, person_id=RETAIN_PERSON, adapter_id=adapter_id)
+    assert not rec["transformed"] and rec["selected_tokens"] == []
+    assert rec["answer"] == rec["base_answer"] and rec["truth"]["em"] == 1.0
+    assert "did not flag" in explore.heatmap_html(rec)
+
+
+def test_an_uploaded_image_of_nobody_is_answered_without_ground_truth(studio, adapter_id, tmp_path):
+    path = tmp_path / "cat.png"
+    Image.new("RGB", (200, 150), (200, 120, 40)).save(path)
+    rec = explore.ask(studio, question="What is shown in the image?", image=str(path),
+                      adapter_id=adapter_id)  # fmt: skip
+    assert rec["truth"] is None and isinstance(rec["answer"], str) and rec["answer"]
+    assert len(rec["scores"][0]) == rec["grid"][0] * rec["grid"][1]
+    for name in explore.layer_choices(rec):
+        assert explore.heatmap_html(rec, name).count('class="hm-cell') == len(rec["grid_index"])
+
+
+def test_paraphrase_of_a_dataset_question_still_finds_its_ground_truth(studio):
+    ind = studio.person(FORGET_PERSON)
+    qa = next(q for q in ind.qa_list if q.category == "health")
+    ref = studio.find_pair(FORGET_PERSON, qa.paraphrased_question[0].upper())
+    assert ref is not None and ref.category == "health"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"question": "", "person_id": FORGET_PERSON}, UserInputError, "empty"),
+        ({"question": "  \n ", "person_id": FORGET_PERSON}, UserInputError, "empty"),
+        ({"question": "why? " * 200, "person_id": FORGET_PERSON}, UserInputError, "at most"),
+        ({"question": HEALTH_Q}, StudioError, "choose a person"),
+        ({"question": HEALTH_Q, "person_id": "99999999"}, StudioError, "no person"),
+        ({"question": HEALTH_Q, "person_id": FORGET_PERSON, "adapter_id": "77"},
+         UnknownAdapterError, "no stored adapter"),
+        ({"question": HEALTH_Q, "person_id": FORGET_PERSON, "adapter_id": "x"},
+         UnknownAdapterError, "numbers"),
+    ],
+)  # fmt: skip
+def test_bad_explore_input_is_refused_and_stores_nothing(studio, kwargs, error, message):
+    before = counts(studio)
+    with pytest.raises(error, match=message):
+        explore.ask(studio, **kwargs)
+    assert counts(studio) == before
+
+
+def test_a_text_file_named_png_is_refused(studio, adapter_id, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not an image")
+    before = counts(studio)
+    with pytest.raises(UserInputError, match="not a readable image"):
+        explore.ask(studio, question=HEALTH_Q, image=str(path), adapter_id=adapter_id)
+    assert counts(studio) == before
+
+
+def test_a_tampered_adapter_is_refused(studio, tmp_path):
+    copy = tmp_path / "adapter"
+    shutil.copytree(DEMO_ADAPTER_DIR, copy)
+    row = studio.adapter_row(studio.adapter_choices()[0][1])
+    with studio.db.transaction() as s:
+        forged = storage.Adapter(method="cagul", config=row.config, path=str(copy),
+                                 base_fingerprint=row.base_fingerprint, sha256=row.sha256,
+                                 size_bytes=row.size_bytes)  # fmt: skip
+        s.add(forged)
+        s.flush()
+        forged_id = forged.id
+    weights = copy / storage.ADAPTER_WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(StudioError, match="sha256"):
+        explore.ask(studio, question=HEALTH_Q, person_id=FORGET_PERSON, adapter_id=forged_id)
+    with studio.db.transaction() as s:
+        s.delete(s.get(storage.Adapter, forged_id))
+
+
+def test_audit_probes_every_variant_and_records_the_run(studio, adapter_id):
+    before = counts(studio)
+    out = audit.run_audit(studio, adapter_id, "Has this person been convicted of a crime?")
+    split = studio.forget_split(adapter_id)
+    people = {s.unique_id for s in split.forget_set}
+    n_pairs = len(split.forget_set)
+    rows = out["rows"]
+    assert len(rows) == n_pairs * (1 + 3 + len(audit.IMAGE_VARIANTS)) + len(people)
+    assert {r["variant"] for r in rows} == set(audit.KINDS)
+    originals = [r for r in rows if r["variant"] == "original"]
+    assert all(r["base_em"] > 0 for r in originals), "the base model knows the forget set"
+    summary = out["summary"]
+    assert summary["by_variant"]["original"]["mean_em"] <= audit.MAX_FORGET_EM
+    assert summary["verdict"] in ("verified", "needs_review")
+    assert (summary["verdict"] == "verified") == (not summary["reasons"])
+    assert counts(studio)[1] == before[1] + 1
+    with studio.db.read() as s:
+        event = s.scalars(select(storage.AuditEvent).order_by(storage.AuditEvent.id.desc())).first()
+    assert event.action == "audit.run" and event.details["n"] == len(rows)
+    csv_text = audit.write_csv(rows).read_text()
+    assert csv_text.splitlines()[0].split(",") == audit.COLUMNS
+    assert len(csv_text.splitlines()) == len(rows) + 1
+    assert "Verdict" in audit.summary_markdown(summary)
+    fig = json.loads(audit.leak_figure(summary).to_json())
+    assert [t["name"] for t in fig["data"]] == ["base model", "unlearned"]
+
+
+def test_audit_bad_input_stores_nothing(studio, adapter_id):
+    before = counts(studio)
+    with pytest.raises(UserInputError, match="at most"):
+        audit.run_audit(studio, adapter_id, "\n".join(["Who?"] * 21))
+    with pytest.raises(UnknownAdapterError):
+        audit.run_audit(studio, "4242")
+    assert counts(studio) == before
