@@ -10,13 +10,18 @@ At inference (`plan`), one or several adapters (stacked: one per past request, s
 request does not retrain old ones) look at a batch's visual tokens; each discriminator votes,
 and for a sample the most confident adapter above its threshold rewrites that sample's k
 least-attended tokens with its encoder. Samples no adapter flags pass through untouched.
+
+A config is validated field by field when it is built (types first, so `"k": "8"` says that k
+must be an integer, then bounds), and on loading its sizes are checked against the base model
+(`hidden_size`, `per_layer`, `score_layers`) before any module is allocated: a forged or
+foreign config fails with an `AdapterError`, never with a shape error or a huge allocation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -29,6 +34,13 @@ from cagul.selection import select_tokens
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FORMAT_VERSION = 1
+# Bounds a config must respect before anything is allocated. The largest supported base
+# (Llama-3.2-90B-Vision) has d = 8192; a default adapter on it has ~140 M parameters.
+MAX_HIDDEN_SIZE = 65_536
+MAX_K = 4096
+MAX_DISC_CHANNELS = 4096
+MAX_ENCODER_HIDDEN = 65_536
+MAX_ADAPTER_PARAMS = 1_000_000_000
 
 
 class AdapterError(ValueError):
@@ -79,14 +91,100 @@ class CagulConfig:
     format_version: int = field(default=FORMAT_VERSION, metadata={"help": "file format"})
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise AdapterError(f"k must be ≥ 1, got {self.k}")
+        self._check_types()
+        _in_range("hidden_size", self.hidden_size, 1, MAX_HIDDEN_SIZE)
+        _in_range("k", self.k, 1, MAX_K)
+        _in_range("disc_channels", self.disc_channels, 1, MAX_DISC_CHANNELS)
+        _in_range("encoder_hidden", self.encoder_hidden, 0, MAX_ENCODER_HIDDEN)
+        if self.score_layers is not None and (
+            not self.score_layers or any(i < 0 for i in self.score_layers)
+        ):
+            raise AdapterError(f"score_layers must be non-negative positions: {self.score_layers}")
+        if self.setting not in ("private", "identity"):
+            raise AdapterError(f"setting must be private or identity: {self.setting!r}")
+        if self.n_parameters() > MAX_ADAPTER_PARAMS:
+            raise AdapterError(
+                f"adapter would have {self.n_parameters():,} parameters; "
+                f"at most {MAX_ADAPTER_PARAMS:,} are accepted"
+            )
         if self.selection not in ("least_attended", "random"):
             raise AdapterError(f"selection must be least_attended or random: {self.selection!r}")
         if self.objective not in ("po_gd", "ga_gd", "ga_kl"):
             raise AdapterError(f"objective must be po_gd, ga_gd or ga_kl: {self.objective!r}")
         if not 0.0 < self.threshold < 1.0:
             raise AdapterError(f"threshold must lie in (0, 1), got {self.threshold}")
+
+    def _check_types(self) -> None:
+        """Every field has its declared JSON type (an int is not a str, a bool is not an int)."""
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if kind == "int?list" and value is None:
+                continue
+            if not _has_type(value, kind):
+                raise AdapterError(
+                    f"{name} must be {_TYPE_WORDS[kind]}, got {type(value).__name__} {value!r:.40}"
+                )
+
+    def n_parameters(self) -> int:
+        """The discriminator's and the token encoder's parameter count, from sizes alone."""
+        d, c = self.hidden_size, self.disc_channels
+        disc = 2 * d + (9 * d * c + c) + (9 * c * c + c) + (c + 1)
+        h = self.encoder_hidden or d
+        enc = (d * h + h + h * d + d) if self.use_encoder else 0
+        return disc + enc
+
+
+_FIELD_TYPES = {
+    "family": "str", "hidden_size": "int", "base_fingerprint": "str", "k": "int",
+    "per_layer": "bool", "score_layers": "int?list", "selection": "str", "threshold": "number",
+    "use_discriminator": "bool", "use_encoder": "bool", "disc_channels": "int",
+    "encoder_hidden": "int", "objective": "str", "setting": "str", "forget_ids": "strlist",
+    "categories": "strlist", "base_model": "str", "seed": "int", "format_version": "int",
+}  # fmt: skip
+_TYPE_WORDS = {
+    "str": "a string", "int": "an integer", "bool": "true or false", "number": "a number",
+    "int?list": "null or a list of integers", "strlist": "a list of strings",
+}  # fmt: skip
+
+
+def _has_type(value, kind: str) -> bool:
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return is_int(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "number":
+        return is_int(value) or isinstance(value, float)
+    if kind == "int?list":
+        return isinstance(value, list) and all(is_int(v) for v in value)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _in_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise AdapterError(f"{name} must lie in {low}..{high:,}, got {value:,}")
+
+
+def check_fits(config: CagulConfig, vlm: VLM, where: str | Path = "adapter") -> None:
+    """Refuse, before any allocation, an adapter whose sizes are not the base model's."""
+    if config.hidden_size != vlm.hidden_size:
+        raise AdapterMismatchError(
+            f"{where}: hidden_size {config.hidden_size} does not match the base model's "
+            f"{vlm.hidden_size}"
+        )
+    if config.per_layer != (vlm.attention == "cross"):
+        raise AdapterMismatchError(
+            f"{where}: per_layer={config.per_layer} does not fit a {vlm.attention}-attention model"
+        )
+    n_layers = len(vlm.cross_modal_layers)
+    if config.score_layers is not None and max(config.score_layers) >= n_layers:
+        raise AdapterMismatchError(
+            f"{where}: score_layers {config.score_layers} not in 0..{n_layers - 1}"
+        )
 
 
 def _strip(cfg: dict) -> dict:
@@ -269,16 +367,26 @@ class CagulAdapter(nn.Module):
         unknown = set(raw) - known - {"method", "weights_sha256"}
         if unknown:
             raise AdapterError(f"{cfg_file} has unknown keys {sorted(unknown)}")
+        required = [
+            f.name for f in fields(CagulConfig) if f.default is f.default_factory is MISSING
+        ]
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise AdapterError(f"{cfg_file} lacks required keys {missing}")
+        version = raw.get("format_version", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise AdapterError(f"{cfg_file}: format_version must be an integer, got {version!r}")
+        if version != FORMAT_VERSION:
+            raise AdapterError(f"adapter format {version} is not supported")
         try:
             config = CagulConfig(**{k: v for k, v in raw.items() if k in known})
-        except TypeError as e:
-            raise AdapterError(f"{cfg_file} lacks required keys: {e}") from e
-        if config.format_version != FORMAT_VERSION:
-            raise AdapterError(f"adapter format {config.format_version} is not supported")
+        except AdapterError as e:
+            raise AdapterError(f"{cfg_file}: {e}") from None
         if config.family != vlm.family:
             raise AdapterMismatchError(
                 f"adapter was trained on a {config.family} model; this base is {vlm.family}"
             )
+        check_fits(config, vlm, d)
         if config.base_fingerprint != base_fingerprint(vlm):
             raise AdapterMismatchError(
                 f"adapter {d} was trained on another base model ({config.base_model or '?'}); "

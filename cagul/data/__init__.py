@@ -22,6 +22,7 @@ from .errors import (
     UnknownIdError,
     UnknownSplitError,
     UnreadableImageError,
+    UnsafePathError,
 )
 from .format import FiuDataset, Individual, QAPair, load_dataset, save_dataset
 from .generate import generate_dataset
@@ -65,6 +66,7 @@ __all__ = [
     "UnknownIdError",
     "UnknownSplitError",
     "UnreadableImageError",
+    "UnsafePathError",
     "choose_forget_ids",
     "derive_category",
     "generate_dataset",

@@ -49,3 +49,8 @@ class ParaphraseCountError(DataError):
 
 class SplitSizeError(DataError):
     """A requested number or fraction of forget individuals cannot be satisfied."""
+
+
+class UnsafePathError(DataError):
+    """A path in a data file leaves its root (``..``, an absolute path elsewhere), or an id
+    that must name a file holds a path separator."""

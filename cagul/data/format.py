@@ -19,18 +19,25 @@ Where the released data differ from the clean format, the loader adapts and says
 - ``image_path`` is resolved, in order, as: absolute; relative to the dataset directory;
   relative to its parent (FIUBench writes ``./dataset/SFHQ/...`` relative to the repository
   root that contains ``dataset/``); ``<dir>/<basename>``; ``<dir>/images/<basename>``.
+  Whichever candidate is found must lie inside the dataset directory (the *root* of a
+  dataset's images): ``..`` and absolute paths are normalised first, so ``../../etc/x.png``
+  or an absolute path elsewhere is an :class:`UnsafePathError`, not a file read. Symlinks
+  inside the dataset directory are followed (whoever can place them owns the folder).
 - ``paraphrased_answer`` given as a one-element list is unwrapped; ``paraphrased_question``
   given as a single string counts as one paraphrase (and then fails the count check).
 - ``name`` missing → ``unique_id`` is used as the name.
 - blank keywords are dropped (``"" in pred`` is always true); none left is an error.
 
 Validation raises the typed errors of :mod:`cagul.data.errors`: missing or unreadable image,
-empty keywords, duplicate ids, unknown ids in a split, wrong paraphrase counts, schema errors.
+empty keywords, duplicate ids, unknown ids in a split, wrong paraphrase counts, schema errors,
+unsafe paths. ``save_dataset`` writes copied images as ``images/<unique_id><suffix>`` and so
+refuses a ``unique_id`` that is not a plain file name (a path separator, ``..``, NUL).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +57,7 @@ from .errors import (
     UnknownIdError,
     UnknownSplitError,
     UnreadableImageError,
+    UnsafePathError,
 )
 
 FULL_JSON = "full.json"
@@ -174,7 +182,10 @@ class FiuDataset:
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise DatasetFileError(f"{path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetFileError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as first:
@@ -234,15 +245,32 @@ def _parse_qa(obj: Any, where: str, n_paraphrases: int | None, min_perturbed: in
     return QAPair(question, answer, para_q, para_a, perturbed, keywords, category, extra)
 
 
+def _normalised(path: Path) -> Path:
+    """``path`` made absolute with ``.`` and ``..`` folded away lexically (no symlinks)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def resolve_image(root: Path, image_path: str) -> Path | None:
-    """Find ``image_path`` by the rules in the module docstring; ``None`` if nowhere."""
+    """Find ``image_path`` by the rules in the module docstring; ``None`` if nowhere.
+
+    Raises :class:`UnsafePathError` when the path it names lies outside ``root``.
+    """
+    if "\x00" in image_path:
+        raise UnsafePathError(f"image path {image_path!r} contains a NUL character")
+    base = _normalised(root)
     p = Path(image_path)
     name = p.name
     candidates = [p] if p.is_absolute() else [root / p, root.parent / p]
     candidates += [root / name, root / "images" / name]
+    outside = None
     for c in candidates:
+        if not _normalised(c).is_relative_to(base):
+            outside = outside or c
+            continue
         if c.is_file():
             return c.resolve()
+    if outside is not None and _normalised(outside).exists():
+        raise UnsafePathError(f"image path {image_path!r} lies outside the dataset {root}")
     return None
 
 
@@ -362,13 +390,31 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _check_file_name(unique_id: str) -> None:
+    """``unique_id`` names a file in ``images/``: no separator, no ``..``, nothing hidden."""
+    bad = (
+        not unique_id
+        or unique_id in (".", "..")
+        or any(sep in unique_id for sep in ("/", "\\", "\x00"))
+        or unique_id.startswith(".")
+    )
+    if bad:
+        raise UnsafePathError(
+            f"unique_id {unique_id!r} cannot name an image file (no path separators, '..', "
+            "leading dot or NUL)"
+        )
+
+
 def save_dataset(ds: FiuDataset, directory: str | Path) -> Path:
     """Write ``ds`` as a FIUBench-format directory and return its path.
 
     Images already inside ``directory`` are referenced by their relative path; others are
-    copied to ``images/<unique_id><suffix>``. ``ds`` is not modified.
+    copied to ``images/<unique_id><suffix>``. ``ds`` is not modified. Every id is checked
+    before anything is written.
     """
     out = Path(directory).resolve()
+    for ind in ds.individuals:
+        _check_file_name(ind.unique_id)
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for ind in ds.individuals:

@@ -30,12 +30,13 @@ teaches the "answer ends at the first period" convention appends it itself.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import DatasetFileError, SchemaError
+from .errors import DatasetFileError, SchemaError, UnsafePathError
 from .scenes import COLOURS, SHAPES, Scene, SceneObject, render_scene, sample_scene
 
 POPE_SUBSETS: tuple[str, ...] = ("random", "popular", "adversarial")
@@ -277,8 +278,16 @@ def load_probe_file(path: str | Path) -> list[Probe]:
             p = Probe(**{k: str(obj[k]) for k in Probe.__dataclass_fields__})
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"{path}[{i}]: not a probe record ({exc})") from exc
-        items.append(replace(p, image_path=str((path.parent / p.image_path).resolve())))
+        items.append(replace(p, image_path=_inside(path.parent, p.image_path, f"{path}[{i}]")))
     return items
+
+
+def _inside(root: Path, image_path: str, where: str) -> str:
+    """``root / image_path`` resolved, refused when it leaves ``root`` (``..``, absolute)."""
+    lexical = Path(os.path.normpath(os.path.abspath(root / image_path)))
+    if "\x00" in image_path or not lexical.is_relative_to(os.path.abspath(root)):
+        raise UnsafePathError(f"{where}: image path {image_path!r} lies outside {root}")
+    return str((root / image_path).resolve())
 
 
 def load_probes(directory: str | Path) -> ProbeSet:
