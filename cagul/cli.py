@@ -63,6 +63,32 @@ def float_at_least(low: float, *, strict: bool = False):
     return parse
 
 
+def non_blank(text: str) -> str:
+    """An argparse type: text that is not empty or blank (`--data ""` is not "the default")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+# Options whose blank value gets its own, more specific message later.
+_BLANK_CHECKED_LATER = {"--forget", "--question"}
+
+
+def refuse_blank_values(parser: argparse.ArgumentParser) -> None:
+    """Give every untyped value option of every command the `non_blank` type.
+
+    `args.data or default` turned an empty `--data ""`, `--model ""` or `--split ""` into the
+    default silently; one pass over the built parser closes that for all options at once.
+    """
+    commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in (p for group in commands for p in group.choices.values()):
+        for action in sub._actions:
+            value_option = isinstance(action, argparse._StoreAction | argparse._AppendAction)
+            later = set(action.option_strings) & _BLANK_CHECKED_LATER
+            if value_option and action.type is None and action.choices is None and not later:
+                action.type = non_blank
+
+
 def check_out_file(path: str | None, option: str = "--out") -> None:
     """Refuse, before any work, an output file that could not be written afterwards."""
     if path is None:
@@ -481,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int_at_least(1), default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tiny, out_is_dir=True)
+    refuse_blank_values(parser)
     return parser
 
 

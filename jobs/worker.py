@@ -30,12 +30,13 @@ from typing import Any
 
 from jobs.config import WorkerConfig, backoff_delay
 from jobs.context import JobContext
-from jobs.errors import JobCancelled, JobLost, PermanentJobError
+from jobs.errors import JobCancelled, JobLost, PermanentJobError, WorkerConfigError
 from jobs.gpu import detect_gpu_mem_mb
 from jobs.heartbeat import HeartbeatThread
 from jobs.queue import Claim, claim_next, complete, fail, jittered, mark_cancelled
 from jobs.registry import Handler, registered_kinds
 from storage import Database, connect
+from storage.limits import check_text
 
 log = logging.getLogger("jobs.worker")
 
@@ -50,9 +51,14 @@ class JobOutcome:
     result: dict[str, Any] | None = None
 
 
+# Audit actors are "worker:<id>" / "reaper:<id>" in a 128-character column.
+MAX_WORKER_ID_CHARS = 100
+
+
 def default_worker_id() -> str:
-    # host + pid for humans; a random suffix because pids are reused after restarts.
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    # host + pid for humans; a random suffix because pids are reused after restarts. A long
+    # FQDN is cut so the id fits the audit log's actor column.
+    return f"{socket.gethostname()[:64]}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class Worker:
@@ -70,7 +76,9 @@ class Worker:
     ):
         self.db = db
         self.config = config or WorkerConfig.from_env()
-        self.worker_id = worker_id or default_worker_id()
+        # Refused at start, not at the first audit event: an id the audit log cannot store.
+        self.worker_id = check_text(worker_id or default_worker_id(), "worker id",
+                                    MAX_WORKER_ID_CHARS, error=WorkerConfigError)  # fmt: skip
         self.gpu_mem_mb = detect_gpu_mem_mb() if gpu_mem_mb is None else gpu_mem_mb
         if handlers is None:
             handlers = {name: kind.handler for name, kind in registered_kinds().items()}

@@ -302,3 +302,21 @@ def test_prompts_json_rows_are_returned_clean(tmp_path):
     (row,) = read_prompts(prompts)
     assert row["question"] == "Who?"
     assert check_prompt_images([row], {}, tmp_path) == [str((tmp_path / "face.png").resolve())]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["unlearn", "--data", "", "--out", "OUT"],
+        ["unlearn", "--model", "", "--out", "OUT"],
+        ["unlearn", "--split", "  ", "--out", "OUT"],
+        ["evaluate", "--split", ""],
+        ["evaluate", "--data", ""],
+        ["answer", "--image", "", "--question", "Who?"],
+        ["audit", "--prompts", ""],
+        ["info", "--model", ""],
+    ],
+)
+def test_blank_values_are_refused_not_read_as_the_default(tmp_path, capsys, work, argv):
+    argv = [str(tmp_path / "adapter") if a == "OUT" else a for a in argv]
+    _fails(argv, capsys, "must not be empty", work, tmp_path)

@@ -333,3 +333,11 @@ def test_checked_paths_resolve_inside_the_root(tmp_path):
     for bad in ("link", "/", ["m"], "", "m\x00"):
         with pytest.raises(PayloadPathError):
             settings.checked_paths({"model_dir": bad})
+
+
+def test_a_worker_id_the_audit_log_cannot_hold_is_refused_at_start(storage_db):
+    from jobs import WorkerConfigError
+
+    for bad in ("w" * 101, "w\x00"):
+        with pytest.raises(WorkerConfigError, match="worker id"):
+            Worker(storage_db, FAST, worker_id=bad, gpu_mem_mb=0, handlers={})
