@@ -100,12 +100,16 @@ def check_out_file(path: str | None, option: str = "--out") -> None:
         raise BadArgumentError(f"{option} {p}: the folder {p.parent} does not exist")
 
 
-def check_adapter_out(path: str, overwrite: bool, option: str = "--out") -> Path:
+def check_adapter_out(
+    path: str, overwrite: bool, option: str = "--out", inputs: tuple = ()
+) -> Path:
     """Refuse, before training, an adapter directory that cannot or must not be written.
 
     New or empty: fine. A file, a symlink, or a path under a file: refused. Holding files (an
     earlier adapter or anything else): refused unless `overwrite`, and even then only when
-    it holds plain files, never folders (so `--out ~ --overwrite` cannot wipe a home).
+    it holds plain files, never folders (so `--out ~ --overwrite` cannot wipe a home), is
+    none of the command's `inputs` (its model, data or adapter directories) and holds no
+    model (`config.json`) or dataset (`full.json`).
     """
     p = Path(path)
     if p.is_symlink():
@@ -126,7 +130,21 @@ def check_adapter_out(path: str, overwrite: bool, option: str = "--out") -> Path
         raise BadArgumentError(
             f"{option} {p} holds folders ({', '.join(folders[:3])}); not replacing it"
         )
+    _refuse_replacing_inputs(p, option, inputs)
     return p
+
+
+def _refuse_replacing_inputs(p: Path, option: str, inputs: tuple) -> None:
+    """`--overwrite` must never delete what the command reads (or any model or dataset)."""
+    here = p.resolve()
+    for given in inputs:
+        if given and Path(given).resolve() == here:
+            raise BadArgumentError(
+                f"{option} {p} is also an input of this command; not replacing it"
+            )
+    for marker, what in (("config.json", "a model"), ("full.json", "a dataset")):
+        if (p / marker).exists():
+            raise BadArgumentError(f"{option} {p} holds {what} ({marker}); not replacing it")
 
 
 def clear_adapter_out(path: Path) -> None:
@@ -250,7 +268,7 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.pipeline import run_unlearning
     from cagul.train_cagul import CagulTrainingArguments
 
-    out_dir = check_adapter_out(args.out, args.overwrite)
+    out_dir = check_adapter_out(args.out, args.overwrite, inputs=(args.model, args.data))
     check_out_file(args.report, "--report")
     if args.report and Path(args.report).absolute().is_relative_to(out_dir.absolute()):
         raise BadArgumentError("--report must lie beside --out, not inside the adapter directory")
@@ -326,7 +344,8 @@ def cmd_consolidate(args: argparse.Namespace) -> dict:
     from cagul.paths import default_data_dir
     from cagul.pipeline import consolidate
 
-    out_dir = check_adapter_out(args.out, args.overwrite)
+    inputs = (args.model, args.data, *args.adapter)
+    out_dir = check_adapter_out(args.out, args.overwrite, inputs=inputs)
     clear_adapter_out(out_dir)
     bar = _Bar("consolidate")
     try:

@@ -320,3 +320,15 @@ def test_prompts_json_rows_are_returned_clean(tmp_path):
 def test_blank_values_are_refused_not_read_as_the_default(tmp_path, capsys, work, argv):
     argv = [str(tmp_path / "adapter") if a == "OUT" else a for a in argv]
     _fails(argv, capsys, "must not be empty", work, tmp_path)
+
+
+def test_overwrite_never_replaces_a_model_or_the_inputs(tmp_path, capsys, work):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    argv = ["unlearn", "--data", str(DATA), "--forget", "00000001", "--overwrite"]
+    _fails([*argv, "--out", str(model)], capsys, "holds a model (config.json)", work, tmp_path)
+    old = _old_adapter(tmp_path)
+    argv = ["consolidate", "--data", str(DATA), "--adapter", str(old), "--overwrite"]
+    _fails([*argv, "--out", str(old)], capsys, "also an input of this command", work, tmp_path)
+    assert (old / "adapter_model.safetensors").read_bytes() == b"old"
