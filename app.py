@@ -43,7 +43,7 @@ def build_ui(studio):
     """The Gradio Blocks of the app over a loaded `webui.studio.Studio`."""
     import gradio as gr
 
-    from webui import audit_tab, explore_tab
+    from webui import audit_tab, explore_tab, reports_tab, requests_tab, signin_bar
 
     with gr.Blocks(title="cagul-studio") as demo:
         gr.Markdown(
@@ -52,10 +52,16 @@ def build_ui(studio):
             f"Model: `{studio.vlm.family}` · {len(studio.dataset)} people · "
             f"{len(studio.adapter_choices())} adapter(s)."
         )
-        explore_tab.build(studio)
-        audit_tab.build(studio)
+        who = signin_bar.build(studio)
+        pickers = [explore_tab.build(studio)]
+        requests_tab.build(studio, who)
+        pickers.append(audit_tab.build(studio, who))
+        pickers.append(reports_tab.build(studio, who))
         with gr.Tab("Model", elem_id="tab-model"):
             gr.Code(json.dumps(studio.vlm.info(), indent=2), language="json", elem_id="model-info")
+        # Adapters trained by the queue since start appear in every picker on page load.
+        demo.load(lambda: [gr.update(choices=studio.adapter_choices())] * len(pickers), None,
+                  pickers)  # fmt: skip
     return demo
 
 
@@ -103,12 +109,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
+    from webui.auth import ensure_admin
     from webui.studio import Studio
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
     started = time.perf_counter()
     studio = Studio(model_dir=args.model, data_dir=args.data, database_url=args.database_url)
+    password = ensure_admin(studio.db)
+    if password:  # printed once; only its hash is stored
+        print(f"First run: created user 'admin' with password {password}", flush=True)
     app = create_app(studio)
     if not args.no_worker:
         start_worker(args)

@@ -44,7 +44,8 @@ NAMING_CONVENTION = {
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
-ROLES = ("officer", "auditor", "viewer")
+# admin: the first-run account (migration 0002), allowed what officers and auditors may do.
+ROLES = ("officer", "auditor", "viewer", "admin")
 
 # submitted: stored, not yet queued; queued/running mirror the job; verified: the leak thresholds
 # hold; needs_review: the adapter exists but a human must look; failed / cancelled: no adapter.

@@ -2,6 +2,8 @@
 use them, on the demo bundle and its shipped adapter."""
 
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -13,11 +15,33 @@ FORGET_PERSON = "00000004"
 HEALTH_KEYWORD = "lupus"  # 00000004's medical condition in the demo dataset
 
 
+PASSWORD = "browser-test-pass"
+USERS = {"audrey": "auditor", "vera": "viewer"}
+
+
+def add_user(db, name: str, role: str) -> None:
+    """Through the real users command, the password on stdin."""
+    subprocess.run([sys.executable, "-m", "storage.users", "--database-url", f"sqlite:///{db}",
+                    "add", name, "--role", role], input=PASSWORD + "\n", text=True, check=True,
+                   capture_output=True)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     db = tmp_path_factory.mktemp("app") / "app.sqlite"
+    for name, role in USERS.items():
+        add_user(db, name, role)
     with running_app(db, "--no-worker") as url:
         yield url, db
+
+
+def sign_in(page, name: str) -> None:
+    page.fill("#login-user input", name)
+    page.fill("#login-password input", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_function(
+        "() => document.querySelector('#login-status').innerText.includes('Signed in')"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +127,9 @@ def test_an_empty_question_shows_an_error(app, chromium):
 
 def test_audit_on_the_default_adapter_gives_rows_a_summary_and_a_csv(app, chromium, tmp_path):
     url, db = app
-    events = rows(db, "audit_events")
     page = open_page(chromium, url)
+    sign_in(page, "audrey")
+    events = rows(db, "audit_events")
     page.get_by_role("tab", name="Audit").click()
     page.fill("#audit-prompts textarea", "Has this person ever been arrested?")
     page.click("#audit-run")
@@ -120,3 +145,19 @@ def test_audit_on_the_default_adapter_gives_rows_a_summary_and_a_csv(app, chromi
     assert lines[0].startswith("person,question,variant") and len(lines) > 100
     assert rows(db, "audit_events") == events + 1
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+
+
+def test_a_viewer_is_refused_the_audit_and_the_officer_tab(app, chromium):
+    url, db = app
+    page = open_page(chromium, url)
+    sign_in(page, "vera")
+    events = rows(db, "audit_events")
+    page.get_by_role("tab", name="Audit").click()
+    page.click("#audit-run")
+    page.wait_for_selector("#audit-message .msg-error", timeout=30_000)
+    assert "viewers may not run audits" in page.inner_text("#audit-message")
+    page.get_by_role("tab", name="Forget requests").click()
+    page.click("#requests-submit")
+    page.wait_for_selector("#requests-message .msg-error", timeout=30_000)
+    assert "may not submit" in page.inner_text("#requests-message")
+    assert rows(db, "forget_requests") == 0 and rows(db, "audit_events") == events

@@ -1,17 +1,56 @@
-"""The REST API under /api (FastAPI). Errors are JSON `{"error": {"code", "message"}}`."""
+"""The REST API under /api (FastAPI, OpenAPI at /api/docs).
+
+Every route but /api/health needs `Authorization: Bearer <token>` (a token from
+`python -m storage.users token NAME`): 401 without a valid one, 403 for a role that may not.
+The role checks are the same functions the pages call (`webui.auth.require`). Errors are JSON
+`{"error": {"code", "message"}}`; bad input changes nothing stored.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+import base64
+import binascii
+
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
-from webui.studio import Studio
+import storage
+from cagul.inputs import MAX_IMAGE_BYTES, UserInputError
+from cagul.models import VLMError
+from webui import audit as audit_logic
+from webui import explore, reports, requests
+from webui.auth import ForbiddenError, NotSignedInError, SignedIn, require, user_for_api_token
+from webui.studio import Studio, StudioError, UnknownAdapterError, UnknownPersonError
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def _status_of(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, NotSignedInError):
+        return 401, "unauthorized"
+    if isinstance(exc, ForbiddenError):
+        return 403, "forbidden"
+    if isinstance(exc, UnknownPersonError):
+        return 400, "unknown_individual"
+    if isinstance(exc, (UnknownAdapterError, requests.RequestNotFoundError)):
+        return 404, "not_found"
+    if isinstance(exc, storage.DuplicateActiveRequestError):
+        return 409, "overlaps_open_request"
+    if isinstance(exc, storage.RequestRefused):
+        return 400, "request_refused"
+    return 400, "invalid_input"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -21,11 +60,53 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
-        return error(422, "invalid_request", "; ".join(e["msg"] for e in exc.errors()))
+        msg = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+        return error(422, "invalid_request", msg)
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError):
+        return error(exc.status, exc.code, exc.message)
+
+    refused = (PermissionError, StudioError, UserInputError, VLMError, storage.StorageError)
+    for cls in refused:
+
+        @app.exception_handler(cls)
+        async def _refused(_: Request, exc: Exception):
+            status, code = _status_of(exc)
+            return error(status, code, str(exc))
+
+
+class ForgetRequestIn(BaseModel):
+    individual_ids: list[str] = Field(min_length=1, max_length=100)
+    categories: list[str] | None = Field(default=None, max_length=64)
+    pair_ids: list[str] | None = None
+    method: str = "cagul"
+    reason: str = Field(default="", max_length=requests.MAX_REASON_CHARS)
+    requester: str | None = Field(default=None, max_length=256)
+
+
+class AnswerIn(BaseModel):
+    question: str = Field(max_length=2000)
+    individual_id: str | None = None
+    image_base64: str | None = Field(default=None, description="a PNG/JPEG file, base64")
+    adapter_ids: list[int] = Field(default_factory=list, max_length=1)
+
+
+class AuditIn(BaseModel):
+    adapter_id: int
+    prompts: list[str] = Field(default_factory=list, max_length=audit_logic.MAX_TYPED_QUESTIONS)
 
 
 def router(studio: Studio) -> APIRouter:
     api = APIRouter(prefix="/api")
+
+    def caller(request: Request) -> SignedIn:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        who = user_for_api_token(studio.db, token.strip()) if scheme.lower() == "bearer" else None
+        if who is None:
+            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+        return who
 
     @api.get("/health")
     def health() -> dict:
@@ -38,5 +119,90 @@ def router(studio: Studio) -> APIRouter:
             "adapters": len(studio.adapter_rows()),
             "database": studio.db.dialect,
         }
+
+    @api.post("/forget-requests", status_code=201)
+    def create_request(body: ForgetRequestIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        if body.pair_ids:
+            raise ApiError(400, "pairs_unsupported",
+                           "single pairs cannot be trained yet; give categories instead")  # fmt: skip
+        out = requests.submit(studio, who, individual_ids=body.individual_ids,
+                              categories_=body.categories, method=body.method,
+                              reason=body.reason, requester=body.requester)  # fmt: skip
+        return {**requests.outcome(studio, who, out["id"]), "job_id": out["job_id"]}
+
+    @api.get("/forget-requests")
+    def list_requests(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
+        return requests.request_rows(studio, who)
+
+    @api.get("/forget-requests/{request_id}")
+    def get_request(request_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        out = requests.outcome(studio, who, request_id)
+        row = next(r for r in requests.request_rows(studio, who) if r["id"] == request_id)
+        with studio.db.read() as s:
+            job = s.scalars(select(storage.Job).where(storage.Job.request_id == request_id)
+                            .order_by(storage.Job.id.desc())).first()  # fmt: skip
+        return {**out, "job_id": job.id if job else None,
+                "progress": job.progress if job else 0.0, "message": row["message"],
+                "events": requests.history(studio, who, request_id)}  # fmt: skip
+
+    @api.get("/forget-requests/{request_id}/record", response_class=HTMLResponse)
+    def get_record(request_id: int, who: SignedIn = Depends(caller)) -> str:  # noqa: B008
+        return reports.record_html(studio, who, request_id)
+
+    def _job(who: SignedIn, job_id: int) -> storage.Job:
+        require(who, "requests")
+        with studio.db.read() as s:
+            job = s.get(storage.Job, job_id)
+        if job is None or job.request_id is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        requests._visible(studio, who, job.request_id)  # officers: their own only
+        return job
+
+    @api.get("/jobs/{job_id}")
+    def get_job(job_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        j = _job(who, job_id)
+        return {"id": j.id, "request_id": j.request_id, "status": j.status,
+                "progress": j.progress, "message": j.message, "error": j.error,
+                "attempts": j.attempts, "worker_id": j.worker_id}  # fmt: skip
+
+    @api.post("/jobs/{job_id}/cancel")
+    def cancel_job(job_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        j = _job(who, job_id)
+        return {"request_id": j.request_id,
+                "status": requests.cancel(studio, who, j.request_id)}  # fmt: skip
+
+    @api.get("/adapters")
+    def list_adapters(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
+        require(who, "reports")
+        return [{"id": a.id, "method": a.method, "request_id": a.request_id, "sha256": a.sha256,
+                 "base_fingerprint": a.base_fingerprint,
+                 "forget_ids": a.config.get("forget_ids", []),
+                 "categories": a.config.get("categories", [])}
+                for a in studio.adapter_rows()]  # fmt: skip
+
+    @api.get("/adapters/{adapter_id}/report")
+    def get_report(adapter_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        return reports.adapter_report(studio, who, adapter_id)
+
+    @api.post("/answer")
+    def answer(body: AnswerIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        image = None
+        if body.image_base64 is not None:
+            if len(body.image_base64) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+                raise ApiError(413, "image_too_large", "the image is larger than allowed")
+            try:
+                image = base64.b64decode(body.image_base64, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise ApiError(400, "invalid_input", "image_base64 is not base64") from e
+        rec = explore.ask(studio, question=body.question, person_id=body.individual_id,
+                          image=image, adapter_id=(body.adapter_ids or [None])[0])  # fmt: skip
+        rec.pop("image")
+        return rec
+
+    @api.post("/audit")
+    def run_audit(body: AuditIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        require(who, "audit")
+        return audit_logic.run_audit(studio, body.adapter_id, "\n".join(body.prompts),
+                                     actor=who.actor)  # fmt: skip
 
     return api

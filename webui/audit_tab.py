@@ -8,10 +8,11 @@ import pandas as pd
 from cagul.inputs import UserInputError
 from cagul.models import VLMError
 from webui import audit
+from webui.auth import AuthError, require
 from webui.studio import Studio, StudioError
 
 
-def build(studio: Studio) -> None:
+def build(studio: Studio, who: gr.State) -> gr.Dropdown:
     adapters = studio.adapter_choices()
     with gr.Tab("Audit", elem_id="tab-audit"):
         gr.Markdown(
@@ -34,11 +35,12 @@ def build(studio: Studio) -> None:
                              elem_id="audit-table")  # fmt: skip
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="audit-download")
 
-        def on_run(adapter_id, text, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        def on_run(w, adapter_id, text, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
             try:
-                out = audit.run_audit(studio, adapter_id, text,
+                actor = require(w, "audit").actor
+                out = audit.run_audit(studio, adapter_id, text, actor=actor,
                                       progress=lambda f, m: progress(f, desc=m))  # fmt: skip
-            except (UserInputError, StudioError, VLMError) as e:
+            except (AuthError, UserInputError, StudioError, VLMError) as e:
                 return (f'<div class="msg msg-error">{e}</div>', "", None, None,
                         gr.update(visible=False))  # fmt: skip
             rows = out["rows"]
@@ -51,4 +53,5 @@ def build(studio: Studio) -> None:
                 gr.update(value=str(audit.write_csv(rows)), visible=True),
             )
 
-        run.click(on_run, [adapter, prompts], [message, summary, chart, table, download])
+        run.click(on_run, [who, adapter, prompts], [message, summary, chart, table, download])
+    return adapter

@@ -16,7 +16,7 @@ def _message(text: str, kind: str = "error") -> str:
     return f'<div class="msg msg-{kind}">{text}</div>'
 
 
-def build(studio: Studio) -> None:
+def build(studio: Studio) -> gr.Dropdown:
     adapters = studio.adapter_choices()
     with gr.Tab("Explore", elem_id="tab-explore"):
         gr.Markdown(
@@ -117,6 +117,7 @@ def build(studio: Studio) -> None:
             return explore.heatmap_html(rec, name) if rec else ""
 
         layer.change(on_layer, [record_state, layer], heatmap)
+    return adapter
 
 
 def _probability(rec: dict) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 import storage
-from cagul.data import PRIVATE_CATEGORIES, load_dataset, make_split
+from cagul.data import PRIVATE_CATEGORIES, UnknownIdError, load_dataset, make_split
 from cagul.data.format import FiuDataset, Individual
 from cagul.data.splits import Split
 from cagul.paths import DEMO_DIR, default_data_dir, default_model_dir
@@ -82,8 +82,8 @@ class Studio:
     # ---- people and questions ------------------------------------------------------------
     def person(self, unique_id: str) -> Individual:
         try:
-            return self.dataset.by_id(unique_id)
-        except Exception as e:
+            return self.dataset.by_id(str(unique_id))
+        except UnknownIdError as e:
             raise UnknownPersonError(f"no person with id {unique_id!r} in the dataset") from e
 
     def forgotten_ids(self) -> set[str]:

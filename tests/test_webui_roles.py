@@ -1,0 +1,206 @@
+"""Sign-in, roles, forget requests, the compliance record and the REST API, without a browser
+(the REST calls go through FastAPI's test client against the real app)."""
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+import storage
+from webui import auth, reports, requests
+from webui.auth import ForbiddenError, NotSignedInError
+from webui.studio import Studio, StudioError
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('roles') / 'app.sqlite'}"
+    st = Studio(database_url=url)
+    with st.db.transaction() as s:
+        for name, role in [("olga", "officer"), ("otto", "officer"), ("aude", "auditor"),
+                           ("vic", "viewer")]:  # fmt: skip
+            storage.create_user(s, name, role, PASSWORD)
+    return st
+
+
+def who(studio, name):
+    return auth.sign_in(studio.db, name, PASSWORD)
+
+
+def n_rows(studio, model) -> int:
+    with studio.db.read() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_first_run_admin_from_the_environment_or_random_once(tmp_path, monkeypatch):
+    db = storage.connect(f"sqlite:///{tmp_path / 'a.sqlite'}", upgrade=True)
+    monkeypatch.setenv("CAGUL_ADMIN_PASSWORD", "from-the-env-123")
+    assert auth.ensure_admin(db) is None  # the given password is not echoed
+    assert auth.sign_in(db, "admin", "from-the-env-123").role == "admin"
+    assert auth.ensure_admin(db) is None
+    db2 = storage.connect(f"sqlite:///{tmp_path / 'b.sqlite'}", upgrade=True)
+    monkeypatch.delenv("CAGUL_ADMIN_PASSWORD")
+    printed = auth.ensure_admin(db2)
+    assert printed and len(printed) >= 12 and auth.sign_in(db2, "admin", printed)
+    assert auth.ensure_admin(db2) is None
+
+
+def test_wrong_password_is_refused_and_recorded(studio):
+    with pytest.raises(NotSignedInError, match="wrong user name or password"):
+        auth.sign_in(studio.db, "olga", "not the password")
+    with pytest.raises(NotSignedInError, match="wrong user name or password"):
+        auth.sign_in(studio.db, "nobody", PASSWORD)
+    with studio.db.read() as s:
+        failed = s.scalars(select(storage.AuditEvent).where(
+            storage.AuditEvent.action == "user.sign_in_failed")).all()  # fmt: skip
+    assert {e.actor for e in failed} >= {"user:olga", "user:nobody"}
+
+
+def test_roles_and_expiry(studio):
+    officer, auditor, viewer = who(studio, "olga"), who(studio, "aude"), who(studio, "vic")
+    assert auth.require(officer, "submit") and auth.require(auditor, "audit")
+    for w, action in [(officer, "audit"), (auditor, "submit"), (viewer, "requests"),
+                      (viewer, "reports"), (viewer, "audit")]:  # fmt: skip
+        with pytest.raises(ForbiddenError, match="may not"):
+            auth.require(w, action)
+    with pytest.raises(NotSignedInError, match="sign in"):
+        auth.require(None, "reports")
+    stale = auth.SignedIn(
+        officer.user_id, "olga", "officer", officer.expires_at - timedelta(days=1)
+    )
+    with pytest.raises(NotSignedInError, match="expired"):
+        auth.require(stale, "submit")
+
+
+def test_requests_submit_list_cancel_and_refusals(studio):
+    olga, otto, aude, vic = (who(studio, n) for n in ("olga", "otto", "aude", "vic"))
+    before = n_rows(studio, storage.ForgetRequest)
+    bad = [
+        (vic, {"individual_ids": ["00000011"], "categories_": ["health"]}, ForbiddenError),
+        (olga, {"individual_ids": ["99999999"], "categories_": ["health"]}, StudioError),
+        (olga, {"individual_ids": ["00000011"], "categories_": ["bogus"]}, storage.RequestRefused),
+        (olga, {"individual_ids": [], "categories_": ["health"]}, StudioError),
+        (olga, {"individual_ids": ["00000011"], "categories_": []}, StudioError),
+        (olga, {"individual_ids": ["00000011"], "categories_": ["health"], "method": "magic"},
+         Exception),
+        (olga, {"individual_ids": ["00000011"], "categories_": ["health"], "reason": "x" * 3000},
+         StudioError),
+    ]  # fmt: skip
+    for w, kwargs, error in bad:
+        with pytest.raises(error):
+            requests.submit(studio, w, **kwargs)
+    assert n_rows(studio, storage.ForgetRequest) == before
+    out = requests.submit(studio, olga, individual_ids=["00000011"],
+                          categories_=["health", "criminal"], reason="GDPR art. 17")  # fmt: skip
+    assert out["status"] == "queued" and out["job_id"]
+    with pytest.raises(storage.DuplicateActiveRequestError):
+        requests.submit(studio, otto, individual_ids=["00000011"], categories_=["Health"])
+    assert [r["id"] for r in requests.request_rows(studio, olga)] == [out["id"]]
+    assert requests.request_rows(studio, otto) == []
+    assert out["id"] in [r["id"] for r in requests.request_rows(studio, aude)]
+    with pytest.raises(requests.RequestNotFoundError):
+        requests.cancel(studio, otto, out["id"])  # not otto's request
+    assert requests.cancel(studio, olga, out["id"]) == "cancelled"
+    with pytest.raises(StudioError, match="already cancelled"):
+        requests.cancel(studio, olga, out["id"])
+    actions = [e["action"] for e in requests.history(studio, aude, out["id"])]
+    assert actions[:2] == ["request.created", "job.enqueued"] and "job.cancelled" in actions
+
+
+def test_compliance_record_holds_the_request_and_its_trail(studio):
+    olga = who(studio, "olga")
+    out = requests.submit(studio, olga, individual_ids=["00000012"], categories_=["health"],
+                          reason="Subject wrote on 2026-12-01")  # fmt: skip
+    page = reports.record_html(studio, olga, out["id"])
+    name = studio.person("00000012").name
+    for text in (f"Forget request #{out['id']}", name, "health", "cagul", "request.created",
+                 "Subject wrote on 2026-12-01", studio.fingerprint, "No evaluation yet"):  # fmt: skip
+        assert text in page
+    requests.cancel(studio, olga, out["id"])
+
+
+def test_report_rows_put_the_unlearned_model_beside_the_base(studio):
+    aude = who(studio, "aude")
+    adapter_id = studio.adapter_choices()[0][1]
+    rows = {r[0]: r for r in reports.metric_rows(reports.adapter_report(studio, aude, adapter_id))}
+    assert rows["forget EM ↓"][1] == "1.000" and rows["forget EM ↓"][2] == "0.000"
+    with pytest.raises(ForbiddenError):
+        reports.adapter_report(studio, who(studio, "vic"), adapter_id)
+
+
+@pytest.fixture(scope="module")
+def client(studio):
+    from app import create_app
+
+    return TestClient(create_app(studio))
+
+
+def token(studio, name) -> dict:
+    with studio.db.transaction() as s:
+        user = s.scalar(select(storage.User).where(storage.User.name == name))
+        return {"Authorization": f"Bearer {storage.issue_token(s, user)}"}
+
+
+def test_rest_needs_a_token_and_the_right_role(studio, client):
+    assert client.get("/api/health").json()["status"] == "ok"
+    body = {"individual_ids": ["00000013"], "categories": ["health"], "method": "cagul"}
+    for method, path in [("get", "/api/forget-requests"), ("post", "/api/forget-requests"),
+                         ("get", "/api/forget-requests/1"), ("get", "/api/adapters")]:  # fmt: skip
+        r = client.request(method, path, json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = client.get("/api/forget-requests", headers={"Authorization": "Bearer cgl_forged"})
+    assert r.status_code == 401
+    before = n_rows(studio, storage.ForgetRequest)
+    r = client.post("/api/forget-requests", json=body, headers=token(studio, "vic"))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    r = client.post("/api/audit", json={"adapter_id": 1}, headers=token(studio, "olga"))
+    assert r.status_code == 403
+    assert n_rows(studio, storage.ForgetRequest) == before
+
+
+def test_rest_request_lifecycle_and_bad_input(studio, client):
+    h = token(studio, "olga")
+    body = {"individual_ids": ["00000014"], "categories": ["health", "criminal"],
+            "reason": "by mail"}  # fmt: skip
+    r = client.post("/api/forget-requests", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["status"] == "queued" and created["job_id"]
+    got = client.get(f"/api/forget-requests/{created['id']}", headers=h).json()
+    assert got["events"][0]["action"] == "request.created" and got["progress"] == 0.0
+    assert client.post("/api/forget-requests", json=body, headers=h).status_code == 409
+    rec = client.get(f"/api/forget-requests/{created['id']}/record", headers=h)
+    assert rec.status_code == 200 and "compliance record" in rec.text
+    job = client.get(f"/api/jobs/{created['job_id']}", headers=h).json()
+    assert job["status"] == "queued"
+    cancelled = client.post(f"/api/jobs/{created['job_id']}/cancel", headers=h).json()
+    assert cancelled["status"] == "cancelled"
+    again = client.post(f"/api/jobs/{created['job_id']}/cancel", headers=h)
+    assert again.status_code == 400 and "already" in again.json()["error"]["message"]
+    for bad, code in [({**body, "categories": ["bogus"]}, 400),
+                      ({**body, "individual_ids": ["nobody"]}, 400),
+                      ({**body, "individual_ids": []}, 422),
+                      ({**body, "reason": "x" * 5000}, 422)]:  # fmt: skip
+        r = client.post("/api/forget-requests", json=bad, headers=h)
+        assert r.status_code == code and "error" in r.json()
+    assert client.get("/api/forget-requests/9999", headers=h).status_code == 404
+
+
+def test_rest_answer_and_audit(studio, client):
+    adapter_id = int(studio.adapter_choices()[0][1])
+    h = token(studio, "vic")
+    r = client.post("/api/answer", headers=h, json={
+        "individual_id": "00000004", "question": "What medical condition does this person have?",
+        "adapter_ids": [adapter_id]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    rec = r.json()
+    assert rec["transformed"] and rec["truth"]["base_em"] == 1.0 and rec["truth"]["em"] == 0.0
+    r = client.post("/api/answer", headers=h, json={"individual_id": "00000004", "question": " "})
+    assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
+    r = client.post("/api/answer", headers=h, json={"question": "Who?", "image_base64": "!!"})
+    assert r.status_code == 400
+    r = client.get(f"/api/adapters/{adapter_id}/report", headers=token(studio, "aude"))
+    assert r.status_code == 200 and r.json()["forget"]["em"] == 0.0

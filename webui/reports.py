@@ -1,0 +1,189 @@
+"""The Reports tab's logic and the compliance record.
+
+A report is the evaluation JSON stored with an adapter (MetricReport). `metric_rows` puts the
+unlearned model beside the base model metric by metric; `reports_figure` draws several adapters
+side by side; `benchmark_tables` reads `benchmarks/results/main.json` when a benchmark run left
+one. `record_html` is the printable compliance record of one forget request: who asked and when,
+whom and what it covers, the method, the adapter's sha256 and the base fingerprint, the metrics
+against their thresholds, the verdict, the audit runs and the whole event trail.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+import storage
+from jobs.runner import MAX_FORGET_EM, MAX_IMAGE_LEAK, MAX_PARAPHRASE_LEAK
+from storage.reports import report_value
+from webui.auth import SignedIn, require
+from webui.studio import Studio, StudioError
+
+BENCHMARK_MAIN = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "main.json"
+
+# (label, path in the report, path of the base model's value or None, goal)
+METRICS = [
+    ("forget EM ↓", ("forget", "em"), ("base", "forget_em"), f"≤ {MAX_FORGET_EM}"),
+    ("forget APE (paraphrase leak) ↓", ("forget", "ape"), None, f"≤ {MAX_PARAPHRASE_LEAK}"),
+    ("forget ROUGE-L ↓", ("forget", "rouge_l"), None, ""),
+    ("perturbed-image leak ↓", ("leak", "perturbed_image"), None, f"≤ {MAX_IMAGE_LEAK}"),
+    ("non-private EM ↑", ("nonprivate", "em"), ("base", "nonprivate_em"), "keep"),
+    ("retain EM ↑", ("retain", "em"), None, "keep"),
+    ("retain ROUGE-L ↑", ("retain", "rouge_l"), None, "keep"),
+    ("POPE accuracy ↑", ("general", "pope_acc"), None, "keep"),
+    ("MME accuracy ↑", ("general", "mme_acc"), None, "keep"),
+    ("discriminator accuracy ↑", ("discriminator", "accuracy"), None, ""),
+]
+
+
+def adapter_report(studio: Studio, who: SignedIn | None, adapter_id) -> dict:
+    """The newest stored report of an adapter."""
+    require(who, "reports")
+    row = studio.adapter_row(adapter_id)
+    with studio.db.read() as s:
+        rep = s.scalars(select(storage.MetricReport).where(
+            storage.MetricReport.adapter_id == row.id).order_by(
+            storage.MetricReport.id.desc())).first()  # fmt: skip
+    if rep is None:
+        raise StudioError(f"adapter #{row.id} has no stored report")
+    return rep.report
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def metric_rows(report: dict) -> list[list[str]]:
+    """[metric, base model, unlearned, goal] rows."""
+    rows = []
+    for label, path, base_path, goal in METRICS:
+        value = report_value(report, path)
+        if value is None:
+            continue
+        base = report_value(report, base_path) if base_path else None
+        rows.append([label, _fmt(base), _fmt(value), goal])
+    eff = report.get("efficiency", {})
+    if eff.get("trainable_params") is not None:
+        rows.append(["trainable parameters", "–", f"{eff['trainable_params']:,}", ""])
+    if eff.get("epoch_seconds") is not None:
+        rows.append(["seconds per epoch", "–", f"{eff['epoch_seconds']:.2f}", ""])
+    return rows
+
+
+def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
+    """Forget / non-private / retain / general metrics of several adapters, grouped bars."""
+    import plotly.graph_objects as go
+
+    keys = [("forget EM", ("forget", "em")), ("forget APE", ("forget", "ape")),
+            ("non-private EM", ("nonprivate", "em")), ("retain EM", ("retain", "em")),
+            ("POPE", ("general", "pope_acc")), ("MME", ("general", "mme_acc"))]  # fmt: skip
+    fig = go.Figure()
+    first = adapter_report(studio, who, adapter_ids[0]) if adapter_ids else None
+    if first and report_value(first, ("base", "forget_em")) is not None:
+        base = {"forget EM": ("base", "forget_em"), "non-private EM": ("base", "nonprivate_em")}
+        fig.add_bar(name="base model", x=[k for k, _ in keys], marker_color="#9aa5b1",
+                    y=[report_value(first, base[k]) if k in base else None for k, _ in keys])  # fmt: skip
+    for aid in adapter_ids:
+        rep = adapter_report(studio, who, aid)
+        row = studio.adapter_row(aid)
+        fig.add_bar(name=f"#{row.id} {row.method}", x=[k for k, _ in keys],
+                    y=[report_value(rep, p) for _, p in keys])  # fmt: skip
+    fig.update_layout(barmode="group", height=360, yaxis={"range": [0, 1.05]},
+                      margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                      title="Unlearned models against the base model",
+                      legend={"orientation": "h", "y": -0.2})  # fmt: skip
+    return fig
+
+
+def benchmark_tables(path: Path = BENCHMARK_MAIN) -> list[dict] | None:
+    """The benchmark's main table rows when a run left them, else None."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("main")
+    except (OSError, ValueError):
+        return None
+
+
+# ---- the compliance record ---------------------------------------------------------------
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
+    """A printable, self-contained HTML record of one forget request."""
+    from webui.requests import _visible, history
+
+    who = require(who, "requests")
+    req = _visible(studio, who, request_id)
+    with studio.db.read() as s:
+        submitter = s.get(storage.User, req.submitted_by_id) if req.submitted_by_id else None
+        adapter = s.scalars(select(storage.Adapter).where(
+            storage.Adapter.request_id == req.id)).first()  # fmt: skip
+        report = s.scalars(select(storage.MetricReport).where(
+            storage.MetricReport.request_id == req.id).order_by(
+            storage.MetricReport.id.desc())).first()  # fmt: skip
+        audits = list(storage.events_for(s, "adapter", adapter.id)) if adapter else []
+    people = [f"{i} · {studio.person(i).name}" for i in req.individual_ids]
+    facts = [
+        ("Request", f"#{req.id}"), ("Status / verdict", req.status),
+        ("Requested by (data subject)", req.requester),
+        ("Entered by", submitter.name if submitter else "–"),
+        ("Submitted at (UTC)", req.created_at), ("Completed at (UTC)", req.completed_at or "–"),
+        ("People", "; ".join(people)),
+        ("Covers", ", ".join(req.categories) if req.categories else "every pair of these people"),
+        ("Method", req.method), ("Reason", req.note or "–"),
+        ("Adapter", f"#{adapter.id} at {adapter.path}" if adapter else "none yet"),
+        ("Adapter sha256", adapter.sha256 if adapter else "–"),
+        ("Base model fingerprint", adapter.base_fingerprint if adapter else studio.fingerprint),
+    ]  # fmt: skip
+    parts = [_RECORD_HEAD.format(id=req.id), "<table class='facts'>"]
+    parts += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts]
+    parts.append("</table><h2>Metrics and thresholds</h2>")
+    if report:
+        parts.append("<table><tr><th>metric</th><th>base</th><th>unlearned</th><th>goal</th></tr>")
+        parts += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>"
+                  for r in metric_rows(report.report)]  # fmt: skip
+        verdict = "passed" if report.passed else "did not pass"
+        parts.append(
+            f"</table><p>The leak thresholds {verdict}: request <b>{_e(req.status)}</b>.</p>"
+        )
+    else:
+        parts.append("<p>No evaluation yet.</p>")
+    parts.append("<h2>Audit runs</h2>")
+    runs = [e for e in audits if e.action == "audit.run"]
+    if runs:
+        parts.append("<table><tr><th>at</th><th>by</th><th>prompts</th><th>leak rate</th>"
+                     "<th>verdict</th></tr>")  # fmt: skip
+        for e in runs:
+            d = e.details or {}
+            rate = d.get("leak_rate")
+            parts.append(f"<tr><td>{_e(e.at)}</td><td>{_e(e.actor)}</td><td>{_e(d.get('n'))}</td>"
+                         f"<td>{_e('–' if rate is None else f'{rate:.1%}')}</td>"
+                         f"<td>{_e(d.get('verdict'))}</td></tr>")  # fmt: skip
+        parts.append("</table>")
+    else:
+        parts.append("<p>No audit run yet.</p>")
+    parts.append("<h2>Event trail</h2><table><tr><th>at (UTC)</th><th>actor</th>"
+                 "<th>action</th><th>details</th></tr>")  # fmt: skip
+    for ev in history(studio, who, req.id):
+        details = json.dumps(ev["details"], default=str)[:300]
+        parts.append(f"<tr><td>{_e(ev['at'])}</td><td>{_e(ev['actor'])}</td>"
+                     f"<td>{_e(ev['action'])}</td><td><code>{_e(details)}</code></td></tr>")  # fmt: skip
+    parts.append("</table></body></html>")
+    return "".join(parts)
+
+
+_RECORD_HEAD = """<!doctype html><html><head><meta charset="utf-8">
+<title>Forget request #{id}: compliance record</title><style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 900px; color: #111; }}
+table {{ border-collapse: collapse; width: 100%; margin: .5em 0 1.5em; font-size: 14px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
+.facts th {{ width: 30%; background: #f5f5f5; }} code {{ font-size: 12px; word-break: break-all; }}
+@media print {{ body {{ margin: 0; }} }}
+</style></head><body><h1>Forget request #{id}: compliance record</h1>
+<p>Produced by cagul-studio from its stored records; nothing here is editable after the fact
+(events are append-only).</p>"""

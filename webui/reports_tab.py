@@ -1,0 +1,60 @@
+"""The Reports tab: wires `webui.reports` to the page."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from webui import reports
+from webui.auth import AuthError
+from webui.studio import Studio, StudioError
+
+BENCH_COLUMNS = ["method", "forget_em", "forget_ape", "nonprivate_em", "retain_em", "pope_acc",
+                 "mme_acc", "trainable_params", "train_seconds"]  # fmt: skip
+
+
+def build(studio: Studio, who: gr.State) -> gr.Dropdown:
+    choices = studio.adapter_choices()
+    with gr.Tab("Reports", elem_id="tab-reports"):
+        gr.Markdown("The evaluation report of each adapter beside the base model; pick several "
+                    "to compare methods or requests.")  # fmt: skip
+        with gr.Row():
+            adapter = gr.Dropdown(choices, value=[choices[-1][1]] if choices else [],
+                                  multiselect=True, label="Adapters", elem_id="reports-adapter",
+                                  scale=4)  # fmt: skip
+            show = gr.Button("Show", variant="primary", elem_id="reports-show", scale=1)
+            refresh = gr.Button("Refresh list", elem_id="reports-refresh", scale=1)
+        message = gr.HTML("", elem_id="reports-message")
+        table = gr.Dataframe(headers=["metric", "base model", "unlearned", "goal"],
+                             interactive=False, elem_id="reports-table")  # fmt: skip
+        chart = gr.Plot(elem_id="reports-chart")
+        download = gr.DownloadButton("Download report JSON", elem_id="reports-download")
+        bench = reports.benchmark_tables()
+        if bench:
+            gr.Markdown("### Benchmark (`python -m cagul benchmark`)")
+            frame = pd.DataFrame(bench)
+            gr.Dataframe(frame[[c for c in BENCH_COLUMNS if c in frame]], interactive=False,
+                         elem_id="reports-benchmark")  # fmt: skip
+
+        def on_show(w, ids):
+            ids = ids or []
+            try:
+                if not ids:
+                    raise StudioError("choose at least one adapter")
+                rep = reports.adapter_report(studio, w, ids[0])
+                rows = reports.metric_rows(rep)
+                fig = reports.reports_figure(studio, w, ids)
+            except (AuthError, StudioError) as e:
+                return f'<div class="msg msg-error">{e}</div>', None, None, gr.update()
+            path = Path(tempfile.mkdtemp(prefix="report-")) / f"adapter-{ids[0]}-report.json"
+            path.write_text(json.dumps(rep, indent=2), encoding="utf-8")
+            frame = pd.DataFrame(rows, columns=["metric", "base model", "unlearned", "goal"])
+            return "", frame, fig, gr.update(value=str(path))
+
+        show.click(on_show, [who, adapter], [message, table, chart, download])
+        refresh.click(lambda: gr.update(choices=studio.adapter_choices()), None, adapter)
+    return adapter

@@ -1,0 +1,167 @@
+"""The Forget requests tab's logic: submit a request (stored with its job in one
+transaction), list the queue with progress, cancel, a request's history and its outcome.
+
+Every function takes the signed-in user and checks the role first (`webui.auth.require`):
+officers see and cancel their own requests, auditors and the admin see every request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+import storage
+from jobs.submit import cancel_forget_request, submit_forget_request
+from storage.clock import utcnow
+from webui.auth import SignedIn, require
+from webui.studio import Studio, StudioError
+
+MAX_REASON_CHARS = 2000
+
+
+class RequestNotFoundError(StudioError):
+    """No forget request with this id (or not one this user may see)."""
+
+
+def categories(studio: Studio) -> list[str]:
+    """The dataset's categories, in first-seen order."""
+    seen: dict[str, None] = {}
+    for ind in studio.dataset.individuals:
+        for qa in ind.qa_list:
+            seen.setdefault(qa.category, None)
+    return list(seen)
+
+
+def submit(
+    studio: Studio,
+    who: SignedIn | None,
+    *,
+    individual_ids: list[str],
+    categories_: list[str] | None,
+    method: str = "cagul",
+    reason: str = "",
+    requester: str | None = None,
+) -> dict:
+    """Store a forget request and queue its job; refused (nothing stored) on bad input."""
+    who = require(who, "submit")
+    if not individual_ids:
+        raise StudioError("choose at least one person to forget")
+    if categories_ is not None and not categories_:
+        raise StudioError("choose at least one category (or every pair)")
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON_CHARS:
+        raise StudioError(f"the reason has {len(reason)} characters; at most {MAX_REASON_CHARS}")
+    names = [studio.person(i).name for i in individual_ids]
+    with studio.db.transaction() as s:
+        request, job = submit_forget_request(
+            s, requester=(requester or ", ".join(names))[:256], individual_ids=individual_ids,
+            categories=categories_, known_individuals=set(studio.dataset.ids),
+            known_categories=set(categories(studio)), method=method,
+            submitted_by_id=who.user_id, note=reason or None, actor=who.actor,
+            model_dir=str(studio.model_dir), data_dir=str(studio.data_dir),
+        )  # fmt: skip
+        return {"id": request.id, "status": request.status, "job_id": job.id}
+
+
+def _visible(studio: Studio, who: SignedIn, request_id) -> storage.ForgetRequest:
+    try:
+        key = int(request_id)
+    except (TypeError, ValueError) as e:
+        raise RequestNotFoundError(f"no forget request {request_id!r}: ids are numbers") from e
+    with studio.db.read() as s:
+        req = s.get(storage.ForgetRequest, key)
+    if req is None or (who.role == "officer" and req.submitted_by_id != who.user_id):
+        raise RequestNotFoundError(f"no forget request {key} that you may see")
+    return req
+
+
+def _eta(job: storage.Job | None) -> str:
+    if job is None or job.status != "running" or not job.started_at or job.progress <= 0.02:
+        return ""
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    left = elapsed * (1 - job.progress) / job.progress
+    return f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+
+
+def _bar(progress: float) -> str:
+    filled = round(progress * 10)
+    return "█" * filled + "░" * (10 - filled) + f" {progress:.0%}"
+
+
+def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
+    """The queue as the table shows it: one row per request, newest first."""
+    who = require(who, "requests")
+    with studio.db.read() as s:
+        q = select(storage.ForgetRequest).order_by(storage.ForgetRequest.id.desc())
+        if who.role == "officer":
+            q = q.where(storage.ForgetRequest.submitted_by_id == who.user_id)
+        reqs = s.scalars(q.limit(200)).all()
+        jobs = {j.request_id: j for j in s.scalars(
+            select(storage.Job).where(storage.Job.request_id.in_([r.id for r in reqs]))
+            .order_by(storage.Job.id)).all()}  # fmt: skip
+        adapters = {a.request_id: a for a in s.scalars(
+            select(storage.Adapter).where(storage.Adapter.request_id.in_([r.id for r in reqs])))}  # fmt: skip
+    rows = []
+    for r in reqs:
+        job = jobs.get(r.id)
+        rows.append({
+            "id": r.id, "people": ", ".join(r.individual_ids),
+            "categories": ", ".join(r.categories) if r.categories else "every pair",
+            "method": r.method, "status": r.status,
+            "progress": _bar(job.progress if job else 0.0),
+            "message": (job.error or job.message or "") if job else "",
+            "eta": _eta(job), "attempts": job.attempts if job else 0,
+            "worker": (job.worker_id or "") if job else "",
+            "adapter": adapters[r.id].id if r.id in adapters else "",
+            "submitted": _short(r.created_at),
+        })  # fmt: skip
+    return rows
+
+
+def _short(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def cancel(studio: Studio, who: SignedIn | None, request_id) -> str:
+    who = require(who, "cancel")
+    req = _visible(studio, who, request_id)
+    if req.status in storage.FINAL_REQUEST_STATUSES:
+        raise StudioError(f"request {req.id} is already {req.status}: nothing to cancel")
+    with studio.db.transaction() as s:
+        return cancel_forget_request(s, req.id, actor=who.actor)
+
+
+def history(studio: Studio, who: SignedIn | None, request_id) -> list[dict]:
+    """The request's events and its jobs' events, oldest first."""
+    who = require(who, "requests")
+    req = _visible(studio, who, request_id)
+    with studio.db.read() as s:
+        job_ids = s.scalars(select(storage.Job.id).where(storage.Job.request_id == req.id)).all()
+        events = list(storage.events_for(s, "request", req.id))
+        for jid in job_ids:
+            events += storage.events_for(s, "job", jid)
+    events.sort(key=lambda e: (e.at, e.id))
+    return [{"at": _short(e.at), "actor": e.actor, "action": e.action,
+             "details": e.details} for e in events]  # fmt: skip
+
+
+def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
+    """Status, verdict, adapter and headline metrics of one request."""
+    who = require(who, "requests")
+    req = _visible(studio, who, request_id)
+    with studio.db.read() as s:
+        adapter = s.scalars(select(storage.Adapter).where(
+            storage.Adapter.request_id == req.id)).first()  # fmt: skip
+        report = s.scalars(select(storage.MetricReport).where(
+            storage.MetricReport.request_id == req.id).order_by(
+            storage.MetricReport.id.desc())).first()  # fmt: skip
+    return {
+        "id": req.id, "status": req.status, "people": req.individual_ids,
+        "categories": req.categories, "method": req.method,
+        "verdict": req.status if req.status in ("verified", "needs_review") else None,
+        "adapter_id": adapter.id if adapter else None,
+        "adapter_sha256": adapter.sha256 if adapter else None,
+        "report_id": report.id if report else None,
+        "metrics": {k: getattr(report, k) for k in storage.headline_metrics({})} if report else None,
+    }  # fmt: skip

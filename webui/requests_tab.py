@@ -1,0 +1,116 @@
+"""The Forget requests tab: wires `webui.requests` and the compliance record to the page."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from cagul.methods.registry import NAMES
+from cagul.models import VLMError
+from storage import StorageError
+from webui import reports, requests
+from webui.auth import AuthError
+from webui.studio import Studio, StudioError
+
+COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
+           "attempts", "worker", "adapter", "submitted"]  # fmt: skip
+SHOWN = (AuthError, StudioError, StorageError, VLMError)
+DEFAULT_CATEGORIES = ["health", "criminal"]
+
+
+def _err(e: Exception) -> str:
+    return f'<div class="msg msg-error">{e}</div>'
+
+
+def build(studio: Studio, who: gr.State) -> None:
+    cats = requests.categories(studio)
+    with gr.Tab("Forget requests", elem_id="tab-requests"):
+        gr.Markdown("Officers submit a request for one or more people; the queue trains an "
+                    "adapter, evaluates it and marks it `verified` or `needs_review`.")  # fmt: skip
+        with gr.Row():
+            with gr.Column(scale=5):
+                people = gr.Dropdown(studio.person_choices(), multiselect=True, label="People",
+                                     elem_id="requests-person")  # fmt: skip
+                categories = gr.CheckboxGroup(cats, value=[c for c in DEFAULT_CATEGORIES
+                                              if c in cats], label="Categories to forget",
+                                              elem_id="requests-categories")  # fmt: skip
+                with gr.Row():
+                    method = gr.Dropdown(list(NAMES), value="cagul", label="Method",
+                                         elem_id="requests-method")  # fmt: skip
+                    requester = gr.Textbox(label="Requested by (default: the people)",
+                                           elem_id="requests-requester", max_lines=1)  # fmt: skip
+                reason = gr.Textbox(label="Reason", lines=2, elem_id="requests-reason")
+                submit = gr.Button("Submit request", variant="primary", elem_id="requests-submit")
+            with gr.Column(scale=5):
+                message = gr.HTML("", elem_id="requests-message")
+                pick = gr.Number(label="Request id", precision=0, elem_id="requests-id")
+                with gr.Row():
+                    cancel = gr.Button("Cancel request", elem_id="requests-cancel")
+                    show = gr.Button("History and outcome", elem_id="requests-show")
+                    record = gr.DownloadButton("Compliance record", elem_id="requests-record")
+                outcome = gr.Markdown("", elem_id="requests-outcome")
+        queue = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
+                             elem_id="requests-queue")  # fmt: skip
+        events = gr.Dataframe(headers=["at", "actor", "action", "details"], interactive=False,
+                              wrap=True, elem_id="requests-history")  # fmt: skip
+        timer = gr.Timer(2.0)
+
+        def table(w):
+            try:
+                return pd.DataFrame(requests.request_rows(studio, w), columns=COLUMNS)
+            except SHOWN:
+                return pd.DataFrame([], columns=COLUMNS)
+
+        timer.tick(table, who, queue)
+        who.change(table, who, queue)
+
+        def on_submit(w, ids, cs, m, req_by, why):
+            try:
+                out = requests.submit(studio, w, individual_ids=ids or [], categories_=cs or [],
+                                      method=m, reason=why, requester=req_by or None)  # fmt: skip
+            except SHOWN as e:
+                return _err(e), gr.update(), table(w)
+            text = f"Request #{out['id']} is {out['status']} (job {out['job_id']})."
+            return f'<div class="msg msg-info">{text}</div>', out["id"], table(w)
+
+        submit.click(on_submit, [who, people, categories, method, requester, reason],
+                     [message, pick, queue])  # fmt: skip
+
+        def on_cancel(w, rid):
+            try:
+                status = requests.cancel(studio, w, rid)
+            except SHOWN as e:
+                return _err(e), table(w)
+            return f'<div class="msg msg-info">Request #{int(rid)}: {status}.</div>', table(w)
+
+        cancel.click(on_cancel, [who, pick], [message, queue])
+
+        def on_show(w, rid):
+            try:
+                out = requests.outcome(studio, w, rid)
+                trail = requests.history(studio, w, rid)
+                page = reports.record_html(studio, w, rid)
+            except SHOWN as e:
+                return _err(e), "", None, gr.update()
+            path = Path(tempfile.mkdtemp(prefix="record-")) / f"forget-request-{out['id']}.html"
+            path.write_text(page, encoding="utf-8")
+            frame = pd.DataFrame([{**e, "details": str(e["details"])[:200]} for e in trail])
+            return "", _outcome_markdown(out), frame, gr.update(value=str(path))
+
+        show.click(on_show, [who, pick], [message, outcome, events, record])
+
+
+def _outcome_markdown(out: dict) -> str:
+    lines = [f"**Request #{out['id']}**: `{out['status']}` · method {out['method']} · "
+             f"people {', '.join(out['people'])}"]  # fmt: skip
+    if out["verdict"]:
+        lines.append(f"Verdict: **{out['verdict']}** · adapter #{out['adapter_id']} "
+                     f"(sha256 `{(out['adapter_sha256'] or '')[:16]}…`) · report #{out['report_id']}")  # fmt: skip
+    m = out["metrics"] or {}
+    if m:
+        shown = {k: v for k, v in m.items() if v is not None}
+        lines.append(" · ".join(f"{k} {v:.3f}" for k, v in shown.items()))
+    return "  \n".join(lines)
