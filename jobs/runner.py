@@ -51,7 +51,7 @@ from sqlalchemy import select
 
 from jobs.context import JobContext
 from jobs.errors import JobCancelled, JobLost, PermanentJobError
-from jobs.paths import PAYLOAD_PATH_KEYS, checked_payload_path, input_root
+from jobs.paths import PAYLOAD_PATH_KEYS, checked_payload_path, input_roots
 from jobs.publish import adapter_dir_name, clean_leftovers, discard, make_temp_dir, publish
 from jobs.queue import lock_claim
 from jobs.registry import add_kind
@@ -114,11 +114,11 @@ class UnlearnSettings:
     def checked_paths(self, payload: dict[str, Any]) -> tuple[str, str]:
         """(model dir, data dir) for a job; a payload path outside the input root, not a
         string, or missing is a permanent error (configured paths are trusted)."""
-        root = input_root(self.input_root)
+        roots = input_roots(self.input_root)
         found = []
         for key in PAYLOAD_PATH_KEYS:
             if payload.get(key) is not None:
-                found.append(checked_payload_path(payload[key], key, root))
+                found.append(checked_payload_path(payload[key], key, roots))
             else:
                 found.append(self.model(payload) if key == "model_dir" else self.data(payload))
         return found[0], found[1]

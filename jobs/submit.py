@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.paths import PayloadPathError, checked_payload_path, input_root
+from jobs.paths import PayloadPathError, checked_payload_path, input_roots
 from jobs.queue import enqueue, request_cancel
 from storage import FINAL_JOB_STATUSES, ForgetRequest, Job, create_forget_request, record_event
 from storage.errors import InvalidRequestError
@@ -45,7 +45,7 @@ def submit_forget_request(
     for key, value in (("model_dir", model_dir), ("data_dir", data_dir)):
         if value:
             try:
-                checked_payload_path(value, key, input_root())
+                checked_payload_path(value, key, input_roots())
             except PayloadPathError as exc:
                 raise InvalidRequestError(str(exc)) from None
     request = create_forget_request(

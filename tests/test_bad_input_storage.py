@@ -341,3 +341,19 @@ def test_a_worker_id_the_audit_log_cannot_hold_is_refused_at_start(storage_db):
     for bad in ("w" * 101, "w\x00"):
         with pytest.raises(WorkerConfigError, match="worker id"):
             Worker(storage_db, FAST, worker_id=bad, gpu_mem_mb=0, handlers={})
+
+
+def test_several_input_roots_may_be_configured(tmp_path, monkeypatch):
+    import os
+
+    from jobs.paths import checked_payload_path, input_roots
+
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "data" / "d").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    monkeypatch.setenv("CAGUL_INPUT_ROOT", f"{tmp_path / 'models'}{os.pathsep}{tmp_path / 'data'}")
+    roots = input_roots()
+    assert checked_payload_path(str(tmp_path / "data" / "d"), "data_dir", roots)
+    assert checked_payload_path("m", "model_dir", roots) == str(tmp_path / "models" / "m")
+    with pytest.raises(PayloadPathError, match="set CAGUL_INPUT_ROOT"):
+        checked_payload_path(str(tmp_path / "other"), "model_dir", roots)
