@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from cagul import metrics
-from cagul.answering import answer_logprobs
+from cagul.answering import answer_all, answer_logprobs
 from cagul.data import load_dataset, make_split
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR, REPO
@@ -66,6 +66,14 @@ def score_model(name: str, samples: list) -> dict:
         answer_logprobs(vlm, imgs, qs, [s.perturbed_answers[j] for s in samples])
         for j in range(n_pert)
     ]
+    raw = vlm.generate(vlm.prepare(imgs, qs), None, 50)  # uncut, to see where "." is missing
+    kws = [list(s.keywords) for s in samples]
+    fiu = [t[: t.find(".") + 1] for t in raw]  # FIUBench's cut: "" when there is no "."
+    generations = {
+        "no_period": sum("." not in t for t in raw),
+        "em_ours": metrics.mean_em(answer_all(vlm, imgs, qs), kws),
+        "em_fiubench_cut": metrics.mean_em(fiu, kws),
+    }
     lengths = [len(e["logprobs"]) for e in lp]
     short = [i for i, n in enumerate(lengths) if n < 10]
     ours = [metrics.mink(e["logprobs"]) for e in lp]
@@ -107,6 +115,7 @@ def score_model(name: str, samples: list) -> dict:
             "fiubench_short": mean(theirs_pp, short),
         },
         "truth_ratio": truth,
+        "generations": generations,
         "per_pair": {"mink_ours": ours, "mink_fiubench": theirs},
     }
 
@@ -137,7 +146,7 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     for r in rows:
-        print(r["model"], json.dumps({k: r[k] for k in ("mink", "mink_pp")}),
+        print(r["model"], json.dumps({k: r[k] for k in ("mink", "mink_pp", "generations")}),
               {k: v["forget_truth_ratio"] for k, v in r["truth_ratio"].items()},
               r["answer_tokens"]["under_10"])  # fmt: skip
 

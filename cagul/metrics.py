@@ -1,13 +1,24 @@
-"""Evaluation metrics of DESIGN §4 as pure functions (no model, no torch).
+"""Evaluation metrics as pure functions (no model, no torch); docs/metrics.md has the details.
 
 The evaluation code computes generations and token log-probabilities; this module turns them
 into numbers. Inputs that are arrays accept anything :func:`numpy.asarray` understands (lists,
 NumPy arrays, CPU torch tensors).
 
-Definitions (FIUBench / TOFU), and where this module deviates:
+Definitions (FIUBench / TOFU), and where this module deviates from FIUBench's code (checked in
+SaFoLab-WISC/FIUBench: ``evaluate_util.py``, ``data_module.py``; measured on the demo bundle by
+``python -m benchmarks.mink_short_answers``, ``benchmarks/results/mink_short_answers.json``):
 
 - **Generation cut**: :func:`cut_at_first_period` keeps the text up to and including the first
-  "." and strips whitespace.
+  "." and strips whitespace. *Deviation*: a generation with no "." is kept whole here;
+  FIUBench's ``run_generation`` takes ``s[:s.find(".") + 1]``, which is the empty string when
+  there is no ".", so such an answer scores EM 0 and ROUGE 0 there.
+- **Capitalisation**: *deviation*: FIUBench's ``MMDatasetQA.__getitem__`` applies
+  ``str.capitalize()`` (first letter upper, *every other letter lower*) to the question and to a
+  string answer (the answer, the paraphrased answer; not the perturbed-answer lists) before
+  prompting, scoring ROUGE against it and computing log-probs. We score the text as written. On
+  the bundle's forget10 set it changes 3 of 21 answers ("Virginialand General Hospital." →
+  "Virginialand general hospital.") and no question; the Finetune model's MinK on the
+  capitalised text is 0.857 instead of 0.999.
 - **ROUGE-L**: recall of ``rouge_score``'s ``rougeL`` with the Porter stemmer, against the
   ground-truth answer. :func:`rouge_l` also returns precision and F for comparison.
 - **EM**: per pair ``min(1, Σ_k [k.lower() in pred.lower()] / |K|)``. An empty keyword list is
@@ -17,28 +28,38 @@ Definitions (FIUBench / TOFU), and where this module deviates:
   samples; with 3 paraphrases per pair this equals the mean of per-pair means.
 - **MinK** (FIUBench): ℓ = the answer tokens' log-probs; ``s_r = exp(mean of the ⌊r·n⌋ lowest
   ℓ)`` for r ∈ {.1,.2,.3,.4,.5}, weighted {.3,.3,.2,.1,.1}. *Deviation*: FIUBench's code takes
-  the mean of an empty slice when ⌊r·n⌋ = 0 and silently drops that NaN term (so short answers
-  get a total weight below 1); here at least one token is always used (DESIGN §4), so the
-  weights always sum to 1 and the score is in (0, 1].
-- **MinK++** (FIUBench's variant of Min-K%++): z = (ℓ − μ) / σ with μ = Σ_v p_v log p_v and
-  σ² = Σ_v p_v (log p_v)² − μ² of the model's next-token distribution at each position
-  (:func:`vocab_moments`), then the same exp/lowest-k/weights as MinK. Following FIUBench the
-  exp is kept, so the value is positive but not bounded by 1 (z can exceed 0). The original
-  Min-K%++ paper reports the plain mean of the lowest z instead: :func:`mink_pp_raw`.
+  the mean of an empty slice when ⌊r·n⌋ = 0 and silently drops that NaN term without
+  renormalising, so an answer of n < 10 tokens keeps a total weight of 0.7 (n = 5-9), 0.4 (n =
+  4), 0.2 (n = 3), 0.1 (n = 2) or 0 (n = 1). Here at least one token is always used, so the
+  weights always sum to 1 and the score is in (0, 1]. Every forget10 answer of the bundle has
+  3-9 tokens: the Finetune model's forget MinK is 0.999 here and 0.428 by FIUBench's rule
+  (Retrain 0.018 against 0.011). open-unlearning's MinK is another convention again: one ratio k
+  (0.4 in its TOFU and MUSE configs), ``−mean`` of the lowest ``max(1, int(k·n))`` log-probs (no
+  exp, no weighted ratios), reported as a forget-vs-holdout AUC.
+- **MinK++** (FIUBench's variant of Min-K%++): z = (ℓ − μ) / σ with μ = Σ_v p_v log p_v and σ² =
+  Σ_v p_v (log p_v)² − μ² of the model's next-token distribution at each position
+  (:func:`vocab_moments`), then the same exp/lowest-k/weights as MinK (with the same
+  at-least-one-token deviation: Finetune 1.001 here, 0.429 by FIUBench's rule). Following
+  FIUBench the exp is kept, so the value is positive but not bounded by 1 (z can exceed 0). The
+  original Min-K%++ paper reports the plain mean of the lowest z instead: :func:`mink_pp_raw`.
 - **Truth ratio**: ``x = exp(L_pert − L_para)``, L = per-token NLL (of the paraphrased answer;
-  of each perturbed answer, then averaged over them). x > 1 means the true answer is more
-  likely than the wrong ones. Note FIUBench's code stores the reciprocal
-  ``R = exp(L_para − L_pert) = 1/x``; the aggregators below are written for x as in DESIGN:
-  forget TR = mean(min(x, 1/x)) (1 = cannot tell true from false), retain TR =
-  mean(max(0, 1 − 1/x)) (high = prefers the truth), both in [0, 1].
+  of each perturbed answer, then averaged over them). x > 1 means the true answer is more likely
+  than the wrong ones. *Deviation*: the per-token mean here is over the answer tokens
+  (``cagul.answering.answer_logprobs``, the end token excluded); FIUBench divides the answer
+  tokens' NLL sum by the label count, which includes one prompt token (its label mask leaves the
+  last prompt token unmasked), so over the same n answer tokens its L is n/(n+1) of ours. Forget
+  truth ratio of the bundle's Finetune model: 0.563 here, 0.613 with FIUBench's denominator.
+  Note FIUBench's code stores the reciprocal ``R = exp(L_para − L_pert) = 1/x``; the aggregators
+  below are written for x: forget TR = mean(min(x, 1/x)) (1 = cannot tell true from false),
+  retain TR = mean(max(0, 1 − 1/x)) (high = prefers the truth), both in [0, 1].
 - **Forget quality**: p-value of the two-sample KS test between the forget set's x values and
   the Retrain model's (scipy ``ks_2samp``, two-sided). The KS statistic is invariant under the
   monotone map x ↦ 1/x, so it matches FIUBench's value computed on R.
 - **POPE**: accuracy (plus precision, recall, F1, yes-ratio with "yes" as positive) of parsed
   yes/no answers; unparseable answers count as wrong.
-- **MME**: acc = fraction of questions right; acc+ = fraction of images (groups) whose
-  questions are all right (MME has two per image). Rates in [0, 1]; MME's published "score"
-  is 100·(acc + acc+) per subtask, see :func:`mme_metrics`.
+- **MME**: acc = fraction of questions right; acc+ = fraction of images (groups) whose questions
+  are all right (MME has two per image). Rates in [0, 1]; MME's published "score" is 100·(acc +
+  acc+) per subtask, see :func:`mme_metrics`.
 - **Yes/no parsing** (:func:`parse_yes_no`): POPE's rule — the first sentence is "no" if it
   contains the word "no" or "not", otherwise "yes" if it contains "yes"; anything else is
   unparseable (``None``), where POPE's script would count it as "yes".
