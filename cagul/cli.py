@@ -208,18 +208,26 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     ds = load_dataset(data_dir)
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
     check_model_data(vlm, ds)
-    adapters = load_adapters(vlm, args.adapter)
+    unlearned = load_other_method(vlm, args.adapter)
+    adapters = [] if unlearned else load_adapters(vlm, args.adapter)
     setting, forget = args.setting, args.split
     if adapters and args.split is None:
         # An adapter knows whom it forgets: evaluate on exactly that split by default.
         cfg = adapters[0].config
         forget = sorted({i for a in adapters for i in a.config.forget_ids})
         setting = cfg.setting
+    elif unlearned and args.split is None:
+        forget, setting = unlearned.config["forget_ids"], unlearned.config["setting"]
     split = make_split(ds, forget or "forget10", setting=setting)
     probes = load_probes(data_dir / "probes") if (data_dir / "probes").is_dir() else None
     common = dict(retrain_truth_x=retrain_x, max_retain=args.max_retain,
                   batch_size=args.batch_size)  # fmt: skip
-    if adapters:
+    if unlearned:
+        from cagul.evaluate import evaluate_unlearned
+
+        meta = {"data": str(data_dir), "adapter": args.adapter[0], "method": unlearned.method}
+        report = evaluate_unlearned(vlm, unlearned, split, probes, meta=meta, **common)
+    elif adapters:
         meta = {"data": str(data_dir), "adapter": ",".join(args.adapter), "method": "cagul"}
         report = evaluate_adapters(vlm, adapters, split, probes, meta=meta, **common)
     else:
@@ -228,6 +236,25 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     if args.csv or args.out:
         append_csv_row(report, args.csv or Path(args.out).with_suffix(".csv"))
     return report
+
+
+def load_other_method(vlm, dirs: list[str] | None):
+    """The unlearned model of a non-CAGUL artifact (`--adapter DIR` of any registered method),
+    or None when every dir is a CAGUL adapter (those stack; the others do not)."""
+    from cagul.methods import ArtifactError, artifact_method, load_unlearned
+
+    def method_of(d: str) -> str:
+        try:
+            return artifact_method(d)
+        except ArtifactError:  # not readable: CAGUL's loader says why, as it always has
+            return "cagul"
+
+    methods = [method_of(d) for d in dirs or []]
+    if not methods or set(methods) == {"cagul"}:
+        return None
+    if len(methods) > 1:
+        raise ValueError(f"only CAGUL adapters stack; got {', '.join(methods)}")
+    return load_unlearned(vlm, dirs[0])
 
 
 def read_retrain_report(path: str | None) -> list | None:
@@ -265,7 +292,7 @@ class _Bar:
 def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.data import PRIVATE_CATEGORIES, load_dataset, resolve_forget_ids
     from cagul.paths import default_data_dir
-    from cagul.pipeline import run_unlearning
+    from cagul.pipeline import method_config, run_unlearning
     from cagul.train_cagul import CagulTrainingArguments
 
     out_dir = check_adapter_out(args.out, args.overwrite, inputs=(args.model, args.data))
@@ -316,6 +343,8 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
             device=args.device,
             max_retain=args.max_retain,
             adapter_options=options,
+            config=None if args.method == "cagul" else method_config(
+                args.method, epochs=args.epochs, lr=args.lr, seed=args.seed),  # fmt: skip
         )
     finally:
         bar.close()
@@ -439,7 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlearn", help="train an unlearning adapter for a forget request")
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
     p.add_argument("--data", help="FIUBench-format directory (default: the demo bundle's)")
-    p.add_argument("--method", default="cagul", choices=["cagul"])
+    from cagul.methods.registry import NAMES as METHOD_NAMES  # torch-free: the one list
+
+    p.add_argument("--method", default="cagul", choices=METHOD_NAMES,
+                   help="unlearning method; --epochs, --lr and --seed also apply to the "
+                        "non-CAGUL ones, the other training options are CAGUL's")  # fmt: skip
     p.add_argument("--forget", help="comma-separated individual ids")
     p.add_argument("--split", help="split name in split.json (default forget10)")
     p.add_argument("--setting", default="private", choices=["private", "identity"])

@@ -293,9 +293,16 @@ def _flags(vlm, adapters, batch) -> list[bool]:
 def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int = 64) -> dict:
     """EM on the forget questions asked about perturbed copies of the forget people's images
     (JPEG 70, 4-pixel shifts, ±10 % brightness, all at once): a re-saved photo must not leak."""
+    from cagul.adapter import plan
+
+    return image_leak(vlm, split, lambda b: plan(vlm, adapters, b).replacement, batch_size)
+
+
+def image_leak(vlm: VLM, split: Split, replacement_for: ReplacementFor, batch_size: int = 64):
+    """`perturbed_image_leak` for any model: `vlm` answers, `replacement_for` rewrites (or
+    None: the model answers as it is, e.g. a LoRA-unlearned copy)."""
     from PIL import Image
 
-    from cagul.adapter import plan
     from cagul.perturb import fixed_perturbations
 
     if not split.forget_set:
@@ -310,8 +317,7 @@ def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int
             qs.append(s.question)
             kws.append(list(s.keywords))
             names.append(name)
-    preds = answer_all(vlm, imgs, qs, batch_size=batch_size,
-                       replacement_for=lambda b: plan(vlm, adapters, b).replacement)  # fmt: skip
+    preds = answer_all(vlm, imgs, qs, batch_size=batch_size, replacement_for=replacement_for)
     hits = [metrics.keyword_em(p, k) for p, k in zip(preds, kws, strict=True)]
     by_kind = {n: float(np.mean([h for h, m in zip(hits, names, strict=True) if m == n]))
                for n in dict.fromkeys(names)}  # fmt: skip
@@ -338,16 +344,54 @@ def evaluate_adapters(
     report["discriminator"] = discriminator_report(vlm, adapters, split, probes)
     report["leak"] = perturbed_image_leak(vlm, adapters, split, kwargs.get("batch_size", 64))
     if base:
-        bs = kwargs.get("batch_size", 64)
-        out = {}
-        for name, samples in (("forget", split.forget_set), ("nonprivate", split.nonprivate_set)):
-            if samples:
-                preds = answer_all(vlm, [s.image_path for s in samples],
-                                   [s.question for s in samples], batch_size=bs)  # fmt: skip
-                out[f"{name}_em"] = metrics.mean_em(preds, [list(s.keywords) for s in samples])
-        report["base"] = out
-    report["efficiency"]["trainable_params"] = sum(a.n_trainable() for a in adapters)
+        report["base"] = base_em(vlm, split, kwargs.get("batch_size", 64))
+    return _with_training(report, sum(a.n_trainable() for a in adapters), training)
+
+
+def base_em(vlm: VLM, split: Split, bs: int = 64) -> dict:
+    """The base model's forget / non-private EM, reported beside an unlearned model's."""
+    out = {}
+    for name, samples in (("forget", split.forget_set), ("nonprivate", split.nonprivate_set)):
+        if samples:
+            preds = answer_all(vlm, [s.image_path for s in samples],
+                               [s.question for s in samples], batch_size=bs)  # fmt: skip
+            out[f"{name}_em"] = metrics.mean_em(preds, [list(s.keywords) for s in samples])
+    return out
+
+
+def _with_training(report: dict, trainable: int, training: dict | None) -> dict:
+    report["efficiency"]["trainable_params"] = trainable
     if training:
         report["efficiency"]["epoch_seconds"] = training.get("epoch_seconds")
+        report["efficiency"]["training_seconds"] = training.get("seconds")
         report["training"] = training
     return report
+
+
+def evaluate_unlearned(
+    vlm: VLM,
+    unlearned,
+    split: Split,
+    probes: ProbeSet | None,
+    *,
+    base: bool = True,
+    training: dict | None = None,
+    **kwargs,
+) -> dict:
+    """The §8 report of any method's unlearned model (`cagul.methods.base.UnlearnedModel`),
+    with the perturbed-image leak and (with `base`) the base `vlm`'s forget / non-private EM.
+
+    CAGUL's goes through `evaluate_adapters` (its discriminator block too, numbers unchanged);
+    the others answer with their own model (`unlearned.vlm`, e.g. a LoRA-injected copy) and
+    the rewrite they give (`unlearned.replacement_for`: none but CAGUL's)."""
+    adapters = getattr(unlearned, "adapters", None)
+    if adapters is not None:
+        return evaluate_adapters(vlm, adapters, split, probes, base=base, training=training,
+                                 **kwargs)  # fmt: skip
+    bs = kwargs.get("batch_size", 64)
+    rep = unlearned.replacement_for
+    report = evaluate(unlearned.vlm, split, probes, replacement_for=rep, **kwargs)
+    report["leak"] = image_leak(unlearned.vlm, split, rep, bs)
+    if base:
+        report["base"] = base_em(vlm, split, bs)
+    return _with_training(report, unlearned.n_trainable, training)

@@ -1,29 +1,36 @@
-"""One forget request end to end: split → train the CAGUL adapter → save it → evaluate it.
+"""One forget request end to end: split → train with the chosen method → save → evaluate.
 
 `run_unlearning` is the contract the job runner (`jobs/runner.py`) and `python -m cagul
-unlearn` share: it writes `adapter_config.json` + `adapter_model.safetensors` into `out_dir`
-and returns the DESIGN §8 report and the base model's fingerprint.
+unlearn` share: it trains the request's method (any name in `cagul.methods.registry`), which
+writes `adapter_config.json` + `adapter_model.safetensors` into `out_dir`, and returns the
+DESIGN §8 report and the base model's fingerprint.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cagul.adapter import CagulAdapter
 from cagul.data import PRIVATE_CATEGORIES, load_dataset, load_probes, make_split
-from cagul.evaluate import evaluate_adapters
+from cagul.evaluate import evaluate_unlearned
+from cagul.methods import METHODS, check_method, get_method
+from cagul.methods.cagul import CagulMethodConfig, default_k
 from cagul.models import load_vlm
-from cagul.train_cagul import CagulTrainingArguments, negatives_from, train_cagul
+from cagul.train_cagul import CagulTrainingArguments
 
-METHODS = ("cagul",)
+__all__ = ["METHODS", "consolidate", "default_k", "method_config", "run_unlearning"]
 
 
-def default_k(n_visual_tokens: int) -> int:
-    """The paper's share of least-attended tokens (20 of 1369 on Qwen2.5-VL-7B, ~1.5 %), but
-    on small grids up to half of them (at most 8): on the demo bundle's 16 tokens, k=4 left
-    forget EM at 0.69-0.95, k=8 brought it to 0.05-0.10 and k=12 was no better (0.12-0.29)."""
-    return max(round(0.015 * n_visual_tokens), min(n_visual_tokens // 2, 8))
+def method_config(method: str, **overrides):
+    """The method's default config with `overrides` (None values ignored) applied to the fields
+    it has, e.g. `epochs`, `lr`, `seed` from the command line."""
+    from dataclasses import fields, replace
+
+    cls = get_method(method).config_class
+    names = {f.name for f in fields(cls)}
+    return replace(cls(), **{k: v for k, v in overrides.items() if v is not None and k in names})
 
 
 def run_unlearning(
@@ -41,13 +48,15 @@ def run_unlearning(
     device: str = "cpu",
     max_retain: int | None = 200,
     adapter_options: dict | None = None,
+    config=None,
 ) -> dict:
-    """Train and evaluate an adapter forgetting `categories` (None: every pair) of `forget_ids`.
+    """Forget `categories` (None: every pair) of `forget_ids` with `method`, then evaluate.
 
-    `progress(fraction, message)` gets training as 0-0.8 and evaluation as 0.8-1.
+    `config` is the method's config (its `config_class`); for CAGUL, `k`, `training` and
+    `adapter_options` build it when it is not given. `progress(fraction, message)` gets
+    training as 0-0.8 and evaluation as 0.8-1.
     """
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not available; choose one of {METHODS}")
+    check_method(method)
     if not forget_ids:
         raise ValueError("no individuals to forget")
 
@@ -64,40 +73,38 @@ def run_unlearning(
     )
     probes_dir = Path(data_dir) / "probes"
     probes = load_probes(probes_dir) if probes_dir.is_dir() else None
-    n_tokens = vlm.prepare([split.forget_set[0].image_path], ["?"]).layouts[0].n_tokens
-    adapter = CagulAdapter.for_model(
-        vlm,
-        k=k or default_k(n_tokens),
-        setting=setting,
-        forget_ids=list(split.forget_ids),
-        categories=sorted(categories or []),
-        **(adapter_options or {}),
-    )
-    stats = train_cagul(
+    if method == "cagul" and config is None:
+        config = CagulMethodConfig(
+            k=k, training=training or CagulTrainingArguments(),
+            adapter_options=dict(adapter_options or {}),
+        )  # fmt: skip
+    chosen = get_method(method)
+    artifact = chosen.train(
         vlm,
         split,
-        adapter,
-        training,
-        negatives=negatives_from(data_dir),
+        config,
+        out_dir=out_dir,
         progress=lambda f, m: report_progress(0.8 * f, m),
         check_cancel=check_cancel,
+        data_dir=data_dir,
     )
-    adapter.save_pretrained(out_dir)
+    unlearned = artifact.model or chosen.load(vlm, out_dir)
     report_progress(0.8, "evaluating")
     if check_cancel:
         check_cancel()
-    report = evaluate_adapters(
+    report = evaluate_unlearned(
         vlm,
-        [adapter],
+        unlearned,
         split,
         probes,
-        training=stats,
+        training=artifact.stats,
         max_retain=max_retain,
         progress=False,
         meta={"data": str(data_dir), "adapter": str(out_dir), "method": method},
     )
     report_progress(1.0, "done")
-    return {"report": report, "base_fingerprint": adapter.config.base_fingerprint}
+    saved = json.loads((Path(out_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    return {"report": report, "base_fingerprint": saved["base_fingerprint"]}
 
 
 def consolidate(
@@ -110,7 +117,7 @@ def consolidate(
     training: CagulTrainingArguments | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Replace a stack of adapters by one trained on the union of their requests.
+    """Replace a stack of CAGUL adapters by one trained on the union of their requests.
 
     Stacking keeps each request's adapter untouched (a new request trains only its own); after
     many requests, one adapter is cheaper at inference (one discriminator, one encoder). Its

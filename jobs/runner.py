@@ -81,6 +81,12 @@ Trainer = Callable[..., dict[str, Any]]
 
 
 def default_trainer(**kwargs: Any) -> dict[str, Any]:
+    """`cagul.pipeline.run_unlearning`, dispatching on the request's method through the one
+    registry; a method it does not hold can never run, so that is a permanent error."""
+    from cagul.methods.registry import INFOS  # torch-free
+
+    if kwargs.get("method") not in INFOS:
+        raise PermanentJobError(f"method {kwargs.get('method')!r} is not registered")
     from cagul.pipeline import run_unlearning  # lazy: torch is imported only by running jobs
 
     return run_unlearning(**kwargs)

@@ -50,8 +50,28 @@ from storage.limits import (
 )
 from storage.models import ACTIVE_REQUEST_STATUSES, ForgetRequest
 
-# The unlearning methods of DESIGN §8 (`python -m cagul unlearn --method`).
-METHODS = ("cagul", "ga", "ga_gd", "ga_kl", "po_gd", "retrain", "viker")
+
+class _RegisteredMethods(Sequence[str]):
+    """The unlearning methods of DESIGN §3, read from the one registry
+    (`cagul.methods.registry`, torch-free) on first use, so importing storage imports no cagul
+    and a request is refused at submission unless the worker can run its method."""
+
+    def _names(self) -> tuple[str, ...]:
+        from cagul.methods.registry import NAMES
+
+        return NAMES
+
+    def __getitem__(self, i):
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+METHODS: Sequence[str] = _RegisteredMethods()
 _PG_LOCK_KEY = 0x636167756C + 1  # "cagul"+1: the forget-request submission lock
 
 Known = Container[str] | Callable[[str], bool]

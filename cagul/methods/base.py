@@ -1,0 +1,160 @@
+"""The interface every unlearning method implements, and the artifact files they share.
+
+A method is `train(vlm, split, config, ...) -> Artifact` (it writes an artifact directory) and
+`load(vlm, directory) -> UnlearnedModel`. Whatever the method, the directory holds
+`adapter_config.json` (the method's name, the base model's fingerprint, the weights' sha256 and
+the request's people, setting and categories, plus the method's own fields) and
+`adapter_model.safetensors`; `read_artifact` refuses it over another base model or with altered
+files, reusing CAGUL's fingerprint (`cagul.adapter.base_fingerprint`) and hashing.
+
+An `UnlearnedModel` is what evaluation, answering and the app use without knowing the method:
+`vlm` is the model that answers (the base itself for CAGUL, a LoRA-injected or retrained copy
+for the others) and `replacement_for(batch)` the per-batch visual-token rewrite (CAGUL only;
+None elsewhere), which is exactly what `cagul.answering` takes. `explain` gives CAGUL's
+forget probability, selected tokens and scores; the other methods return None: they have no
+such explanation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cagul.adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    AdapterError,
+    AdapterMismatchError,
+    AdapterTamperedError,
+    base_fingerprint,
+)
+from cagul.data import Split
+from cagul.models import VLM, TokenReplacement
+
+Progress = Callable[[float, str], None] | None
+CheckCancel = Callable[[], None] | None
+
+
+class ArtifactError(AdapterError):
+    """An artifact directory cannot be used (missing files, bad JSON, wrong method)."""
+
+
+@dataclass
+class Artifact:
+    """What `train` produced: the directory it wrote and its training statistics."""
+
+    directory: Path
+    stats: dict = field(default_factory=dict)
+    model: UnlearnedModel | None = None  # the trained model in memory (saves a reload)
+
+
+class UnlearnedModel:
+    """A base model after unlearning, as every consumer uses it."""
+
+    def __init__(self, method: str, vlm: VLM, config: dict, n_trainable: int = 0):
+        self.method = method
+        self.vlm = vlm
+        self.config = config
+        self.n_trainable = n_trainable
+
+    def replacement_for(self, batch) -> TokenReplacement | None:
+        """The visual-token rewrite for `batch` (None: the model answers as it is)."""
+        return None
+
+    def generate(self, images: Sequence, questions: Sequence[str], **kwargs) -> list[str]:
+        """FIUBench answers (greedy, cut at the first '.'), as `cagul.answering.answer_all`."""
+        from cagul.answering import answer_all
+
+        return answer_all(
+            self.vlm, images, questions, replacement_for=self.replacement_for, **kwargs
+        )
+
+    def answer_logprobs(
+        self, images: Sequence, questions: Sequence[str], answers: Sequence[str], **kwargs
+    ) -> list[dict]:
+        """Per sample, the answer tokens' log-probs (and MinK++ statistics)."""
+        from cagul.answering import answer_logprobs
+
+        return answer_logprobs(
+            self.vlm, images, questions, answers, replacement_for=self.replacement_for, **kwargs
+        )
+
+    def explain(self, image, question: str) -> dict | None:
+        """Why the model answers as it does; None when the method has no such explanation."""
+        return None
+
+
+class Method(Protocol):
+    """One way of unlearning (DESIGN §3)."""
+
+    name: str
+    config_class: type
+
+    def train(
+        self,
+        vlm: VLM,
+        split: Split,
+        config: Any,
+        *,
+        out_dir: str | Path,
+        progress: Progress = None,
+        check_cancel: CheckCancel = None,
+        data_dir: str | Path | None = None,
+    ) -> Artifact: ...
+
+    def load(self, vlm: VLM, directory: str | Path) -> UnlearnedModel: ...
+
+
+def request_fields(split: Split, categories: Sequence[str] | None = None) -> dict:
+    """The request's people, setting and categories, as every artifact config records them."""
+    cats = sorted(categories) if categories is not None else sorted(split.private_categories)
+    return {
+        "setting": split.setting,
+        "forget_ids": list(split.forget_ids),
+        "categories": cats if split.setting == "private" else [],
+    }
+
+
+def write_artifact(directory: str | Path, method: str, fingerprint: str, body: dict) -> Path:
+    """Add the integrity fields to `adapter_config.json` (the weights must be written first)."""
+    out = Path(directory)
+    weights = out / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"{weights} was not written")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    config = {**body, "method": method, "base_fingerprint": fingerprint, "weights_sha256": digest}
+    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def read_artifact(vlm: VLM, directory: str | Path, method: str) -> tuple[dict, dict]:
+    """(config, weights) of an artifact of `method`, after checking it belongs to `vlm` and its
+    weights are the ones saved. `vlm` must be the untouched base model."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    cfg_file, weights = d / ADAPTER_CONFIG, d / ADAPTER_WEIGHTS
+    for f in (cfg_file, weights):
+        if not f.is_file():
+            raise ArtifactError(f"{d} is not an artifact directory: {f.name} is missing")
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{cfg_file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict) or config.get("method") != method:
+        raise ArtifactError(f"{cfg_file} is not a {method} artifact")
+    if config.get("base_fingerprint") != base_fingerprint(vlm):
+        raise AdapterMismatchError(
+            f"{d} was made for another base model; its fingerprint does not match {vlm.path}"
+        )
+    if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
+        raise AdapterTamperedError(f"{weights} does not match the sha256 in {cfg_file.name}")
+    try:
+        return config, load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise AdapterTamperedError(f"{weights} is not a readable safetensors file: {e}") from e

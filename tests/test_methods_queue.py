@@ -1,0 +1,111 @@
+"""A forget request stored with each registered method runs through the job queue (the real
+runner, the real pipeline, a tiny model with the smallest settings) to a verdict, with its
+artifact stored, verified and loadable; an unregistered method is refused at submission, and
+one stored behind validation's back fails permanently in the default trainer."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+import storage
+from cagul.data import generate_dataset, load_dataset
+from cagul.methods import METHODS, load_unlearned
+from cagul.pipeline import run_unlearning
+from jobs import UnlearnSettings, WorkerConfig, make_unlearn_handler, submit_forget_request
+from jobs.worker import Worker
+from storage import Adapter, ForgetRequest, Job, MetricReport
+from storage.errors import InvalidRequestError
+from tests.test_methods import fast_config
+
+FAST = WorkerConfig(
+    heartbeat_s=0.1, stale_after_s=5.0, poll_s=0.05, backoff_s=0.0, progress_every_s=0.0
+)
+
+
+@pytest.fixture
+def storage_db(tmp_path):
+    """A migrated SQLite database (the backends are compared in tests/test_jobs_runner.py)."""
+    database = storage.connect(f"sqlite:///{tmp_path / 'methods.sqlite'}", upgrade=True)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("queue_data")
+    generate_dataset(out, n_individuals=4, seed=2, n_train_scenes=2, n_test_scenes=2)
+    return out
+
+
+def _fast_trainer(model_dir: str):
+    """The real pipeline with each method's smallest settings and a short evaluation."""
+
+    def trainer(**kwargs):
+        return run_unlearning(**kwargs, config=fast_config(kwargs["method"], model_dir),
+                              max_retain=2)  # fmt: skip
+
+    return trainer
+
+
+def _worker(db, root, model_dir, data_dir, trainer=None) -> Worker:
+    settings = UnlearnSettings(artifacts_root=root, model_dir=model_dir, data_dir=str(data_dir))
+    handler = make_unlearn_handler(trainer=trainer, settings=settings)
+    return Worker(db, FAST, gpu_mem_mb=0, handlers={"unlearn": handler})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_a_request_of_each_method_runs_to_a_verdict(
+    method, storage_db, tmp_path, tiny_dirs, tiny_vlms, data_dir
+):
+    ds = load_dataset(data_dir)
+    person = ds.ids[0]
+    model_dir = tiny_dirs["qwen2_5_vl"]
+    with storage_db.transaction() as s:
+        request, job = submit_forget_request(
+            s, requester="Privacy Officer", individual_ids=[person],
+            categories=["health", "criminal"], known_individuals=set(ds.ids), method=method,
+        )  # fmt: skip
+        request_id, job_id = request.id, job.id
+    with _worker(storage_db, tmp_path, model_dir, data_dir, _fast_trainer(model_dir)) as w:
+        outcome = w.run_one()
+    assert outcome.status == "succeeded", outcome.error
+    with storage_db.read() as s:
+        req = s.get(ForgetRequest, request_id)
+        adapter = s.scalar(select(Adapter).where(Adapter.request_id == request_id))
+        report = s.scalar(select(MetricReport).where(MetricReport.request_id == request_id))
+        assert s.get(Job, job_id).status == "succeeded"
+    assert req.status in ("verified", "needs_review")
+    assert adapter.method == method == report.method and adapter.config["method"] == method
+    assert report.report["forget"]["em"] is not None
+    directory = storage.verify_adapter(adapter, base_fingerprint=adapter.base_fingerprint)
+    unlearned = load_unlearned(tiny_vlms["qwen2_5_vl"], directory)
+    assert unlearned.method == method
+
+
+def test_an_unregistered_method_is_refused_at_submission(storage_db):
+    with storage_db.transaction() as s, pytest.raises(InvalidRequestError, match="method"):
+        submit_forget_request(
+            s, requester="Privacy Officer", individual_ids=["p1"], categories=["health"],
+            known_individuals={"p1"}, method="gradient_magic",
+        )  # fmt: skip
+    with storage_db.read() as s:
+        assert s.scalar(select(ForgetRequest)) is None
+
+
+def test_a_stored_unknown_method_fails_permanently_in_the_default_trainer(
+    storage_db, tmp_path, data_dir
+):
+    with storage_db.transaction() as s:
+        request, _ = submit_forget_request(
+            s, requester="Privacy Officer", individual_ids=["p1"], categories=["health"],
+            known_individuals={"p1"},
+        )  # fmt: skip
+        request.method = "gradient_magic"  # e.g. written by an older or newer release
+        request_id = request.id
+    with _worker(storage_db, tmp_path, "unused-model", data_dir) as w:
+        outcome = w.run_one()
+    assert outcome.status == "failed" and "not registered" in outcome.error
+    with storage_db.read() as s:
+        assert s.get(ForgetRequest, request_id).status == "failed"
