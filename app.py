@@ -90,9 +90,20 @@ def start_worker(args: argparse.Namespace) -> subprocess.Popen:
         env["CAGUL_MODEL_DIR"] = args.model
     if args.data:
         env["CAGUL_DATA_DIR"] = args.data
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.worker"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.worker"], env=env,
+                            preexec_fn=_die_with_parent)  # fmt: skip
     atexit.register(lambda: proc.poll() is None and proc.terminate())
     return proc
+
+
+def _die_with_parent() -> None:
+    """In the worker child (Linux): SIGKILL when the app dies, however it dies, so no orphan
+    keeps a claim; its job is re-queued by the next worker's reaper after the stale timeout."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -81,10 +81,8 @@ def run_audit(
 ) -> dict:
     """Rows, a summary and the verdict for one stored adapter; the run is recorded as an
     AuditEvent with its summary. Bad input raises before any model call."""
-    from cagul.adapter import plan
-
     typed = typed_questions(typed_text)
-    adapters = studio.adapters(adapter_id)
+    model = studio.unlearned(adapter_id)
     prompts = build_prompts(studio, adapter_id, typed)
     vlm, n = studio.vlm, len(prompts)
     done = [0]
@@ -99,9 +97,8 @@ def run_audit(
     with studio.model_lock:
         base = answer_all(vlm, images, questions, batch_size=32,
                           progress=lambda k: tick(k, "base model"))  # fmt: skip
-        after = answer_all(vlm, images, questions, batch_size=32,
-                           replacement_for=lambda b: plan(vlm, adapters, b).replacement,
-                           progress=lambda k: tick(k, "unlearned model"))  # fmt: skip
+        after = model.generate(images, questions, batch_size=32,
+                               progress=lambda k: tick(k, "unlearned model"))  # fmt: skip
     rows = []
     for p, b, a in zip(prompts, base, after, strict=True):
         em = max(metrics.keyword_em(a, k) for k in p.keywords)
@@ -166,8 +163,8 @@ def write_csv(rows: list[dict], directory: str | Path | None = None) -> Path:
 
 def summary_markdown(summary: dict) -> str:
     verdict = summary["verdict"]
-    icon = "✅" if verdict == "verified" else "⚠️"
-    lines = [f"### {icon} Verdict: `{verdict}`",
+    color = "#137333" if verdict == "verified" else "#b3261e"
+    lines = [f'### Verdict: <span style="color:{color}">{verdict}</span>',
              f"{summary['n']} prompts, {summary['leak_rate']:.1%} leaked overall.", "",
              "| variant | prompts | leaked (unlearned) | leaked (base) | mean EM |",
              "|---|---|---|---|---|"]  # fmt: skip

@@ -32,6 +32,7 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
             summary = gr.Markdown("", elem_id="audit-summary")
             chart = gr.Plot(label="Leak rate by variant", elem_id="audit-chart")
         table = gr.Dataframe(headers=audit.COLUMNS, interactive=False, wrap=True,
+                             column_widths=["9%", "27%", "9%", "20%", "20%", "5%", "5%", "5%"],
                              elem_id="audit-table")  # fmt: skip
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="audit-download")
 

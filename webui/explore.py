@@ -40,12 +40,18 @@ def ask(
         raise StudioError("choose a person or upload an image first")
     source = image if image is not None else studio.image_of(person_id)
     picture = open_image(source)
-    adapters = studio.adapters(adapter_id) if adapter_id not in (None, "") else []
+    model = studio.unlearned(adapter_id) if adapter_id not in (None, "") else None
+    adapters = list(getattr(model, "adapters", []))
     started = time.perf_counter()
     with studio.model_lock:
         record = answer_one(studio.vlm, adapters, picture, q)
+        if model is not None and not adapters:
+            # A method without CAGUL's gate answers with its own weights and explains nothing:
+            # the map stays the base model's attention, and the page says so.
+            record["answer"] = model.generate([picture], [q])[0]
     record["seconds"] = round(time.perf_counter() - started, 3)
     record["question"] = q
+    record["method"] = model.method if model is not None else None
     record["k"] = adapters[0].config.k if adapters else None
     record["per_layer"] = bool(adapters and adapters[0].config.per_layer)
     pair = studio.find_pair(person_id, q) if image is None else None
@@ -145,6 +151,11 @@ def _caption(record: dict, layer: str, n_selected: int, n_outside: int) -> str:
         text += f"Outlined: the {n_selected} least-attended tokens the adapter rewrote."
         if n_outside:
             text += f" ({n_outside} of them are not patches and are not drawn.)"
+    elif record.get("method") not in (None, "cagul"):
+        text += (
+            f"The {record['method']} method changes the model's weights and explains "
+            "nothing: this is the base model's attention, no token is rewritten."
+        )
     elif record["forget_probability"] is None:
         text += "No adapter chosen: nothing rewritten."
     else:

@@ -122,6 +122,8 @@ def build(studio: Studio) -> gr.Dropdown:
 
 def _probability(rec: dict) -> str:
     p = rec["forget_probability"]
+    if rec.get("method") not in (None, "cagul"):
+        return f"{rec['method']}: no discriminator (the method changes the weights)"
     if p is None:
         return "no adapter"
     return f"{p:.3f} → {'flagged, tokens rewritten' if rec['transformed'] else 'not flagged'}"

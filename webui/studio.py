@@ -150,22 +150,24 @@ class Studio:
             out.append((f"#{row.id} · {row.method} · forgets {who} ({what})", str(row.id)))
         return out
 
-    def adapters(self, adapter_id) -> list:
-        """The loaded adapter(s) of a stored Adapter, checked before first use."""
-        from cagul.adapter import AdapterError, CagulAdapter
+    def unlearned(self, adapter_id):
+        """The unlearned model of a stored Adapter (any registered method), checked against
+        its stored sha256 and this base model before first use, then kept loaded."""
+        from cagul.adapter import AdapterError
+        from cagul.methods import load_unlearned
 
         row = self.adapter_row(adapter_id)
-        if row.id in self._adapters:
-            return [self._adapters[row.id]]
-        if row.method != "cagul":
-            raise StudioError(f"adapter #{row.id} ({row.method}) cannot be loaded here yet")
-        try:
-            directory = storage.verify_adapter(row, base_fingerprint=self.fingerprint)
-            adapter = CagulAdapter.from_pretrained(self.vlm, directory)
-        except (storage.AdapterIntegrityError, AdapterError) as e:
-            raise StudioError(f"adapter #{row.id} cannot be used: {e}") from e
-        self._adapters[row.id] = adapter
-        return [adapter]
+        if row.id not in self._adapters:
+            try:
+                directory = storage.verify_adapter(row, base_fingerprint=self.fingerprint)
+                self._adapters[row.id] = load_unlearned(self.vlm, directory)
+            except (storage.AdapterIntegrityError, AdapterError) as e:
+                raise StudioError(f"adapter #{row.id} cannot be used: {e}") from e
+        return self._adapters[row.id]
+
+    def adapters(self, adapter_id) -> list:
+        """CAGUL's adapters of a stored Adapter (what explains itself); [] for other methods."""
+        return list(getattr(self.unlearned(adapter_id), "adapters", []))
 
     def forget_split(self, adapter_id) -> Split:
         """The split an adapter was trained for (its people, its setting and categories)."""
