@@ -89,7 +89,20 @@ def default_trainer(**kwargs: Any) -> dict[str, Any]:
         raise PermanentJobError(f"method {kwargs.get('method')!r} is not registered")
     from cagul.pipeline import run_unlearning  # lazy: torch is imported only by running jobs
 
+    if os.environ.get(QUICK_ENV) == "1" and kwargs["method"] == "cagul":
+        kwargs.update(quick_cagul_settings())
     return run_unlearning(**kwargs)
+
+
+# A demo / test setting: a few epochs and a small retain evaluation, so a request runs to its
+# verdict in minutes on a CPU. Its adapter is real but weaker; never set it in production.
+QUICK_ENV = "CAGUL_QUICK_UNLEARN"
+
+
+def quick_cagul_settings() -> dict[str, Any]:
+    from cagul.train_cagul import CagulTrainingArguments
+
+    return {"training": CagulTrainingArguments(disc_epochs=1, epochs=3), "max_retain": 16}
 
 
 @dataclass(frozen=True)

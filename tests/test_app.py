@@ -1,8 +1,10 @@
-"""The app's logic functions, without a browser."""
+"""The app's composition: model info, the UI over a loaded Studio, the CLI options."""
 
 import json
 
-from app import build_ui, model_info
+import pytest
+
+from app import build_ui, model_info, parse_args
 
 
 def test_model_info_reports_the_grid(tiny_dirs):
@@ -14,5 +16,31 @@ def test_model_info_reports_errors_instead_of_crashing(tmp_path):
     assert "no config.json" in json.loads(model_info(str(tmp_path)))["error"]
 
 
-def test_ui_builds():
-    assert build_ui() is not None
+def test_ui_builds_with_every_tab_and_stable_ids(tmp_path):
+    from webui.studio import Studio
+
+    demo = build_ui(Studio(database_url=f"sqlite:///{tmp_path / 'ui.sqlite'}"))
+    ids = {b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    expected = {
+        "tab-explore", "explore-person", "explore-image", "explore-question",
+        "explore-question-pick", "explore-adapter", "explore-ask", "explore-base-answer",
+        "explore-answer", "explore-forget-probability", "explore-heatmap", "explore-layer",
+        "explore-selected", "tab-requests", "login-user", "login-password", "login-submit",
+        "requests-person", "requests-categories", "requests-method", "requests-submit",
+        "requests-queue", "requests-cancel", "tab-audit", "audit-adapter", "audit-prompts",
+        "audit-run", "audit-table", "audit-summary", "audit-download", "tab-reports",
+        "reports-adapter", "reports-table", "reports-chart", "reports-download",
+    }  # fmt: skip
+    assert expected <= ids, sorted(expected - ids)
+
+
+def test_cli_options():
+    a = parse_args(["--port", "8000", "--no-worker", "--database-url", "sqlite:///x.db"])
+    assert (a.host, a.port, a.no_worker, a.database_url) == (
+        "127.0.0.1",
+        8000,
+        True,
+        "sqlite:///x.db",
+    )
+    with pytest.raises(SystemExit):
+        parse_args(["--port", "http"])

@@ -78,7 +78,7 @@ def test_request_survives_a_killed_app_and_ends_on_record(tmp_path):
             rid = query(db, "SELECT id FROM forget_requests")[0][0]
             # The queue table refreshes by itself: progress moves while the worker trains.
             page.wait_for_function(
-                "() => /running/.test(document.querySelector('#requests-queue tbody').innerText)",
+                "() => /running/.test(document.querySelector('#requests-queue tbody').textContent)",
                 timeout=180_000,
             )
             wait_for(lambda: query(db, "SELECT progress FROM jobs")[0][0] > 0.05, 300, "progress")
@@ -122,13 +122,13 @@ def test_request_survives_a_killed_app_and_ends_on_record(tmp_path):
             page.keyboard.press("Escape")
             page.click("#reports-show")
             page.wait_for_selector("#reports-table tbody tr", timeout=30_000)
-            assert "forget EM" in page.inner_text("#reports-table")
+            assert "forget EM" in page.locator("#reports-table").text_content()
             sign_in(page, "audrey")
             page.get_by_role("tab", name="Audit").click()
             choose(page, "audit-adapter", f"#{got['adapter_id']}")
             page.click("#audit-run")
             page.wait_for_selector("#audit-summary h3", timeout=300_000)
-            assert PERSON in page.inner_text("#audit-table")
+            assert PERSON in page.locator("#audit-table").text_content()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
