@@ -180,11 +180,3 @@ def user_for_token(session: Session, token: str) -> User | None:
 def _dummy_hash() -> str:
     # Lazy: hashing costs ~0.1 s and 64 MiB, which workers importing storage should not pay.
     return hash_password("not-a-real-password")
-
-
-if __name__ == "__main__":  # python -m storage.users add NAME --role ROLE | token NAME
-    import sys
-
-    from storage.users_cli import main
-
-    sys.exit(main())
