@@ -57,7 +57,7 @@ class AdapterTamperedError(AdapterError):
 
 @dataclass
 class CagulConfig:
-    """Everything needed to rebuild an adapter's modules and use them (DESIGN §2)."""
+    """Everything needed to rebuild an adapter's modules and use them (docs/architecture.md)."""
 
     family: str = field(metadata={"help": "VLM family the adapter was trained on"})
     hidden_size: int = field(metadata={"help": "visual-token width d of the base model"})

@@ -625,7 +625,7 @@ def render_readme(bundle: dict) -> str:
 
 Built by `{bundle["command"]}` ({bundle["total_seconds"] / 60:.0f} min on
 {bundle["machine"]["threads"]} CPU threads; stages: {stages}). Everything here is measured by
-that command and recorded in `bundle.json`; `reports/*.json` are the full DESIGN §8 reports of
+that command and recorded in `bundle.json`; `reports/*.json` are the full evaluation reports of
 each model on the default split ({bundle["split"]["name"]}: {bundle["split"]["forget_individuals"]}
 people, {bundle["split"]["forget"]} forget pairs, {bundle["split"]["nonprivate"]} non-private,
 {bundle["split"]["retain"]} retain).

@@ -1,4 +1,4 @@
-"""`python -m cagul COMMAND`: the command-line contract of DESIGN §8.
+"""`python -m cagul COMMAND`: the command-line contract (docs/architecture.md).
 
 Every command prints machine-readable JSON to stdout (or `--out`), progress to stderr, and
 exits non-zero with a one-line message on bad input instead of a traceback.
@@ -343,8 +343,11 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
             device=args.device,
             max_retain=args.max_retain,
             adapter_options=options,
-            config=None if args.method == "cagul" else method_config(
-                args.method, epochs=args.epochs, lr=args.lr, seed=args.seed),  # fmt: skip
+            config=None
+            if args.method == "cagul"
+            else method_config(
+                args.method, epochs=args.epochs, lr=args.lr, seed=args.seed
+            ),  # fmt: skip
         )
     finally:
         bar.close()

@@ -1,4 +1,4 @@
-"""FIUBench evaluation of a VLM (optionally with an unlearning adapter): the DESIGN §8 report.
+"""FIUBench evaluation of a VLM (optionally with an unlearning adapter): the evaluation report.
 
 Generation is greedy, left-padded, at most 50 new tokens, cut at the first "." (see
 `cagul.answering`); every metric comes from `cagul.metrics`. The report's rates lie in [0, 1];
@@ -147,7 +147,7 @@ def evaluate(
     progress: bool = True,
     meta: dict | None = None,
 ) -> dict:
-    """The DESIGN §8 report for `vlm` on `split` (and the general `probes`).
+    """The evaluation report for `vlm` on `split` (and the general `probes`).
 
     `max_retain` evaluates an evenly spaced subset of the retain set (recorded in meta) to keep
     runs short on large datasets; None evaluates all of it.

@@ -40,7 +40,7 @@ def random_perturbation(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def fixed_perturbations(img: Image.Image) -> dict[str, Image.Image]:
-    """The evaluation's perturbations (named), each at the issue's strength."""
+    """The evaluation's perturbations (named), each at the strength the evaluation uses."""
     img = img.convert("RGB")
     return {
         "jpeg70": jpeg(img, 70),

@@ -3,7 +3,7 @@
 `run_unlearning` is the contract the job runner (`jobs/runner.py`) and `python -m cagul
 unlearn` share: it trains the request's method (any name in `cagul.methods.registry`), which
 writes `adapter_config.json` + `adapter_model.safetensors` into `out_dir`, and returns the
-DESIGN §8 report and the base model's fingerprint.
+evaluation report and the base model's fingerprint.
 """
 
 from __future__ import annotations

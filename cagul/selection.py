@@ -1,4 +1,4 @@
-"""Which visual tokens CAGUL rewrites: the k the question attends to least (DESIGN §2.2).
+"""Which visual tokens CAGUL rewrites: the k the question attends to least (docs/architecture.md).
 
 `cross_modal_scores` gives, per sample, an `[L, n]` score matrix (one row per cross-modal
 layer). Cross-attention models (Mllama) feed each layer its own copy of the visual tokens, so

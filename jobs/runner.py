@@ -18,7 +18,7 @@ earlier attempts of the same job, which covers workers killed with SIGKILL.
 The trainer is injectable (``make_unlearn_handler(trainer=...)``) so tests can use a fast fake.
 Its contract: keyword arguments ``model_dir, data_dir, forget_ids, categories, method, out_dir,
 progress(fraction, message), check_cancel()``; it writes ``adapter_config.json`` and
-``adapter_model.safetensors`` into ``out_dir`` and returns ``{"report": <DESIGN §8 report>,
+``adapter_model.safetensors`` into ``out_dir`` and returns ``{"report": <evaluation report>,
 "base_fingerprint": str}``. Requests naming single pairs pass ``pair_ids=`` as well, and are
 refused (permanently) by trainers whose signature lacks it.
 

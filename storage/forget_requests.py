@@ -52,7 +52,7 @@ from storage.models import ACTIVE_REQUEST_STATUSES, ForgetRequest
 
 
 class _RegisteredMethods(Sequence[str]):
-    """The unlearning methods of DESIGN §3, read from the one registry
+    """The unlearning methods (docs/architecture.md), read from the one registry
     (`cagul.methods.registry`, torch-free) on first use, so importing storage imports no cagul
     and a request is refused at submission unless the worker can run its method."""
 

@@ -181,7 +181,7 @@ class Adapter(Base):
 
 
 class MetricReport(Base):
-    """An evaluation report (DESIGN §8 JSON) plus its headline numbers as queryable columns."""
+    """An evaluation report (the evaluation JSON) plus its headline numbers as queryable columns."""
 
     __tablename__ = "metric_reports"
     __table_args__ = (

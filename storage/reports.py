@@ -1,4 +1,4 @@
-"""Metric reports: store a DESIGN §8 report and lift its headline numbers into columns.
+"""Metric reports: store a evaluation report and lift its headline numbers into columns.
 
 The full report is kept as JSON (nothing is lost); the columns exist so the app can sort and
 filter adapters by forget EM, paraphrase leak, retain ROUGE-L and so on without parsing JSON.

@@ -21,7 +21,7 @@ def bundle() -> dict:
     return json.loads((DEMO_DIR / "bundle.json").read_text())
 
 
-# Bounds the shipped bundle does not meet yet (see assets/demo/README.md and the issue note):
+# Bounds the shipped bundle does not meet yet (see assets/demo/README.md):
 # strict xfail, so the test fails the day a rebuild meets them and this list must shrink.
 # Empty since the general-accuracy rebuild (scenes on the token grid, aligned tokens).
 NOT_MET: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""Pins every metric of cagul.metrics on hand-computed cases (DESIGN §4)."""
+"""Pins every metric of cagul.metrics on hand-computed cases (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ name            name, called
 other           anything else
 ==============  ==========================================================================
 
-Only *health* and *criminal* matter for the paper's private setting (DESIGN §2); the other
+Only *health* and *criminal* matter for the paper's private setting (docs/architecture.md); the other
 labels are informative (reports, the Explore tab) and may be coarse on real data.
 """
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 
-#: The categories the paper forgets in its private setting (DESIGN §2).
+#: The categories the paper forgets in its private setting (docs/architecture.md).
 PRIVATE_CATEGORIES: frozenset[str] = frozenset({"health", "criminal"})
 
 # Ordered: first match wins (see the module docstring for why the private ones come first).

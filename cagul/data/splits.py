@@ -1,4 +1,4 @@
-"""Forget / retain / non-private splits of a FIUBench-format dataset (DESIGN §2).
+"""Forget / retain / non-private splits of a FIUBench-format dataset (docs/architecture.md).
 
 Two settings:
 
@@ -14,7 +14,7 @@ generator are nested (``forget1 ⊂ forget5 ⊂ forget10 …``), as FIUBench's a
 
 Deviation noted: FIUBench's own retain set also drops the individuals of *every* forget split
 (forget1 ∪ forget5 ∪ forget10) whatever split is being unlearned; here D_r is simply "everything
-else" as DESIGN §2 defines it, so D_f ∪ D_r = D always holds.
+else" as docs/architecture.md defines it, so D_f ∪ D_r = D always holds.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ image processor. It gives CAGUL exactly four things:
   image's visual-token layout (token count and patch grid, derived from processor/config).
 * `visual_tokens(batch)`: what enters the language model, one `[n_i, d]` tensor per image.
 * `cross_modal_scores(batch)`: per cross-modal attention layer, the mean attention over heads and
-  over the question's rows to every visual token (DESIGN §2.2). Hooks on the attention modules
+  over the question's rows to every visual token (docs/architecture.md). Hooks on the attention modules
   form only that block while the model runs SDPA (`cagul.models.scores`); the eager
   `output_attentions` path stays as the tests' reference (`method="eager"`).
 * `forward` / `loss` / `generate` with an optional `TokenReplacement`: a trainable module that
@@ -433,7 +433,7 @@ class VLM:
         replacement: TokenReplacement | None = None,
         method: str = "hooks",
     ) -> list[torch.Tensor]:
-        """Per sample, a [L, n_i] tensor: layer l's score of every visual token (DESIGN §2.2).
+        """Per sample, a [L, n_i] tensor: layer l's score of every visual token (docs/architecture.md).
 
         `method="hooks"` (the default) keeps the model on its own attention implementation
         (SDPA) and lets pre-hooks on the cross-modal attention modules form only the
@@ -479,7 +479,7 @@ class VLM:
         return self._score_layers(attentions, batch)
 
     def info(self) -> dict:
-        """The DESIGN §8 `info` record, measured on a blank image (the grid depends on size)."""
+        """The `info` record (docs/architecture.md), measured on a blank image (the grid depends on size)."""
         image_size = self.default_image_size()
         probe = Image.new("RGB", image_size, (127, 127, 127))
         _, layouts = self._process_images([probe])

@@ -1,6 +1,6 @@
 """Users and roles: create, authenticate by password, issue and check API tokens.
 
-Roles (DESIGN §6): officer (submits requests, sees their status), auditor (runs leak checks,
+Roles (docs/architecture.md): officer (submits requests, sees their status), auditor (runs leak checks,
 reads reports), viewer (demo). The app decides what each role may do; this module only keeps
 identities and secrets.
 
