@@ -110,6 +110,23 @@ def _save_weights(model, out: Path) -> None:
     save_file(state, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
 
 
+def _fine_tuned_params(vlm) -> int:
+    """Parameters the bundle's fine-tuning updates: all but the vision tower."""
+    from cagul.finetune import _vision_params
+
+    vision = {id(p) for p in _vision_params(vlm)}
+    return sum(p.numel() for p in vlm.model.parameters() if id(p) not in vision)
+
+
+def _build_seconds(shipped: Path, epochs: int) -> dict:
+    """What training the shipped model cost when the bundle was built (bundle.json)."""
+    bundle = shipped.parent.parent / "bundle.json"
+    seconds = json.loads(bundle.read_text()).get("stage_seconds", {}).get("retrain")
+    if seconds is None:
+        return {"epoch_seconds": None}
+    return {"build_seconds": seconds, "epoch_seconds": round(seconds / max(1, epochs), 3)}
+
+
 class Retrain:
     name = "retrain"
     config_class = RetrainArguments
@@ -139,10 +156,12 @@ class Retrain:
                 "pretrain_fingerprint": base_fingerprint(model_vlm) if source == "trained"
                 else None, "training": asdict(args), **request_fields(split)}  # fmt: skip
         write_artifact(out, self.name, base_fingerprint(vlm), body)
-        n = sum(p.numel() for p in model_vlm.model.parameters())
-        stats = {**stats, "source": source, "seconds": round(time.time() - t0, 2),
-                 "trainable_params": n if source == "trained" else n,
-                 "epoch_seconds": (stats.get("seconds", 0) / args.epochs) if stats else None}  # fmt: skip
+        if source == "shipped":
+            cost = _build_seconds(shipped, args.epochs)
+        else:
+            cost = {"epoch_seconds": round(stats["seconds"] / max(1, args.epochs), 3)}
+        stats = {**stats, **cost, "source": source, "seconds": round(time.time() - t0, 2),
+                 "trainable_params": _fine_tuned_params(model_vlm)}  # fmt: skip
         return Artifact(out, stats)
 
     def load(self, vlm, directory) -> UnlearnedModel:
@@ -154,8 +173,7 @@ class Retrain:
             raise AdapterTamperedError(
                 f"{directory}: weights do not fit the base model: {e}"
             ) from e
-        n = sum(p.numel() for p in model_vlm.model.parameters())
-        return UnlearnedModel(self.name, model_vlm, config, n)
+        return UnlearnedModel(self.name, model_vlm, config, _fine_tuned_params(model_vlm))
 
 
 METHOD = Retrain()
