@@ -19,7 +19,7 @@ from pathlib import Path
 from cagul import metrics
 from cagul.adapter import CagulAdapter, plan
 from cagul.answering import cut_answer
-from cagul.models import VLM, InputError
+from cagul.models import VLM, InputError, TokenReplacement
 
 
 def load_adapters(vlm: VLM, dirs: list[str | Path] | None) -> list[CagulAdapter]:
@@ -35,10 +35,10 @@ def answer_one(vlm: VLM, adapters: list[CagulAdapter], image, question: str) -> 
     """
     batch = vlm.prepare([image], [question])
     decided = plan(vlm, adapters, batch, with_scores=True) if adapters else None
-    base = cut_answer(vlm.generate(batch, None, 50, stop_at_period=True)[0])
-    answer = base
     if decided is not None and decided.replacement is not None:
-        answer = cut_answer(vlm.generate(batch, decided.replacement, 50, stop_at_period=True)[0])
+        base, answer = _before_and_after(vlm, image, question, decided.replacement)
+    else:
+        base = answer = cut_answer(vlm.generate(batch, None, 50, stop_at_period=True)[0])
     scores = decided.scores[0] if decided else vlm.cross_modal_scores(batch)[0]
     idx = decided.indices[0] if decided else None
     layout = batch.layouts[0]
@@ -54,6 +54,16 @@ def answer_one(vlm: VLM, adapters: list[CagulAdapter], image, question: str) -> 
         "grid_index": layout.grid_index.tolist(),
         "cross_modal_layers": vlm.cross_modal_layers,
     }
+
+
+def _before_and_after(vlm: VLM, image, question: str, rewrite: TokenReplacement):
+    """Both answers in one batched generation: the same prompt twice, the second copy with its
+    tokens rewritten (a batch of two costs about one generation, not two)."""
+    pair = vlm.prepare([image, image], [question, question])
+    both = TokenReplacement(module=None, indices=[None, rewrite.indices[0]],
+                            modules=[None, rewrite.module_for(0)])  # fmt: skip
+    base, after = vlm.generate(pair, both, 50, stop_at_period=True)
+    return cut_answer(base), cut_answer(after)
 
 
 # An audit is a batch a person reviews; more prompts than this belong in several files.

@@ -121,8 +121,10 @@ def test_request_survives_a_killed_app_and_ends_on_record(tmp_path):
             choose(page, "reports-adapter", f"#{got['adapter_id']}")
             page.keyboard.press("Escape")
             page.click("#reports-show")
-            page.wait_for_selector("#reports-table tbody tr", timeout=30_000)
-            assert "forget EM" in page.locator("#reports-table").text_content()
+            page.wait_for_function(
+                "() => document.querySelector('#reports-table').textContent.includes('forget EM')",
+                timeout=30_000,
+            )
             sign_in(page, "audrey")
             page.get_by_role("tab", name="Audit").click()
             choose(page, "audit-adapter", f"#{got['adapter_id']}")
