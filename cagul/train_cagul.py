@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from cagul import losses
 from cagul.adapter import CagulAdapter
 from cagul.data import REFUSALS, Split
 from cagul.data.templates import FIELD_OF_TRAIN_QUESTION
 from cagul.models import VLM, TokenReplacement
-from cagul.models.base import sequence_nll
 from cagul.perturb import random_perturbation
 
 _VIEW_QUESTION = "What is shown in the image?"
@@ -237,17 +237,6 @@ def _hard_weights(
     return w.clamp(max=cap)
 
 
-def _kl_to_base(vlm: VLM, batch, rep: TokenReplacement) -> torch.Tensor:
-    """Per-sample KL(base ‖ current) over the answer positions."""
-    logits = vlm.forward(batch, rep)[:, :-1].float()
-    with torch.no_grad():
-        base = vlm.forward(batch)[:, :-1].float()
-    mask = (batch.labels[:, 1:] != -100).float()
-    base_lp, cur_lp = torch.log_softmax(base, -1), torch.log_softmax(logits, -1)
-    kl = (base_lp.exp() * (base_lp - cur_lp)).sum(-1)
-    return (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
 def train_cagul(
     vlm: VLM,
     split: Split,
@@ -368,11 +357,16 @@ def train_cagul(
             batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk], answers)
             rep = TokenReplacement(adapter.token_encoder, [s.indices for s in chunk])
             logits = vlm.forward(batch, rep)
-            nll = sequence_nll(logits, batch.labels)
+            nll = losses.nll(logits, batch.labels)
             forget = torch.tensor([s.role == "forget" for s in chunk], device=nll.device)
-            # GA: ascent on the true answer, capped so it cannot diverge.
-            forget_term = nll if po else -nll.clamp(max=args.ga_cap)
-            retain_term = _kl_to_base(vlm, batch, rep) if cfg.objective == "ga_kl" else nll
+            # The shared losses (cagul.losses): PO is the NLL of a refusal; GA is capped so it
+            # cannot diverge; GA+KL holds the base model's answer distribution on retain samples.
+            forget_term = nll if po else losses.ga(logits, batch.labels, cap=args.ga_cap)
+            retain_term = nll
+            if cfg.objective == "ga_kl":
+                with torch.no_grad():
+                    base_logits = vlm.forward(batch)
+                retain_term = losses.kl_to_reference(logits, base_logits, batch.labels)
             if refusal_ids is not None:
                 # One BCE, signed by role: refuse on the forget set, answer elsewhere.
                 start = _refusal_start_nll(logits, batch.labels, refusal_ids, forget)

@@ -5,6 +5,8 @@ one stored behind validation's back fails permanently in the default trainer."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from sqlalchemy import select
 
@@ -35,6 +37,7 @@ def storage_db(tmp_path):
 def data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("queue_data")
     generate_dataset(out, n_individuals=4, seed=2, n_train_scenes=2, n_test_scenes=2)
+    shutil.rmtree(out / "probes")  # no general probes: the smallest evaluation
     return out
 
 
