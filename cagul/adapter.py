@@ -333,13 +333,18 @@ class CagulAdapter(nn.Module):
         )
 
     # ---- files -------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `adapter_config.json` + `adapter_model.safetensors` (and nothing else)."""
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write `adapter_config.json` + `adapter_model.safetensors` (and nothing else).
+
+        `dtype` stores the weights in that precision (e.g. float16 to halve a shipped file);
+        loading casts them back into the modules' float32.
+        """
         from safetensors.torch import save_file
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().to(dtype or v.dtype).contiguous()
+                 for k, v in self.state_dict().items()}  # fmt: skip
         save_file(state, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         digest = hashlib.sha256((out / ADAPTER_WEIGHTS).read_bytes()).hexdigest()
         body = {"method": "cagul", **asdict(self.config), "weights_sha256": digest}
@@ -349,20 +354,9 @@ class CagulAdapter(nn.Module):
     @classmethod
     def from_pretrained(cls, vlm: VLM, directory: str | Path) -> CagulAdapter:
         """Load an adapter for `vlm`; refuse a foreign, tampered or malformed one."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         d = Path(directory)
-        cfg_file, weights = d / ADAPTER_CONFIG, d / ADAPTER_WEIGHTS
-        for f in (cfg_file, weights):
-            if not f.is_file():
-                raise AdapterError(f"{d} is not an adapter directory: {f.name} is missing")
-        try:
-            raw = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AdapterError(f"{cfg_file} is not valid JSON: {e}") from e
-        if not isinstance(raw, dict) or raw.get("method") != "cagul":
-            raise AdapterError(f"{cfg_file} is not a CAGUL adapter config")
+        raw, weights = read_adapter_config(d, "cagul")
+        cfg_file = d / ADAPTER_CONFIG
         known = {f.name for f in fields(CagulConfig)}
         unknown = set(raw) - known - {"method", "weights_sha256"}
         if unknown:
@@ -392,19 +386,45 @@ class CagulAdapter(nn.Module):
                 f"adapter {d} was trained on another base model ({config.base_model or '?'}); "
                 f"its fingerprint does not match {vlm.path}"
             )
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-        if digest != raw.get("weights_sha256"):
-            raise AdapterTamperedError(f"{weights} does not match the sha256 in {cfg_file.name}")
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as e:
-            raise AdapterTamperedError(f"{weights} is not a readable safetensors file: {e}") from e
+        state = load_checked_weights(weights, raw)
         adapter = cls(config)
         try:
             adapter.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise AdapterTamperedError(f"{weights} does not fit its config: {e}") from e
         return adapter.to(vlm.device).eval()
+
+
+def read_adapter_config(
+    directory: Path, method: str, error: type[AdapterError] = AdapterError
+) -> tuple[dict, Path]:
+    """The `adapter_config.json` of an artifact of `method` in `directory`, and the path of its
+    weights; `error` when a file is missing, the JSON is bad or the method differs. Every
+    method's loader starts here (CAGUL's and `cagul.methods.base.read_artifact`)."""
+    cfg_file, weights = directory / ADAPTER_CONFIG, directory / ADAPTER_WEIGHTS
+    for f in (cfg_file, weights):
+        if not f.is_file():
+            raise error(f"{directory} is not an artifact directory: {f.name} is missing")
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise error(f"{cfg_file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict) or config.get("method") != method:
+        raise error(f"{cfg_file} is not a {method} artifact")
+    return config, weights
+
+
+def load_checked_weights(weights: Path, config: dict) -> dict:
+    """The tensors of `weights`, after checking they are the ones whose sha256 `config` records."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
+        raise AdapterTamperedError(f"{weights} does not match the sha256 in {ADAPTER_CONFIG}")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise AdapterTamperedError(f"{weights} is not a readable safetensors file: {e}") from e
 
 
 def vote(adapters: list[CagulAdapter], tokens, layouts) -> tuple[torch.Tensor, torch.Tensor]:

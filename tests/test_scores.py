@@ -16,6 +16,7 @@ import torch
 
 from cagul.models import AttentionUnavailableError, TokenReplacement
 from cagul.models.scores import allowed_keys, per_sample
+from tests.test_models import Scale
 
 # Different lengths on purpose: the shorter question's row is left-padded.
 QUESTIONS = [
@@ -23,18 +24,6 @@ QUESTIONS = [
     "What is the health condition of this individual? Has this person been convicted of a crime?",
 ]
 TOL = 1e-4
-
-
-class Scale(torch.nn.Module):
-    """A replacement far from identity, so that its effect on the scores is visible."""
-
-    def __init__(self, d: int):
-        super().__init__()
-        self.lin = torch.nn.Linear(d, d)
-        torch.nn.init.normal_(self.lin.weight, std=3.0)
-
-    def forward(self, x):
-        return self.lin(x)
 
 
 def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:

@@ -137,12 +137,12 @@ def router(studio: Studio) -> APIRouter:
     @api.get("/forget-requests/{request_id}")
     def get_request(request_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         out = requests.outcome(studio, who, request_id)
-        row = next(r for r in requests.request_rows(studio, who) if r["id"] == request_id)
         with studio.db.read() as s:
             job = s.scalars(select(storage.Job).where(storage.Job.request_id == request_id)
                             .order_by(storage.Job.id.desc())).first()  # fmt: skip
         return {**out, "job_id": job.id if job else None,
-                "progress": job.progress if job else 0.0, "message": row["message"],
+                "progress": job.progress if job else 0.0,
+                "message": requests.job_message(job),
                 "events": requests.history(studio, who, request_id)}  # fmt: skip
 
     @api.get("/forget-requests/{request_id}/record", response_class=HTMLResponse)
@@ -155,7 +155,7 @@ def router(studio: Studio) -> APIRouter:
             job = s.get(storage.Job, job_id)
         if job is None or job.request_id is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
-        requests._visible(studio, who, job.request_id)  # officers: their own only
+        requests.visible_request(studio, who, job.request_id)  # officers: their own only
         return job
 
     @api.get("/jobs/{job_id}")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from cagul.inputs import UserInputError
-from cagul.models import VLMError
-from webui import audit
-from webui.auth import AuthError, require
-from webui.studio import Studio, StudioError
+from webui import audit, messages
+from webui.auth import require
+from webui.messages import SHOWN
+from webui.studio import Studio
 
 
 def build(studio: Studio, who: gr.State) -> gr.Dropdown:
@@ -41,13 +40,13 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
                 actor = require(w, "audit").actor
                 out = audit.run_audit(studio, adapter_id, text, actor=actor,
                                       progress=lambda f, m: progress(f, desc=m))  # fmt: skip
-            except (AuthError, UserInputError, StudioError, VLMError) as e:
-                return (f'<div class="msg msg-error">{e}</div>', "", None, None,
+            except SHOWN as e:
+                return (messages.error(e), "", None, None,
                         gr.update(visible=False))  # fmt: skip
             rows = out["rows"]
             frame = pd.DataFrame(rows, columns=audit.COLUMNS)
             return (
-                f'<div class="msg msg-info">Audited {len(rows)} prompts.</div>',
+                messages.info(f"Audited {len(rows)} prompts."),
                 audit.summary_markdown(out["summary"]),
                 audit.leak_figure(out["summary"]),
                 frame,

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from cagul.inputs import UserInputError, open_image
-from cagul.models import VLMError
-from webui import explore
-from webui.studio import Studio, StudioError
-
-SHOWN_ERRORS = (UserInputError, StudioError, VLMError)
-
-
-def _message(text: str, kind: str = "error") -> str:
-    return f'<div class="msg msg-{kind}">{text}</div>'
+from cagul.inputs import open_image
+from webui import explore, messages
+from webui.messages import SHOWN
+from webui.studio import Studio
 
 
 def build(studio: Studio) -> gr.Dropdown:
@@ -74,13 +68,13 @@ def build(studio: Studio) -> gr.Dropdown:
             path = (payload or {}).get("path")
             try:
                 open_image(path)
-            except SHOWN_ERRORS as e:
-                return None, gr.update(value=None), _message(str(e))
+            except SHOWN as e:
+                return None, gr.update(value=None), messages.error(e)
             return (
                 None,
                 gr.update(value=None),
-                _message(
-                    "Uploaded image: nobody of the dataset is assumed; ask any question.", "info"
+                messages.info(
+                    "Uploaded image: nobody of the dataset is assumed; ask any question."
                 ),
             )
 
@@ -92,10 +86,10 @@ def build(studio: Studio) -> gr.Dropdown:
             try:
                 rec = explore.ask(studio, question=q, person_id=pid, image=upload,
                                   adapter_id=adapter_id or None)  # fmt: skip
-            except SHOWN_ERRORS as e:
-                return (_message(str(e)), *empty)
+            except SHOWN as e:
+                return (messages.error(e), *empty)
             return (
-                _message(f"Answered in {rec['seconds']:.2f} s.", "info"),
+                messages.info(f"Answered in {rec['seconds']:.2f} s."),
                 rec["base_answer"],
                 rec["answer"],
                 _truth_markdown(rec),
@@ -106,12 +100,9 @@ def build(studio: Studio) -> gr.Dropdown:
                 rec,
             )
 
-        ask.click(on_ask, [person_state, image, question, adapter],
-                  [message, base_answer, answer, truth, prob, selected, layer, heatmap,
-                   record_state], preprocess=False)  # fmt: skip
-        question.submit(on_ask, [person_state, image, question, adapter],
-                        [message, base_answer, answer, truth, prob, selected, layer, heatmap,
-                         record_state], preprocess=False)  # fmt: skip
+        gr.on([ask.click, question.submit], on_ask, [person_state, image, question, adapter],
+              [message, base_answer, answer, truth, prob, selected, layer, heatmap,
+               record_state], preprocess=False)  # fmt: skip
 
         def on_layer(rec, name):
             return explore.heatmap_html(rec, name) if rec else ""

@@ -115,10 +115,10 @@ def _e(x) -> str:
 
 def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
     """A printable, self-contained HTML record of one forget request."""
-    from webui.requests import _visible, history
+    from webui.requests import history, visible_request
 
     who = require(who, "requests")
-    req = _visible(studio, who, request_id)
+    req = visible_request(studio, who, request_id)
     with studio.db.read() as s:
         submitter = s.get(storage.User, req.submitted_by_id) if req.submitted_by_id else None
         adapter = s.scalars(select(storage.Adapter).where(

@@ -9,8 +9,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from webui import reports
-from webui.auth import AuthError
+from webui import messages, reports
+from webui.messages import SHOWN
 from webui.studio import Studio, StudioError
 
 BENCH_COLUMNS = ["method", "forget_em", "forget_ape", "nonprivate_em", "retain_em", "pope_acc",
@@ -48,8 +48,8 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
                 rep = reports.adapter_report(studio, w, ids[0])
                 rows = reports.metric_rows(rep)
                 fig = reports.reports_figure(studio, w, ids)
-            except (AuthError, StudioError) as e:
-                return f'<div class="msg msg-error">{e}</div>', None, None, gr.update()
+            except SHOWN as e:
+                return messages.error(e), None, None, gr.update()
             path = Path(tempfile.mkdtemp(prefix="report-")) / f"adapter-{ids[0]}-report.json"
             path.write_text(json.dumps(rep, indent=2), encoding="utf-8")
             frame = pd.DataFrame(rows, columns=["metric", "base model", "unlearned", "goal"])

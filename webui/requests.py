@@ -64,15 +64,12 @@ def submit(
         return {"id": request.id, "status": request.status, "job_id": job.id}
 
 
-def _visible(studio: Studio, who: SignedIn, request_id) -> storage.ForgetRequest:
-    try:
-        key = int(request_id)
-    except (TypeError, ValueError) as e:
-        raise RequestNotFoundError(f"no forget request {request_id!r}: ids are numbers") from e
-    with studio.db.read() as s:
-        req = s.get(storage.ForgetRequest, key)
-    if req is None or (who.role == "officer" and req.submitted_by_id != who.user_id):
-        raise RequestNotFoundError(f"no forget request {key} that you may see")
+def visible_request(studio: Studio, who: SignedIn, request_id) -> storage.ForgetRequest:
+    """The request, when `who` may see it (officers: only their own; a foreign one reads as
+    missing, so ids of other officers' requests reveal nothing)."""
+    req = studio.row(storage.ForgetRequest, request_id, RequestNotFoundError, "forget request")
+    if who.role == "officer" and req.submitted_by_id != who.user_id:
+        raise RequestNotFoundError(f"no stored forget request with id {req.id}")
     return req
 
 
@@ -82,6 +79,11 @@ def _eta(job: storage.Job | None) -> str:
     elapsed = (utcnow() - job.started_at).total_seconds()
     left = elapsed * (1 - job.progress) / job.progress
     return f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+
+
+def job_message(job: storage.Job | None) -> str:
+    """What the queue says of a job: its error when it failed, else its last progress note."""
+    return (job.error or job.message or "") if job else ""
 
 
 def _bar(progress: float) -> str:
@@ -110,7 +112,7 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
             "categories": ", ".join(r.categories) if r.categories else "every pair",
             "method": r.method, "status": r.status,
             "progress": _bar(job.progress if job else 0.0),
-            "message": (job.error or job.message or "") if job else "",
+            "message": job_message(job),
             "eta": _eta(job), "attempts": job.attempts if job else 0,
             "worker": (job.worker_id or "") if job else "",
             "adapter": adapters[r.id].id if r.id in adapters else "",
@@ -125,7 +127,7 @@ def _short(t: datetime | None) -> str:
 
 def cancel(studio: Studio, who: SignedIn | None, request_id) -> str:
     who = require(who, "cancel")
-    req = _visible(studio, who, request_id)
+    req = visible_request(studio, who, request_id)
     if req.status in storage.FINAL_REQUEST_STATUSES:
         raise StudioError(f"request {req.id} is already {req.status}: nothing to cancel")
     with studio.db.transaction() as s:
@@ -135,7 +137,7 @@ def cancel(studio: Studio, who: SignedIn | None, request_id) -> str:
 def history(studio: Studio, who: SignedIn | None, request_id) -> list[dict]:
     """The request's events and its jobs' events, oldest first."""
     who = require(who, "requests")
-    req = _visible(studio, who, request_id)
+    req = visible_request(studio, who, request_id)
     with studio.db.read() as s:
         job_ids = s.scalars(select(storage.Job.id).where(storage.Job.request_id == req.id)).all()
         events = list(storage.events_for(s, "request", req.id))
@@ -149,7 +151,7 @@ def history(studio: Studio, who: SignedIn | None, request_id) -> list[dict]:
 def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
     """Status, verdict, adapter and headline metrics of one request."""
     who = require(who, "requests")
-    req = _visible(studio, who, request_id)
+    req = visible_request(studio, who, request_id)
     with studio.db.read() as s:
         adapter = s.scalars(select(storage.Adapter).where(
             storage.Adapter.request_id == req.id)).first()  # fmt: skip

@@ -9,20 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from cagul.methods.registry import NAMES
-from cagul.models import VLMError
-from storage import StorageError
-from webui import reports, requests
-from webui.auth import AuthError
-from webui.studio import Studio, StudioError
+from webui import messages, reports, requests
+from webui.messages import SHOWN
+from webui.studio import Studio
 
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
            "attempts", "worker", "adapter", "submitted"]  # fmt: skip
-SHOWN = (AuthError, StudioError, StorageError, VLMError)
 DEFAULT_CATEGORIES = ["health", "criminal"]
-
-
-def _err(e: Exception) -> str:
-    return f'<div class="msg msg-error">{e}</div>'
 
 
 def build(studio: Studio, who: gr.State) -> None:
@@ -72,9 +65,9 @@ def build(studio: Studio, who: gr.State) -> None:
                 out = requests.submit(studio, w, individual_ids=ids or [], categories_=cs or [],
                                       method=m, reason=why, requester=req_by or None)  # fmt: skip
             except SHOWN as e:
-                return _err(e), gr.update(), table(w)
+                return messages.error(e), gr.update(), table(w)
             text = f"Request #{out['id']} is {out['status']} (job {out['job_id']})."
-            return f'<div class="msg msg-info">{text}</div>', out["id"], table(w)
+            return messages.info(text), out["id"], table(w)
 
         submit.click(on_submit, [who, people, categories, method, requester, reason],
                      [message, pick, queue])  # fmt: skip
@@ -83,8 +76,8 @@ def build(studio: Studio, who: gr.State) -> None:
             try:
                 status = requests.cancel(studio, w, rid)
             except SHOWN as e:
-                return _err(e), table(w)
-            return f'<div class="msg msg-info">Request #{int(rid)}: {status}.</div>', table(w)
+                return messages.error(e), table(w)
+            return messages.info(f"Request #{int(rid)}: {status}."), table(w)
 
         cancel.click(on_cancel, [who, pick], [message, queue])
 
@@ -94,7 +87,7 @@ def build(studio: Studio, who: gr.State) -> None:
                 trail = requests.history(studio, w, rid)
                 page = reports.record_html(studio, w, rid)
             except SHOWN as e:
-                return _err(e), "", None, gr.update()
+                return messages.error(e), "", None, gr.update()
             path = Path(tempfile.mkdtemp(prefix="record-")) / f"forget-request-{out['id']}.html"
             path.write_text(page, encoding="utf-8")
             frame = pd.DataFrame([{**e, "details": str(e["details"])[:200]} for e in trail])

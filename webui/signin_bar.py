@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from webui import messages
 from webui.auth import AuthError, sign_in
 from webui.studio import Studio
 
@@ -24,12 +25,11 @@ def build(studio: Studio) -> gr.State:
         try:
             w = sign_in(studio.db, name, pw)
         except AuthError as e:
-            return None, f'<div class="msg msg-error">{e}</div>', "", gr.update(visible=False)
-        text = f"Signed in as <b>{w.name}</b> ({w.role})."
-        return w, f'<div class="msg msg-info">{text}</div>', "", gr.update(visible=True)
+            return None, messages.error(e), "", gr.update(visible=False)
+        return w, messages.info(f"Signed in as {w.name} ({w.role})."), "", gr.update(visible=True)
 
     submit.click(on_sign_in, [user, password], [who, status, password, out])
     password.submit(on_sign_in, [user, password], [who, status, password, out])
-    out.click(lambda: (None, '<div class="msg msg-info">Signed out.</div>',
+    out.click(lambda: (None, messages.info("Signed out."),
                        gr.update(visible=False)), None, [who, status, out])  # fmt: skip
     return who

@@ -128,16 +128,21 @@ class Studio:
         with self.db.read() as s:
             return list(s.scalars(select(storage.Adapter).order_by(storage.Adapter.id)).all())
 
-    def adapter_row(self, adapter_id) -> storage.Adapter:
+    def row(self, model: type, raw_id, error: type[StudioError], what: str):
+        """The stored `model` row with id `raw_id` (as typed: checked to be a number), or
+        `error`; None is never returned."""
         try:
-            key = int(adapter_id)
+            key = int(raw_id)
         except (TypeError, ValueError) as e:
-            raise UnknownAdapterError(f"no adapter {adapter_id!r}: ids are numbers") from e
+            raise error(f"no {what} {raw_id!r}: ids are numbers") from e
         with self.db.read() as s:
-            row = s.get(storage.Adapter, key)
-        if row is None:
-            raise UnknownAdapterError(f"no stored adapter with id {key}")
-        return row
+            found = s.get(model, key)
+        if found is None:
+            raise error(f"no stored {what} with id {key}")
+        return found
+
+    def adapter_row(self, adapter_id) -> storage.Adapter:
+        return self.row(storage.Adapter, adapter_id, UnknownAdapterError, "adapter")
 
     def adapter_choices(self) -> list[tuple[str, str]]:
         """(label, id) per stored adapter usable on this base model, newest last."""

@@ -29,8 +29,9 @@ from cagul.adapter import (
     ADAPTER_WEIGHTS,
     AdapterError,
     AdapterMismatchError,
-    AdapterTamperedError,
     base_fingerprint,
+    load_checked_weights,
+    read_adapter_config,
 )
 from cagul.data import Split
 from cagul.models import VLM, TokenReplacement
@@ -134,27 +135,10 @@ def write_artifact(directory: str | Path, method: str, fingerprint: str, body: d
 def read_artifact(vlm: VLM, directory: str | Path, method: str) -> tuple[dict, dict]:
     """(config, weights) of an artifact of `method`, after checking it belongs to `vlm` and its
     weights are the ones saved. `vlm` must be the untouched base model."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     d = Path(directory)
-    cfg_file, weights = d / ADAPTER_CONFIG, d / ADAPTER_WEIGHTS
-    for f in (cfg_file, weights):
-        if not f.is_file():
-            raise ArtifactError(f"{d} is not an artifact directory: {f.name} is missing")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{cfg_file} is not valid JSON: {e}") from e
-    if not isinstance(config, dict) or config.get("method") != method:
-        raise ArtifactError(f"{cfg_file} is not a {method} artifact")
+    config, weights = read_adapter_config(d, method, ArtifactError)
     if config.get("base_fingerprint") != base_fingerprint(vlm):
         raise AdapterMismatchError(
             f"{d} was made for another base model; its fingerprint does not match {vlm.path}"
         )
-    if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
-        raise AdapterTamperedError(f"{weights} does not match the sha256 in {cfg_file.name}")
-    try:
-        return config, load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise AdapterTamperedError(f"{weights} is not a readable safetensors file: {e}") from e
+    return config, load_checked_weights(weights, config)
