@@ -204,3 +204,13 @@ def test_rest_answer_and_audit(studio, client):
     assert r.status_code == 400
     r = client.get(f"/api/adapters/{adapter_id}/report", headers=token(studio, "aude"))
     assert r.status_code == 200 and r.json()["forget"]["em"] == 0.0
+
+
+def test_page_messages_show_user_text_without_running_it(studio):
+    from webui import messages
+
+    with pytest.raises(StudioError) as caught:
+        studio.person("<img src=x onerror=alert(1)>")
+    page = messages.error(caught.value)
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert messages.info("a < b").endswith("a &lt; b</div>")
