@@ -33,6 +33,17 @@ def categories(studio: Studio) -> list[str]:
     return list(seen)
 
 
+def match_photo(studio: Studio, who: SignedIn | None, image) -> dict:
+    """The known person most similar to an uploaded photo (`cagul.match`): the best
+    candidates with their scores, and `unique_id` only when the best reaches the threshold.
+    A corrupt or missing image raises `cagul.match.MatchError` / `UserInputError`."""
+    require(who, "submit")
+    out = studio.matcher().match(image).to_json()
+    for c in out["candidates"]:
+        c["label"] = f"{c['unique_id']} · {c['name']}"
+    return out
+
+
 def submit(
     studio: Studio,
     who: SignedIn | None,

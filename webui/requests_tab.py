@@ -27,6 +27,14 @@ def build(studio: Studio, who: gr.State) -> None:
             with gr.Column(scale=5):
                 people = gr.Dropdown(studio.person_choices(), multiselect=True, label="People",
                                      elem_id="requests-person")  # fmt: skip
+                with gr.Row(equal_height=True):
+                    photo = gr.Image(label="Or a photo of the person", type="filepath",
+                                     height=140, sources=["upload"],
+                                     elem_id="requests-photo")  # fmt: skip
+                    with gr.Column():
+                        find = gr.Button("Find person", size="sm",
+                                         elem_id="requests-find-person")  # fmt: skip
+                        match = gr.HTML("", elem_id="requests-match")
                 categories = gr.CheckboxGroup(cats, value=[c for c in DEFAULT_CATEGORIES
                                               if c in cats], label="Categories to forget",
                                               elem_id="requests-categories")  # fmt: skip
@@ -59,6 +67,24 @@ def build(studio: Studio, who: gr.State) -> None:
 
         timer.tick(table, who, queue)
         who.change(table, who, queue)
+
+        def on_find(w, image, chosen):
+            try:
+                out = requests.match_photo(studio, w, image)
+            except SHOWN as e:
+                return messages.error(e), gr.update()
+            text = out["message"]
+            if len(out["candidates"]) > 1:
+                text += " · next: " + ", ".join(f"{c['label']} {c['score']:.3f}"
+                                                for c in out["candidates"][1:])  # fmt: skip
+            if not out["matched"]:
+                return messages.error(text), gr.update()
+            chosen = list(chosen or [])
+            if out["unique_id"] not in chosen:
+                chosen.append(out["unique_id"])
+            return messages.info(text), gr.update(value=chosen)
+
+        find.click(on_find, [who, photo, people], [match, people])
 
         def on_submit(w, ids, cs, m, req_by, why):
             try:

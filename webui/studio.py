@@ -77,7 +77,16 @@ class Studio:
         # One model, many request threads: generation is not re-entrant across hooks.
         self.model_lock = threading.Lock()
         self._adapters: dict[int, object] = {}
+        self._matcher = None
         self.register_demo_adapter()
+
+    def matcher(self):
+        """The photo → person matcher (`cagul.match`); its gallery is embedded on first use."""
+        if self._matcher is None:
+            from cagul.match import PersonMatcher
+
+            self._matcher = PersonMatcher(self.vlm, self.dataset, lock=self.model_lock)
+        return self._matcher
 
     # ---- people and questions ------------------------------------------------------------
     def person(self, unique_id: str) -> Individual:
