@@ -86,6 +86,9 @@ class CagulConfig:
     setting: str = field(default="private", metadata={"help": "private | identity"})
     forget_ids: list[str] = field(default_factory=list, metadata={"help": "forgotten people"})
     categories: list[str] = field(default_factory=list, metadata={"help": "forgotten categories"})
+    pair_ids: list[str] = field(
+        default_factory=list, metadata={"help": "forgotten single pairs (empty: by category)"}
+    )
     base_model: str = field(default="", metadata={"help": "base model path (informational)"})
     seed: int = field(default=0, metadata={"help": "initialisation seed"})
     format_version: int = field(default=FORMAT_VERSION, metadata={"help": "file format"})
@@ -139,7 +142,8 @@ _FIELD_TYPES = {
     "per_layer": "bool", "score_layers": "int?list", "selection": "str", "threshold": "number",
     "use_discriminator": "bool", "use_encoder": "bool", "disc_channels": "int",
     "encoder_hidden": "int", "objective": "str", "setting": "str", "forget_ids": "strlist",
-    "categories": "strlist", "base_model": "str", "seed": "int", "format_version": "int",
+    "categories": "strlist", "pair_ids": "strlist", "base_model": "str", "seed": "int",
+    "format_version": "int",
 }  # fmt: skip
 _TYPE_WORDS = {
     "str": "a string", "int": "an integer", "bool": "true or false", "number": "a number",

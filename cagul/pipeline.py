@@ -49,8 +49,12 @@ def run_unlearning(
     max_retain: int | None = 200,
     adapter_options: dict | None = None,
     config=None,
+    pair_ids: Sequence[str] | None = None,
 ) -> dict:
     """Forget `categories` (None: every pair) of `forget_ids` with `method`, then evaluate.
+
+    `pair_ids` (pairs of `forget_ids`, `cagul.data.resolve_pair_ids`) forgets exactly those
+    pairs instead; the people's other pairs are the non-private set (the private setting).
 
     `config` is the method's config (its `config_class`); for CAGUL, `k`, `training` and
     `adapter_options` build it when it is not given. `progress(fraction, message)` gets
@@ -67,9 +71,13 @@ def run_unlearning(
     report_progress(0.0, "loading model and data")
     vlm = load_vlm(model_dir, device=device)
     ds = load_dataset(data_dir)
-    setting = "private" if categories else "identity"
+    setting = "private" if categories or pair_ids else "identity"
     split = make_split(
-        ds, list(forget_ids), setting, private_categories=categories or PRIVATE_CATEGORIES
+        ds,
+        list(forget_ids),
+        setting,
+        private_categories=categories or PRIVATE_CATEGORIES,
+        pair_ids=list(pair_ids) if pair_ids else None,
     )
     probes_dir = Path(data_dir) / "probes"
     probes = load_probes(probes_dir) if probes_dir.is_dir() else None

@@ -19,8 +19,9 @@ The trainer is injectable (``make_unlearn_handler(trainer=...)``) so tests can u
 Its contract: keyword arguments ``model_dir, data_dir, forget_ids, categories, method, out_dir,
 progress(fraction, message), check_cancel()``; it writes ``adapter_config.json`` and
 ``adapter_model.safetensors`` into ``out_dir`` and returns ``{"report": <evaluation report>,
-"base_fingerprint": str}``. Requests naming single pairs pass ``pair_ids=`` as well, and are
-refused (permanently) by trainers whose signature lacks it.
+"base_fingerprint": str}``. Requests naming single pairs pass ``pair_ids=`` as well (the
+default trainer forgets exactly those pairs, ``cagul.data.make_split``); trainers whose
+signature takes neither ``pair_ids`` nor ``**kwargs`` refuse them permanently.
 
 Paths: the model and data directories come from the job payload (``model_dir``, ``data_dir``),
 else ``CAGUL_MODEL_DIR`` / ``CAGUL_DATA_DIR``, else the shipped demo bundle (located by
@@ -197,6 +198,12 @@ def permanent_cause(exc: BaseException) -> bool:
     return False
 
 
+def _takes(trainer: Trainer, name: str) -> bool:
+    """Whether `trainer` accepts the keyword `name` (by name, or through **kwargs)."""
+    params = inspect.signature(trainer).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _train(trainer: Trainer, **kwargs: Any) -> Any:
     """Run the trainer; its input errors become permanent (the cause is kept as __cause__)."""
     try:
@@ -363,7 +370,7 @@ def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings
     req = loaded
     extra: dict[str, Any] = {}
     if req.pair_ids:
-        if "pair_ids" not in inspect.signature(trainer).parameters:
+        if not _takes(trainer, "pair_ids"):
             raise PermanentJobError("this trainer cannot forget single pairs (no pair_ids)")
         extra["pair_ids"] = req.pair_ids
 

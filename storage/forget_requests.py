@@ -9,7 +9,10 @@ Overlap is decided on "targets": ``(individual, "category:<c>")`` for each reque
 without categories (all of that person's pairs), which overlaps every target of that person.
 A pair and a category of the same person are only compared when the pair id is given with
 its category as ``"<category>/<pair>"``; otherwise storage cannot know the pair's category
-and the dataset-aware caller must check.
+and the dataset-aware caller must check. A pair id that names its person
+(``"[<category>/]<unique_id>:<index>"``, cagul.data's form) is that person's target only, and
+is refused when that person is not among the request's individuals; ``known_pairs`` (a set or
+a predicate from the caller who knows the dataset) refuses pair ids the dataset lacks.
 
 Two officers submitting the same request at the same moment must not both succeed, so the check
 and the insert happen under a lock: the ``BEGIN IMMEDIATE`` write lock on SQLite, a transaction
@@ -131,6 +134,12 @@ def _is_known_category(known: Known, category: str) -> bool:
         return False
 
 
+def pair_person(pair: str) -> str | None:
+    """The person a ``"[<category>/]<unique_id>:<index>"`` pair id names, else None."""
+    person, colon, index = pair.rpartition("/")[2].rpartition(":")
+    return person if colon and person and index.isdigit() else None
+
+
 def request_targets(
     individual_ids: Sequence[str], categories: Sequence[str] | None, pair_ids: Sequence[str] | None
 ) -> set[tuple[str, str]]:
@@ -138,7 +147,8 @@ def request_targets(
     targets: set[tuple[str, str]] = set()
     for person in individual_ids:
         if pair_ids:
-            targets.update((person, f"pair:{p}") for p in pair_ids)
+            targets.update((person, f"pair:{p}") for p in pair_ids
+                           if pair_person(p) in (None, person))  # fmt: skip
         elif categories is not None:
             targets.update((person, f"category:{c.lower()}") for c in categories)
         else:
@@ -182,6 +192,7 @@ def create_forget_request(
     known_individuals: Known,
     pair_ids: Sequence[str] | None = None,
     known_categories: Known | None = None,
+    known_pairs: Known | None = None,
     method: str = "cagul",
     submitted_by_id: int | None = None,
     note: str | None = None,
@@ -230,6 +241,16 @@ def create_forget_request(
         bad = [c for c in cats if not _is_known_category(known_cats, c)]
         if bad:
             raise UnknownCategoryError(bad)
+    if pairs:
+        strangers = [p for p in pairs if pair_person(p) not in (None, *people)]
+        if strangers:
+            raise InvalidRequestError(
+                f"pair ids of people not in this request: {', '.join(strangers[:10])}"
+            )
+        if known_pairs is not None:
+            unknown_pairs = [p for p in pairs if not _is_known(known_pairs, p)]
+            if unknown_pairs:
+                raise InvalidRequestError(f"unknown pair ids: {', '.join(unknown_pairs[:10])}")
 
     _lock_submissions(session)
     mine = request_targets(people, cats, pairs)

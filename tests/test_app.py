@@ -28,7 +28,7 @@ def test_ui_builds_with_every_tab_and_stable_ids(tmp_path):
         "explore-selected", "tab-requests", "login-user", "login-password", "login-submit",
         "requests-person", "requests-categories", "requests-method", "requests-submit",
         "requests-queue", "requests-cancel", "requests-photo", "requests-find-person",
-        "requests-match", "tab-audit", "audit-adapter", "audit-prompts",
+        "requests-match", "requests-scope", "requests-pairs", "tab-audit", "audit-adapter", "audit-prompts",
         "audit-run", "audit-table", "audit-summary", "audit-download", "tab-reports",
         "reports-adapter", "reports-table", "reports-chart", "reports-download",
     }  # fmt: skip

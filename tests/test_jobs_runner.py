@@ -201,6 +201,21 @@ def test_pair_requests_need_a_pair_aware_trainer(storage_db, tmp_path):
     assert _request(storage_db, request_id).status == "failed"
 
 
+def test_pair_requests_reach_a_trainer_that_takes_keywords(storage_db, tmp_path):
+    seen = {}
+
+    def trainer(**kwargs):
+        seen.update(kwargs)
+        return FakeTrainer()(**{k: v for k, v in kwargs.items() if k != "pair_ids"})
+
+    request_id, _ = _submit(storage_db, pair_ids=["health/p1:3"], categories=None)
+    with _worker(storage_db, tmp_path, trainer) as worker:
+        outcome = worker.run_one()
+    assert outcome.status == "succeeded", outcome.error
+    assert seen["pair_ids"] == ["health/p1:3"] and seen["categories"] is None
+    assert _request(storage_db, request_id).status == "verified"
+
+
 def test_queue_modules_do_not_import_torch():
     code = (
         "import sys, storage, jobs, jobs.runner, jobs.worker; "

@@ -112,3 +112,92 @@ def test_a_stored_unknown_method_fails_permanently_in_the_default_trainer(
     assert outcome.status == "failed" and "not registered" in outcome.error
     with storage_db.read() as s:
         assert s.get(ForgetRequest, request_id).status == "failed"
+
+
+def _pick_pairs(ds, person):
+    """Two pairs of `person`: one health pair (given with its category) and one non-private
+    pair (given without), so the forget set is neither a category nor a whole person."""
+    from cagul.data import pair_id
+
+    ind = ds.by_id(person)
+    health = next(j for j, qa in enumerate(ind.qa_list) if qa.category == "health")
+    other = next(j for j, qa in enumerate(ind.qa_list) if qa.category not in ("health", "criminal"))
+    return [pair_id(ind, health), f"{person}:{other}"], {(person, health), (person, other)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["cagul", "ga"])
+def test_a_single_pair_request_runs_to_a_verdict_on_exactly_those_pairs(
+    method, storage_db, tmp_path, tiny_dirs, tiny_vlms, data_dir, monkeypatch
+):
+    """cagul: the default trainer with CAGUL_QUICK_UNLEARN=1 (1 + 3 epochs, 16 retain pairs);
+    ga: the smallest LoRA settings. The split the method trains on is recorded by spying on
+    cagul.pipeline.make_split."""
+    import cagul.pipeline
+    from cagul.data import pair_id
+
+    ds = load_dataset(data_dir)
+    person = ds.ids[1]
+    given, keys = _pick_pairs(ds, person)
+    ind = ds.by_id(person)
+    canonical = sorted(pair_id(ind, j) for _, j in keys)
+    made = []
+    real = cagul.pipeline.make_split
+    monkeypatch.setattr(cagul.pipeline, "make_split",
+                        lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])  # fmt: skip
+    model_dir = tiny_dirs["qwen2_5_vl"]
+    trainer = None  # the default trainer (cagul.pipeline.run_unlearning)
+    if method == "cagul":
+        monkeypatch.setenv("CAGUL_QUICK_UNLEARN", "1")
+    else:
+        trainer = _fast_trainer(model_dir)
+    with storage_db.transaction() as s:
+        request, _ = submit_forget_request(
+            s, requester="Privacy Officer", individual_ids=[person], categories=None,
+            pair_ids=given, known_individuals=set(ds.ids),
+            method=method,
+        )  # fmt: skip
+        request_id = request.id
+    with _worker(storage_db, tmp_path, model_dir, data_dir, trainer) as w:
+        outcome = w.run_one()
+    assert outcome.status == "succeeded", outcome.error
+    (split,) = made
+    assert {smp.key for smp in split.forget_set} == keys and sorted(split.pair_ids) == canonical
+    rest = {(person, j) for j in range(len(ind.qa_list))} - keys
+    assert {smp.key for smp in split.nonprivate_set} == rest
+    assert {smp.key for smp in split.retain_set} >= rest
+    assert not {smp.key for smp in split.retain_set} & keys
+    with storage_db.read() as s:
+        req = s.get(ForgetRequest, request_id)
+        adapter = s.scalar(select(Adapter).where(Adapter.request_id == request_id))
+        report = s.scalar(select(MetricReport).where(MetricReport.request_id == request_id))
+    assert req.status in ("verified", "needs_review")
+    assert sorted(adapter.config["pair_ids"]) == canonical
+    assert adapter.config["forget_ids"] == [person] and adapter.config["categories"] == []
+    assert report.report["forget"]["em"] is not None
+    directory = storage.verify_adapter(adapter, base_fingerprint=adapter.base_fingerprint)
+    assert load_unlearned(tiny_vlms["qwen2_5_vl"], directory).method == method
+
+
+def test_pair_ids_of_people_not_in_the_request_or_malformed_are_refused(storage_db, data_dir):
+    from cagul.data import UnknownPairError, make_split
+
+    ds = load_dataset(data_dir)
+    a, b = ds.ids[0], ds.ids[1]
+    with storage_db.transaction() as s, pytest.raises(InvalidRequestError, match="not in this"):
+        submit_forget_request(s, requester="P", individual_ids=[a], categories=None,
+                              pair_ids=[f"{b}:0"], known_individuals=set(ds.ids))  # fmt: skip
+    with storage_db.transaction() as s, pytest.raises(InvalidRequestError, match="unknown pair"):
+        submit_forget_request(s, requester="P", individual_ids=[a], categories=None,
+                              pair_ids=[f"{a}:0", f"{a}:999"], known_individuals=set(ds.ids),
+                              known_pairs={f"{a}:0"})  # fmt: skip
+    with storage_db.read() as s:
+        assert s.scalar(select(ForgetRequest)) is None and s.scalar(select(Job)) is None
+    n = len(ds.by_id(a).qa_list)
+    for bad, words in [([f"{b}:0"], "not among the people"), ([f"{a}:{n}"], f"has {n} pairs"),
+                       ([f"{a}"], "is not '<unique_id>:<pair index>'"), ([], "empty"),
+                       ([f"bogus/{a}:0"], "not bogus")]:  # fmt: skip
+        with pytest.raises(UnknownPairError, match=words):
+            make_split(ds, [a], "private", pair_ids=bad)
+    with pytest.raises(ValueError, match="private setting"):
+        make_split(ds, [a], "identity", pair_ids=[f"{a}:0"])

@@ -214,3 +214,47 @@ def test_page_messages_show_user_text_without_running_it(studio):
     page = messages.error(caught.value)
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert messages.info("a < b").endswith("a &lt; b</div>")
+
+
+def test_single_pair_requests_are_stored_canonical_and_bad_pairs_refused(studio, client):
+    olga = who(studio, "olga")
+    choices = studio.pair_choices(["00000015"])
+    health = next(v for label, v in choices if " · health · " in label)
+    assert health.startswith("health/00000015:")
+    bare = health.split("/", 1)[1]  # the category may be left out
+    before = n_rows(studio, storage.ForgetRequest), n_rows(studio, storage.Job)
+    bad = [
+        ({"pair_ids": ["00000016:0"]}, requests.UnknownPairError, "not among the people"),
+        ({"pair_ids": ["00000015:999"]}, requests.UnknownPairError, "pairs, numbered from 0"),
+        ({"pair_ids": ["criminal/" + bare]}, requests.UnknownPairError, "not criminal"),
+        ({"pair_ids": ["q1"]}, requests.UnknownPairError, "is not '<unique_id>:<pair index>'"),
+        ({"pair_ids": []}, StudioError, "at least one pair"),
+        ({"pair_ids": [bare], "categories_": ["health"]}, StudioError, "not both"),
+    ]
+    for kwargs, error, words in bad:
+        kwargs = {"categories_": None, **kwargs}
+        with pytest.raises(error, match=words):
+            requests.submit(studio, olga, individual_ids=["00000015"], **kwargs)
+    assert (n_rows(studio, storage.ForgetRequest), n_rows(studio, storage.Job)) == before
+    out = requests.submit(studio, olga, individual_ids=["00000015"], categories_=None,
+                          pair_ids=[bare])  # fmt: skip
+    got = requests.outcome(studio, olga, out["id"])
+    assert got["pair_ids"] == [health] and got["categories"] is None
+    row = next(r for r in requests.request_rows(studio, olga) if r["id"] == out["id"])
+    assert row["categories"] == f"1 pair: {health}"
+    # Stored with its category, the pair overlaps a health request for the same person.
+    with pytest.raises(storage.DuplicateActiveRequestError):
+        requests.submit(studio, who(studio, "otto"), individual_ids=["00000015"],
+                        categories_=["health"])  # fmt: skip
+    requests.cancel(studio, olga, out["id"])
+    h = token(studio, "olga")
+    body = {"individual_ids": ["00000015"], "pair_ids": [bare]}
+    r = client.post("/api/forget-requests", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["pair_ids"] == [health] and r.json()["status"] == "queued"
+    client.post(f"/api/jobs/{r.json()['job_id']}/cancel", headers=h)
+    n = n_rows(studio, storage.ForgetRequest)
+    r = client.post("/api/forget-requests", headers=h,
+                    json={"individual_ids": ["00000015"], "pair_ids": ["00000016:0"]})  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_pair"
+    assert n_rows(studio, storage.ForgetRequest) == n

@@ -44,6 +44,8 @@ def _status_of(exc: Exception) -> tuple[int, str]:
         return 403, "forbidden"
     if isinstance(exc, UnknownPersonError):
         return 400, "unknown_individual"
+    if isinstance(exc, requests.UnknownPairError):
+        return 400, "unknown_pair"
     if isinstance(exc, (UnknownAdapterError, requests.RequestNotFoundError)):
         return 404, "not_found"
     if isinstance(exc, storage.DuplicateActiveRequestError):
@@ -79,7 +81,11 @@ def install_error_handlers(app: FastAPI) -> None:
 class ForgetRequestIn(BaseModel):
     individual_ids: list[str] = Field(min_length=1, max_length=100)
     categories: list[str] | None = Field(default=None, max_length=64)
-    pair_ids: list[str] | None = None
+    pair_ids: list[str] | None = Field(
+        default=None, max_length=1000,
+        description="single pairs instead of categories: '<unique_id>:<index>' or "
+        "'<category>/<unique_id>:<index>'",
+    )  # fmt: skip
     method: str = "cagul"
     reason: str = Field(default="", max_length=requests.MAX_REASON_CHARS)
     requester: str | None = Field(default=None, max_length=256)
@@ -122,12 +128,10 @@ def router(studio: Studio) -> APIRouter:
 
     @api.post("/forget-requests", status_code=201)
     def create_request(body: ForgetRequestIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
-        if body.pair_ids:
-            raise ApiError(400, "pairs_unsupported",
-                           "single pairs cannot be trained yet; give categories instead")  # fmt: skip
         out = requests.submit(studio, who, individual_ids=body.individual_ids,
                               categories_=body.categories, method=body.method,
-                              reason=body.reason, requester=body.requester)  # fmt: skip
+                              reason=body.reason, requester=body.requester,
+                              pair_ids=body.pair_ids)  # fmt: skip
         return {**requests.outcome(studio, who, out["id"]), "job_id": out["job_id"]}
 
     @api.get("/forget-requests")

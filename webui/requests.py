@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 import storage
+from cagul.data import DataError, pair_id, resolve_pair_ids
 from jobs.submit import cancel_forget_request, submit_forget_request
 from storage.clock import utcnow
 from webui.auth import SignedIn, require
@@ -22,6 +23,10 @@ MAX_REASON_CHARS = 2000
 
 class RequestNotFoundError(StudioError):
     """No forget request with this id (or not one this user may see)."""
+
+
+class UnknownPairError(StudioError):
+    """A pair id names no pair of the dataset, or a pair of someone not in the request."""
 
 
 def categories(studio: Studio) -> list[str]:
@@ -53,12 +58,29 @@ def submit(
     method: str = "cagul",
     reason: str = "",
     requester: str | None = None,
+    pair_ids: list[str] | None = None,
 ) -> dict:
-    """Store a forget request and queue its job; refused (nothing stored) on bad input."""
+    """Store a forget request and queue its job; refused (nothing stored) on bad input.
+
+    `pair_ids` (instead of categories) forgets single pairs of the chosen people: ids as
+    `cagul.data.pair_id` writes them ("health/00000004:2"; the category may be left out), stored
+    in that canonical form so storage compares them with category requests."""
     who = require(who, "submit")
     if not individual_ids:
         raise StudioError("choose at least one person to forget")
-    if categories_ is not None and not categories_:
+    if pair_ids is not None:
+        if categories_:
+            raise StudioError("give categories or single pairs, not both")
+        if not pair_ids:
+            raise StudioError("choose at least one pair (or forget by category)")
+        for i in individual_ids:
+            studio.person(i)  # an unknown person is named as such, not as a bad pair
+        try:
+            pair_ids = resolve_pair_ids(studio.dataset, individual_ids, pair_ids)
+        except DataError as e:
+            raise UnknownPairError(str(e)) from e
+        categories_ = None
+    elif categories_ is not None and not categories_:
         raise StudioError("choose at least one category (or every pair)")
     reason = (reason or "").strip()
     if len(reason) > MAX_REASON_CHARS:
@@ -68,7 +90,9 @@ def submit(
         request, job = submit_forget_request(
             s, requester=(requester or ", ".join(names))[:256], individual_ids=individual_ids,
             categories=categories_, known_individuals=set(studio.dataset.ids),
-            known_categories=set(categories(studio)), method=method,
+            known_categories=set(categories(studio)), method=method, pair_ids=pair_ids,
+            known_pairs={pair_id(p, j) for p in map(studio.person, individual_ids)
+                         for j in range(len(p.qa_list))},
             submitted_by_id=who.user_id, note=reason or None, actor=who.actor,
             model_dir=str(studio.model_dir), data_dir=str(studio.data_dir),
         )  # fmt: skip
@@ -120,7 +144,7 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
         job = jobs.get(r.id)
         rows.append({
             "id": r.id, "people": ", ".join(r.individual_ids),
-            "categories": ", ".join(r.categories) if r.categories else "every pair",
+            "categories": _what(r.categories, r.pair_ids),
             "method": r.method, "status": r.status,
             "progress": _bar(job.progress if job else 0.0),
             "message": job_message(job),
@@ -130,6 +154,13 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
             "submitted": _short(r.created_at),
         })  # fmt: skip
     return rows
+
+
+def _what(categories: list[str] | None, pair_ids: list[str] | None) -> str:
+    """What a request forgets, as the queue shows it."""
+    if pair_ids:
+        return f"{len(pair_ids)} pair{'s' if len(pair_ids) != 1 else ''}: " + ", ".join(pair_ids)
+    return ", ".join(categories) if categories else "every pair"
 
 
 def _short(t: datetime | None) -> str:
@@ -171,7 +202,7 @@ def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
             storage.MetricReport.id.desc())).first()  # fmt: skip
     return {
         "id": req.id, "status": req.status, "people": req.individual_ids,
-        "categories": req.categories, "method": req.method,
+        "categories": req.categories, "pair_ids": req.pair_ids, "method": req.method,
         "verdict": req.status if req.status in ("verified", "needs_review") else None,
         "adapter_id": adapter.id if adapter else None,
         "adapter_sha256": adapter.sha256 if adapter else None,

@@ -16,6 +16,7 @@ from webui.studio import Studio
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
            "attempts", "worker", "adapter", "submitted"]  # fmt: skip
 DEFAULT_CATEGORIES = ["health", "criminal"]
+BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
 
 def build(studio: Studio, who: gr.State) -> None:
@@ -38,6 +39,11 @@ def build(studio: Studio, who: gr.State) -> None:
                 categories = gr.CheckboxGroup(cats, value=[c for c in DEFAULT_CATEGORIES
                                               if c in cats], label="Categories to forget",
                                               elem_id="requests-categories")  # fmt: skip
+                scope = gr.Radio([BY_CATEGORY, BY_PAIR], value=BY_CATEGORY, label="Forget",
+                                 elem_id="requests-scope")  # fmt: skip
+                pairs = gr.Dropdown([], multiselect=True, label="Single pairs (of the people "
+                                    "chosen above, by question)", visible=False,
+                                    elem_id="requests-pairs")  # fmt: skip
                 with gr.Row():
                     method = gr.Dropdown(list(NAMES), value="cagul", label="Method",
                                          elem_id="requests-method")  # fmt: skip
@@ -86,16 +92,32 @@ def build(studio: Studio, who: gr.State) -> None:
 
         find.click(on_find, [who, photo, people], [match, people])
 
-        def on_submit(w, ids, cs, m, req_by, why):
+        def on_people(ids, chosen, how):
             try:
-                out = requests.submit(studio, w, individual_ids=ids or [], categories_=cs or [],
+                choices = studio.pair_choices(ids)
+            except SHOWN:
+                choices = []
+            keep = [p for p in chosen or [] if p in {v for _, v in choices}]
+            return gr.update(choices=choices, value=keep, visible=how == BY_PAIR)
+
+        people.change(on_people, [people, pairs, scope], pairs)
+        scope.change(lambda how: (gr.update(visible=how == BY_PAIR),
+                                  gr.update(visible=how != BY_PAIR)),
+                     scope, [pairs, categories])  # fmt: skip
+
+        def on_submit(w, ids, cs, how, ps, m, req_by, why):
+            by_pair = how == BY_PAIR
+            try:
+                out = requests.submit(studio, w, individual_ids=ids or [],
+                                      categories_=None if by_pair else cs or [],
+                                      pair_ids=(ps or []) if by_pair else None,
                                       method=m, reason=why, requester=req_by or None)  # fmt: skip
             except SHOWN as e:
                 return messages.error(e), gr.update(), table(w)
             text = f"Request #{out['id']} is {out['status']} (job {out['job_id']})."
             return messages.info(text), out["id"], table(w)
 
-        submit.click(on_submit, [who, people, categories, method, requester, reason],
+        submit.click(on_submit, [who, people, categories, scope, pairs, method, requester, reason],
                      [message, pick, queue])  # fmt: skip
 
         def on_cancel(w, rid):
@@ -125,6 +147,8 @@ def build(studio: Studio, who: gr.State) -> None:
 def _outcome_markdown(out: dict) -> str:
     lines = [f"**Request #{out['id']}**: `{out['status']}` · method {out['method']} · "
              f"people {', '.join(out['people'])}"]  # fmt: skip
+    if out.get("pair_ids"):
+        lines.append("Single pairs: " + ", ".join(f"`{p}`" for p in out["pair_ids"]))
     if out["verdict"]:
         lines.append(f"Verdict: **{out['verdict']}** · adapter #{out['adapter_id']} "
                      f"(sha256 `{(out['adapter_sha256'] or '')[:16]}…`) · report #{out['report_id']}")  # fmt: skip

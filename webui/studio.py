@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 import storage
-from cagul.data import PRIVATE_CATEGORIES, UnknownIdError, load_dataset, make_split
+from cagul.data import PRIVATE_CATEGORIES, UnknownIdError, load_dataset, make_split, pair_id
 from cagul.data.format import FiuDataset, Individual
 from cagul.data.splits import Split
 from cagul.paths import DEMO_DIR, default_data_dir, default_model_dir
@@ -116,6 +116,16 @@ class Studio:
             for j, qa in enumerate(ind.qa_list)
         ]  # fmt: skip
 
+    def pair_choices(self, unique_ids) -> list[tuple[str, str]]:
+        """(label, canonical pair id) per pair of the chosen people, for single-pair requests:
+        "ID · category · question"."""
+        out = []
+        for uid in unique_ids or []:
+            ind = self.person(uid)
+            out += [(f"{uid} · {qa.category} · {qa.question}", pair_id(ind, j))
+                    for j, qa in enumerate(ind.qa_list)]  # fmt: skip
+        return out
+
     def find_pair(self, unique_id: str | None, question: str) -> PairRef | None:
         """The person's dataset pair asked by `question` (its wording or a paraphrase)."""
         if not unique_id:
@@ -160,7 +170,9 @@ class Studio:
             if row.base_fingerprint != self.fingerprint:
                 continue
             who = ", ".join(row.config.get("forget_ids", []))
-            what = ", ".join(row.config.get("categories", [])) or "every pair"
+            pairs = row.config.get("pair_ids") or []
+            what = (f"{len(pairs)} single pair{'s' if len(pairs) != 1 else ''}" if pairs
+                    else ", ".join(row.config.get("categories", [])) or "every pair")  # fmt: skip
             out.append((f"#{row.id} · {row.method} · forgets {who} ({what})", str(row.id)))
         return out
 
@@ -188,7 +200,8 @@ class Studio:
         cfg = self.adapter_row(adapter_id).config
         cats = cfg.get("categories") or PRIVATE_CATEGORIES
         return make_split(self.dataset, list(cfg.get("forget_ids", [])),
-                          cfg.get("setting", "private"), private_categories=cats)  # fmt: skip
+                          cfg.get("setting", "private"), private_categories=cats,
+                          pair_ids=cfg.get("pair_ids") or None)  # fmt: skip
 
     def register_demo_adapter(self) -> int | None:
         """Store the shipped demo adapter once (with its report); its id, or None when the

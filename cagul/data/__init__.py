@@ -20,6 +20,7 @@ from .errors import (
     SchemaError,
     SplitSizeError,
     UnknownIdError,
+    UnknownPairError,
     UnknownSplitError,
     UnreadableImageError,
     UnsafePathError,
@@ -37,7 +38,10 @@ from .splits import (
     choose_forget_ids,
     make_named_splits,
     make_split,
+    pair_id,
+    parse_pair_id,
     resolve_forget_ids,
+    resolve_pair_ids,
 )
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "Split",
     "SplitSizeError",
     "UnknownIdError",
+    "UnknownPairError",
     "UnknownSplitError",
     "UnreadableImageError",
     "UnsafePathError",
@@ -77,6 +82,9 @@ __all__ = [
     "load_probes",
     "make_named_splits",
     "make_split",
+    "pair_id",
+    "parse_pair_id",
     "resolve_forget_ids",
+    "resolve_pair_ids",
     "save_dataset",
 ]

@@ -39,6 +39,11 @@ class UnknownIdError(DataError):
     """A split (or an explicit forget list) names an id that is not in the dataset."""
 
 
+class UnknownPairError(DataError):
+    """A pair id is malformed, names no pair of the dataset, or a pair of someone the request
+    does not name."""
+
+
 class UnknownSplitError(DataError):
     """A named split is not in ``split.json``."""
 

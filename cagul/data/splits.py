@@ -8,6 +8,12 @@ Two settings:
 - ``"identity"`` (FIUBench's original): every pair of I_f is forgotten; D_np is empty and D_r
   is every pair of the other individuals.
 
+- explicit pairs (a request for single pairs): ``pair_ids`` of I_f's people form D_f; every
+  other pair of those people forms D_np (inside D_r), as in the private setting. A pair id is
+  ``"<unique_id>:<pair index>"``, canonically prefixed with the pair's category
+  (``"health/00000004:2"``, see :func:`pair_id`), so storage can compare it with category
+  requests of the same person.
+
 I_f is given as a named split of ``split.json``, an explicit id list, a count, or a fraction
 of the individuals (seeded choice, see :func:`choose_forget_ids`). Named splits written by the
 generator are nested (``forget1 ⊂ forget5 ⊂ forget10 …``), as FIUBench's are.
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .categories import PRIVATE_CATEGORIES
-from .errors import SplitSizeError, UnknownIdError
+from .errors import SplitSizeError, UnknownIdError, UnknownPairError
 from .format import FiuDataset, Individual
 
 Setting = Literal["private", "identity"]
@@ -87,6 +93,7 @@ class Split:
     forget_set: list[Sample] = field(default_factory=list)
     retain_set: list[Sample] = field(default_factory=list)
     nonprivate_set: list[Sample] = field(default_factory=list)
+    pair_ids: tuple[str, ...] = ()  # canonical ids when D_f is explicit pairs, else empty
 
     def is_forget_individual(self, unique_id: str) -> bool:
         """Whether ``unique_id`` is in I_f (the discriminator's positive class)."""
@@ -106,6 +113,7 @@ class Split:
             "forget": len(self.forget_set),
             "retain": len(self.retain_set),
             "nonprivate": len(self.nonprivate_set),
+            "pair_ids": list(self.pair_ids),
             "private_categories": sorted(self.private_categories),
         }
 
@@ -180,6 +188,56 @@ def resolve_forget_ids(
     return "custom", [i for i in ds.ids if i in wanted]
 
 
+def pair_id(ind: Individual, j: int) -> str:
+    """The canonical id of pair ``j`` of ``ind``: ``"<category>/<unique_id>:<j>"``."""
+    return f"{ind.qa_list[j].category}/{ind.unique_id}:{j}"
+
+
+def parse_pair_id(text: object) -> tuple[str | None, str, int]:
+    """``(category or None, unique_id, pair index)`` of ``"[<category>/]<unique_id>:<j>"``."""
+    if not isinstance(text, str):
+        raise UnknownPairError(f"a pair id must be a string, not {type(text).__name__}")
+    category, sep, rest = text.strip().rpartition("/")
+    uid, colon, index = rest.rpartition(":")
+    if not colon or not uid or not index.isdigit() or (sep and not category):
+        raise UnknownPairError(
+            f"pair id {text!r} is not '<unique_id>:<pair index>' (e.g. '00000004:2', "
+            "optionally after its category: 'health/00000004:2')"
+        )
+    return (category.lower() if sep else None), uid, int(index)
+
+
+def resolve_pair_ids(
+    ds: FiuDataset, forget_ids: Sequence[str], pair_ids: Iterable[object]
+) -> list[str]:
+    """The canonical ids (:func:`pair_id`, deduplicated, in the order given) of ``pair_ids``,
+    each a pair of one of ``forget_ids``; :class:`UnknownPairError` names every bad one."""
+    wanted = {str(i) for i in forget_ids}
+    out: list[str] = []
+    bad: list[str] = []
+    for raw in pair_ids:
+        category, uid, j = parse_pair_id(raw)
+        if uid not in wanted:
+            bad.append(f"{raw!r} (a pair of {uid!r}, who is not among the people to forget)")
+            continue
+        try:
+            ind = ds.by_id(uid)
+        except UnknownIdError:
+            bad.append(f"{raw!r} (no person {uid!r})")
+            continue
+        if j >= len(ind.qa_list):
+            bad.append(f"{raw!r} ({uid} has {len(ind.qa_list)} pairs, numbered from 0)")
+        elif category is not None and category != ind.qa_list[j].category.lower():
+            bad.append(f"{raw!r} (pair {j} of {uid} is {ind.qa_list[j].category}, not {category})")
+        elif pair_id(ind, j) not in out:
+            out.append(pair_id(ind, j))
+    if bad:
+        raise UnknownPairError("unknown pair ids: " + "; ".join(bad))
+    if not out:
+        raise UnknownPairError("the pair list is empty")
+    return out
+
+
 def make_split(
     ds: FiuDataset,
     forget: str | Sequence[str] | int | float,
@@ -187,20 +245,40 @@ def make_split(
     *,
     seed: int = 0,
     private_categories: Iterable[str] = PRIVATE_CATEGORIES,
+    pair_ids: Iterable[str] | None = None,
 ) -> Split:
-    """Build the forget / retain / non-private sets of ``ds`` for ``forget`` in ``setting``."""
+    """Build the forget / retain / non-private sets of ``ds`` for ``forget`` in ``setting``.
+
+    With ``pair_ids`` (pairs of the forget people, see :func:`resolve_pair_ids`), D_f is
+    exactly those pairs and the people's other pairs are D_np; the setting must be
+    ``"private"`` and ``private_categories`` is ignored (the split's is empty: no category is
+    forgotten as a whole).
+    """
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     name, ids = resolve_forget_ids(ds, forget, seed)
+    pairs: set[tuple[str, int]] | None = None
+    chosen: list[str] = []
+    if pair_ids is not None:
+        if setting != "private":
+            raise ValueError("single pairs are forgotten in the private setting only")
+        chosen = resolve_pair_ids(ds, ids, pair_ids)
+        pairs = {(uid, j) for _, uid, j in map(parse_pair_id, chosen)}
+        private_categories = ()
     private = frozenset(private_categories)
-    split = Split(name=name, setting=setting, forget_ids=tuple(ids), private_categories=private)
+    split = Split(name=name, setting=setting, forget_ids=tuple(ids), private_categories=private,
+                  pair_ids=tuple(chosen))  # fmt: skip
     forget_set = set(ids)
     for ind in ds.individuals:
         for j, qa in enumerate(ind.qa_list):
             s = sample_of(ind, j)
             if ind.unique_id not in forget_set:
                 split.retain_set.append(s)
-            elif setting == "identity" or qa.category in private:
+            elif (
+                (ind.unique_id, j) in pairs
+                if pairs is not None
+                else setting == "identity" or qa.category in private
+            ):
                 split.forget_set.append(s)
             else:
                 split.nonprivate_set.append(s)

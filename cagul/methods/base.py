@@ -111,12 +111,14 @@ class Method(Protocol):
 
 
 def request_fields(split: Split, categories: Sequence[str] | None = None) -> dict:
-    """The request's people, setting and categories, as every artifact config records them."""
+    """The request's people, setting, categories and single pairs (canonical ids, empty unless
+    the request named pairs), as every artifact config records them."""
     cats = sorted(categories) if categories is not None else sorted(split.private_categories)
     return {
         "setting": split.setting,
         "forget_ids": list(split.forget_ids),
         "categories": cats if split.setting == "private" else [],
+        "pair_ids": list(split.pair_ids),
     }
 
 

@@ -68,6 +68,7 @@ class CagulMethod:
             setting=split.setting,
             forget_ids=list(split.forget_ids),
             categories=sorted(split.private_categories) if split.setting == "private" else [],
+            pair_ids=list(split.pair_ids),
             **(config.adapter_options or {}),
         )
         stats = train_cagul(
