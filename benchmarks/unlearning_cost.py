@@ -1,0 +1,449 @@
+"""The cost of unlearning: CAGUL against PO+GD (LoRA) on the same base model and forget people.
+
+In one run, side by side, on a tiny Qwen2.5-VL built from config at the demo bundle's sizes
+(hidden 256, 4 layers, vision tower 128 x 4, vocabulary 2000, 112 px faces; random weights: the
+values do not matter for time and memory) and synthetic datasets of 30, 60 and 120 people
+(retain set x1, x2, x4) with the same 3 forget people in the private setting (the demo's
+forget10 proportions: 21 forget pairs, 39 non-private, 579 retain at x1), it trains:
+
+* CAGUL (`get_method("cagul")`, `CagulMethodConfig` with its default k and training settings
+  but `epochs`): 2 discriminator-only epochs (its default) + E joint epochs;
+* PO+GD (`get_method("po_gd")`, `LoraArguments` defaults but `epochs`): E epochs over the
+  forget set, each batch of 4 forget pairs paired with 4 retain pairs;
+
+with the same E for both (`--epochs`, default 2), `--reps` times each, every training in a
+fresh subprocess per (method, size) so that its memory is its own. Reported per run: wall time
+of `Method.train` (setup, training and writing the artifact; the median of the reps),
+seconds per epoch (the trainers' own `epoch_seconds`: CAGUL's joint epochs, each one
+discriminator epoch over every cached image view plus one encoder epoch; PO+GD's epochs),
+language-model passes per epoch, trainable parameters, and peak memory.
+
+Peak memory on CPU is the growth of the subprocess's resident set during its first training:
+the kernel's high-water mark (VmHWM) is reset just before `train` (`/proc/self/clear_refs`,
+5) and VmHWM after it minus VmRSS before it is reported; it counts everything the process
+touched (torch tensors, the LoRA copy of the model, Python objects, allocator slack), not only
+live tensors. Later reps in the same process reuse freed memory, so only the first is measured.
+On CUDA (`--device cuda`) it is `torch.cuda.max_memory_allocated` growth instead.
+
+At each method's own default schedule (CAGUL 2 + 200 epochs, PO+GD 5 epochs) at x1: PO+GD is
+measured; CAGUL's 200 joint epochs do not fit the benchmark's 10 minutes on a CPU, so its time
+is extrapolated from the measured runs as (wall - E * epoch_seconds) + 200 * epoch_seconds and
+labelled so. One more CAGUL run at x1 (2 + 1 epochs) under cProfile gives where its time goes:
+caching the discriminator's image views, token selection, discriminator steps, and the joint
+epoch's encoder steps (batch preparation, language-model forward, backward, optimiser).
+
+Usage::
+
+    python -m benchmarks.unlearning_cost [--reps 3] [--epochs 2] [--threads 1]
+        [--out benchmarks/results/unlearning_cost.json]
+    python -m benchmarks.unlearning_cost --quick --out /tmp/uc.json   # a small smoke grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_WALL_RATIO = 0.15  # issue 23: CAGUL <= 0.15x PO+GD wall time at the demo's proportions
+CAGUL_DEFAULT_EPOCHS = 200  # CagulTrainingArguments' defaults (2 discriminator + 200 joint)
+CAGUL_DISC_EPOCHS = 2
+PO_GD_DEFAULT_EPOCHS = 5  # LoraArguments' default
+FORGET_PEOPLE = 3  # the demo bundle's forget10 of 30 people
+
+
+def _status_kb(key: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(key + r":\s+(\d+)", text).group(1))
+
+
+class _PeakMemory:
+    """Peak memory growth of one call: VmHWM reset to VmRSS, then VmHWM - VmRSS before
+    (CPU), or torch.cuda.max_memory_allocated - memory_allocated before (CUDA); in MiB."""
+
+    def __init__(self, device: str):
+        self.device, self.how = device, None
+
+    def __enter__(self):
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.before = torch.cuda.memory_allocated()
+            self.how = "torch.cuda.max_memory_allocated growth"
+            return self
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current VmRSS
+            self.how = "VmHWM growth after clear_refs reset (resident set, whole process)"
+        except OSError:
+            self.how = "ru_maxrss - VmRSS before (lifetime peak; an upper bound)"
+        self.before = _status_kb("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        elif self.how.startswith("VmHWM"):
+            peak = _status_kb("VmHWM") * 1024
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.mib = round(max(0, peak - self.before) / 2**20, 1)
+        return False
+
+
+def _config(method: str, epochs: int):
+    from cagul.methods.cagul import CagulMethodConfig
+    from cagul.pipeline import method_config
+    from cagul.train_cagul import CagulTrainingArguments
+
+    if method == "cagul":
+        return CagulMethodConfig(
+            training=CagulTrainingArguments(disc_epochs=CAGUL_DISC_EPOCHS, epochs=epochs)
+        )
+    return method_config(method, epochs=epochs)
+
+
+def _lm_passes_per_epoch(method: str, stats: dict, split) -> int:
+    if method == "cagul":
+        return stats["lm_passes_per_epoch"]
+    a = stats["arguments"]
+    steps = -(-len(split.forget_set) // a["batch_size"])
+    return len(split.forget_set) + steps * min(a["retain_batch_size"], len(split.retain_set))
+
+
+def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
+    """Seconds of one profiled CAGUL training by part (cumulative times from cProfile)."""
+    st = pstats.Stats(prof).stats
+
+    def find(name: str, file_part: str) -> list:
+        return [k for k in st if k[2] == name and file_part in k[0].replace("\\", "/")]
+
+    def cum(name: str, file_part: str) -> tuple[float, int]:
+        keys = find(name, file_part)
+        return sum(st[k][3] for k in keys), sum(st[k][1] for k in keys)
+
+    def called_from(name: str, file_part: str, caller: str) -> float:
+        callers = find(caller, "cagul/train_cagul.py")
+        return sum(st[k][4][c][3] for k in find(name, file_part) for c in callers
+                   if c in st[k][4])  # fmt: skip
+
+    views, _ = cum("_view_tokens", "cagul/train_cagul.py")
+    select, _ = cum("_select_all", "cagul/train_cagul.py")
+    disc, disc_calls = cum("disc_epoch", "cagul/train_cagul.py")
+    enc, enc_calls = cum("enc_epoch", "cagul/train_cagul.py")
+    # The discriminator's perturbed views are drawn in a list comprehension of train_cagul
+    # itself (its own frame on Python < 3.12); those of _select_all count as selection.
+    start = min((k[1] for k in find("train_cagul", "cagul/train_cagul.py")), default=10**9)
+    perturb = sum(v[3] for k in find("random_perturbation", "cagul/perturb.py")
+                  for c, v in st[k][4].items()
+                  if c[0].replace("\\", "/").endswith("cagul/train_cagul.py") and c[1] >= start
+                  and c[2] in ("train_cagul", "<listcomp>"))  # fmt: skip
+    parts = {
+        "view_perturbation_s": perturb,
+        "view_token_caching_s": views,
+        "token_selection_s": select,
+        "discriminator_epochs_s": disc,
+        "encoder_epochs_s": enc,
+        "encoder_prepare_s": called_from("prepare", "cagul/models", "enc_epoch"),
+        "encoder_lm_forward_s": called_from("forward", "cagul/models", "enc_epoch"),
+        "encoder_backward_s": called_from("backward", "torch/_tensor.py", "enc_epoch"),
+    }
+    parts["encoder_other_s"] = parts["encoder_epochs_s"] - sum(
+        parts[k] for k in ("encoder_prepare_s", "encoder_lm_forward_s", "encoder_backward_s")
+    )
+    top = ("view_perturbation_s", "view_token_caching_s", "token_selection_s",
+           "discriminator_epochs_s", "encoder_epochs_s")  # fmt: skip
+    parts["other_s"] = total - sum(parts[k] for k in top)
+    out = {k: round(v, 3) for k, v in parts.items()}
+    out["total_s"] = round(total, 3)
+    out["discriminator_epoch_calls"] = disc_calls
+    out["encoder_epoch_calls"] = enc_calls
+    out["share"] = {k[:-2]: round(v / total, 3) for k, v in parts.items() if k in top or
+                    k == "other_s"}  # fmt: skip
+    # The same parts at the default schedule (2 + 200 epochs): one-time parts once, each epoch
+    # part per epoch, from this run's per-call times. Shares only (profiled seconds run slow).
+    once = total - disc - enc
+    d = (CAGUL_DISC_EPOCHS + CAGUL_DEFAULT_EPOCHS) * disc / max(1, disc_calls)
+    e = CAGUL_DEFAULT_EPOCHS * enc / max(1, enc_calls)
+    out["default_schedule_share"] = {
+        "how": "extrapolated from this profile's per-epoch times",
+        "one_time_setup": round(once / (once + d + e), 3),
+        "discriminator_epochs": round(d / (once + d + e), 3),
+        "encoder_epochs": round(e / (once + d + e), 3),
+    }
+    return out
+
+
+def worker(spec: dict) -> dict:
+    """One (method, dataset) cell in this fresh process: `reps` trainings (and a profile)."""
+    import torch
+
+    from cagul.data import load_dataset, make_split
+    from cagul.methods import get_method
+    from cagul.models import load_vlm
+
+    torch.set_num_threads(spec["threads"])
+    vlm = load_vlm(spec["model"], device=spec["device"])
+    ds = load_dataset(spec["data"])
+    split = make_split(ds, spec["forget_ids"], "private")
+    method = get_method(spec["method"])
+    runs = []
+    for rep in range(spec["reps"]):
+        config = _config(spec["method"], spec["epochs"])
+        with tempfile.TemporaryDirectory() as out:
+            prof = cProfile.Profile() if spec.get("profile") else None
+            mem = _PeakMemory(spec["device"])
+            with mem:
+                if prof:
+                    prof.enable()
+                t = time.perf_counter()
+                art = method.train(vlm, split, config, out_dir=out, data_dir=spec["data"])
+                seconds = time.perf_counter() - t
+                if prof:
+                    prof.disable()
+        stats = art.stats
+        run = {"seconds": round(seconds, 3), "epoch_seconds": stats["epoch_seconds"],
+               "trainable_params": stats["trainable_params"],
+               "lm_passes_per_epoch": _lm_passes_per_epoch(spec["method"], stats, split)}  # fmt: skip
+        if spec["method"] == "cagul":
+            run.update(views=stats["views"], encoder_samples=stats["encoder_samples"])
+        else:
+            run.update(steps=stats["steps"])
+        if rep == 0:
+            run.update(peak_mib=mem.mib, peak_measure=mem.how)
+        if prof:
+            run["breakdown"] = _cagul_breakdown(prof, seconds)
+        runs.append(run)
+    return {"runs": runs, "forget": len(split.forget_set),
+            "nonprivate": len(split.nonprivate_set), "retain": len(split.retain_set),
+            "individuals": len(ds.ids)}  # fmt: skip
+
+
+def _spawn(spec: dict, tmp: Path, name: str) -> dict:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    subprocess.run([sys.executable, "-m", "benchmarks.unlearning_cost", "--worker", str(path)],
+                   check=True, env=env)  # fmt: skip
+    return json.loads((tmp / f"{name}.out.json").read_text())
+
+
+def _corpus(ds) -> list[str]:
+    from cagul.data import REFUSALS
+    from cagul.data.templates import FIELDS
+
+    texts = [q for f in FIELDS for q in f.train_questions + f.paraphrase_questions]
+    for ind in ds:
+        for qa in ind.qa_list:
+            texts += [qa.answer, qa.paraphrased_answer, *qa.perturbed_answer]
+    return texts + list(REFUSALS)
+
+
+def _summary(cell: dict) -> dict:
+    runs = cell["runs"]
+    med = lambda k: round(statistics.median(r[k] for r in runs), 3)  # noqa: E731
+    first = runs[0]
+    out = {"seconds": med("seconds"), "epoch_seconds": med("epoch_seconds"),
+           "seconds_all": [r["seconds"] for r in runs],
+           "trainable_params": first["trainable_params"],
+           "lm_passes_per_epoch": first["lm_passes_per_epoch"], "peak_mib": first["peak_mib"],
+           "peak_measure": first["peak_measure"]}  # fmt: skip
+    for k in ("views", "encoder_samples", "steps"):
+        if k in first:
+            out[k] = first[k]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--out", default="benchmarks/results/unlearning_cost.json")
+    ap.add_argument("--reps", type=int, default=3, help="trainings per cell (median)")
+    ap.add_argument("--epochs", type=int, default=2,
+                    help="joint epochs (CAGUL, after its 2 discriminator epochs) = PO+GD epochs")  # fmt: skip
+    ap.add_argument("--people", type=int, default=30, help="individuals at x1 (the demo's 30)")
+    ap.add_argument("--scales", default="1,2,4", help="retain set multipliers")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in every training")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-profile", action="store_true", help="skip the CAGUL profile")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke grid: 8 people, x1 and x2, 1 epoch, 1 rep, 1-layer 64-wide model")  # fmt: skip
+    ap.add_argument("--in-process", action="store_true",
+                    help="train in this process, not one subprocess per cell (faster to start; "
+                         "peak memory of later cells then reuses memory freed by earlier ones)")  # fmt: skip
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        spec = json.loads(Path(args.worker).read_text())
+        result = worker(spec)
+        Path(args.worker).with_suffix(".out.json").write_text(json.dumps(result))
+        return
+
+    from cagul.data import generate_dataset, make_split
+    from cagul.models.tiny import build_tiny_vlm
+
+    if args.quick:
+        args.people, args.scales, args.epochs, args.reps = 8, "1,2", 1, 1
+        sizes = {"hidden": 64, "layers": 1, "vision": (32, 1)}
+    else:
+        sizes = {"hidden": 256, "layers": 4, "vision": (128, 4)}
+    scales = [int(s) for s in args.scales.split(",")]
+    t_start = time.perf_counter()
+    cells: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        datasets = {}
+        for s in scales:
+            datasets[s] = generate_dataset(tmp / f"d{s}", args.people * s, 0,
+                                           n_train_scenes=64, n_test_scenes=1)  # fmt: skip
+        base = datasets[scales[0]]
+        forget_ids = base.split_ids("forget10")[:FORGET_PEOPLE]
+        if len(forget_ids) < FORGET_PEOPLE:  # small --people: forget10 has fewer than 3
+            forget_ids = list(base.ids[:FORGET_PEOPLE])
+        for s, ds in datasets.items():
+            missing = set(forget_ids) - set(ds.ids)
+            if missing:
+                raise SystemExit(f"forget ids {sorted(missing)} not in the x{s} dataset")
+        n_forget = {s: len(make_split(ds, forget_ids, "private").forget_set)
+                    for s, ds in datasets.items()}  # fmt: skip
+        model = build_tiny_vlm("qwen2_5_vl", tmp / "model", corpus=_corpus(datasets[scales[-1]]),
+                               image_size=112, vocab_size=2000, **sizes)  # fmt: skip
+        common = {"model": str(model), "forget_ids": forget_ids, "threads": args.threads,
+                  "device": args.device, "reps": args.reps}  # fmt: skip
+        plan = []
+        for s in scales:
+            for m in ("cagul", "po_gd"):
+                plan.append((f"{m}_x{s}", {**common, "method": m, "data": str(tmp / f"d{s}"),
+                                           "epochs": args.epochs}))  # fmt: skip
+        x1 = str(tmp / f"d{scales[0]}")
+        if args.epochs != PO_GD_DEFAULT_EPOCHS:
+            plan.append(("po_gd_default", {**common, "method": "po_gd", "data": x1,
+                                           "epochs": PO_GD_DEFAULT_EPOCHS}))  # fmt: skip
+        if not args.no_profile:
+            plan.append(("cagul_profile", {**common, "method": "cagul", "data": x1, "epochs": 1,
+                                           "reps": 1, "profile": True}))  # fmt: skip
+        for name, spec in plan:
+            t = time.perf_counter()
+            cells[name] = worker(spec) if args.in_process else _spawn(spec, tmp, name)
+            print(f"  {name}: {time.perf_counter() - t:.1f} s (cell)", flush=True)
+
+    rows = []
+    for s in scales:
+        for m in ("cagul", "po_gd"):
+            c = cells[f"{m}_x{s}"]
+            rows.append({"scale": s, "method": m, "individuals": c["individuals"],
+                         "forget_pairs": c["forget"], "nonprivate_pairs": c["nonprivate"],
+                         "retain_pairs": c["retain"], "epochs": args.epochs,
+                         **({"disc_epochs": CAGUL_DISC_EPOCHS} if m == "cagul" else {}),
+                         **_summary(c)})  # fmt: skip
+    by = {(r["method"], r["scale"]): r for r in rows}
+    s0, s_last = scales[0], scales[-1]
+    ratios = {}
+    for s in scales:
+        c, p = by["cagul", s], by["po_gd", s]
+        ratios[f"cagul_to_po_gd_wall_x{s}_ratio"] = round(c["seconds"] / p["seconds"], 3)
+        ratios[f"cagul_to_po_gd_epoch_x{s}_ratio"] = round(
+            c["epoch_seconds"] / p["epoch_seconds"], 3
+        )
+    c0, p0 = by["cagul", s0], by["po_gd", s0]
+    ratios["cagul_to_po_gd_lm_passes_per_epoch_ratio"] = round(
+        c0["lm_passes_per_epoch"] / p0["lm_passes_per_epoch"], 3
+    )
+    ratios["cagul_to_po_gd_default_schedule_lm_passes_ratio"] = round(
+        CAGUL_DEFAULT_EPOCHS * c0["lm_passes_per_epoch"]
+        / (PO_GD_DEFAULT_EPOCHS * p0["lm_passes_per_epoch"]), 2
+    )  # fmt: skip
+    ratios["cagul_to_po_gd_params_ratio"] = round(
+        c0["trainable_params"] / p0["trainable_params"], 4
+    )
+    ratios["cagul_to_po_gd_peak_memory_ratio"] = round(c0["peak_mib"] / max(p0["peak_mib"], 0.1), 3)
+    for m in ("cagul", "po_gd"):
+        ratios[f"{m}_wall_x{s_last}_to_x{s0}_ratio"] = round(
+            by[m, s_last]["seconds"] / by[m, s0]["seconds"], 3
+        )
+        ratios[f"{m}_epoch_x{s_last}_to_x{s0}_ratio"] = round(
+            by[m, s_last]["epoch_seconds"] / by[m, s0]["epoch_seconds"], 3
+        )
+
+    # Each method at its own default schedule, at x1.
+    po_def = _summary(cells["po_gd_default"]) if "po_gd_default" in cells else by["po_gd", s0]
+    cagul_setup = c0["seconds"] - args.epochs * c0["epoch_seconds"]
+    cagul_default = cagul_setup + CAGUL_DEFAULT_EPOCHS * c0["epoch_seconds"]
+    default = {
+        "cagul": {"epochs": f"{CAGUL_DISC_EPOCHS} + {CAGUL_DEFAULT_EPOCHS}",
+                  "seconds": round(cagul_default, 1), "measured": False,
+                  "how": f"extrapolated: (wall - {args.epochs} x epoch_seconds) + "
+                         f"{CAGUL_DEFAULT_EPOCHS} x epoch_seconds of the x{s0} runs",
+                  "setup_and_disc_seconds": round(cagul_setup, 2)},
+        "po_gd": {"epochs": f"{PO_GD_DEFAULT_EPOCHS}", "seconds": po_def["seconds"],
+                  "measured": True, "seconds_all": po_def["seconds_all"]},
+    }  # fmt: skip
+    ratios["cagul_to_po_gd_default_schedule_wall_ratio"] = round(
+        cagul_default / po_def["seconds"], 2
+    )
+    goal_ratio = ratios["cagul_to_po_gd_default_schedule_wall_ratio"]
+    breakdown = cells["cagul_profile"]["runs"][0]["breakdown"] if "cagul_profile" in cells else None
+
+    print(f"\nequal epochs: CAGUL {CAGUL_DISC_EPOCHS} disc + {args.epochs} joint, PO+GD "
+          f"{args.epochs}; {args.reps} reps (median), {args.threads} torch thread(s)")  # fmt: skip
+    print(f"{'retain':>6} {'people':>6} {'pairs f/r':>9} {'method':>6} {'wall s':>7} "
+          f"{'s/epoch':>7} {'LM/epoch':>8} {'trainable':>9} {'peak MiB':>8} {'C/P wall':>8}")  # fmt: skip
+    for r in rows:
+        ratio = ratios[f"cagul_to_po_gd_wall_x{r['scale']}_ratio"] if r["method"] == "cagul" else ""
+        ratio = f"{ratio:>8.2f}" if ratio != "" else f"{'':>8}"
+        print(f"{'x' + str(r['scale']):>6} {r['individuals']:>6} "
+              f"{str(r['forget_pairs']) + '/' + str(r['retain_pairs']):>9} "
+              f"{'CAGUL' if r['method'] == 'cagul' else 'PO+GD':>6} {r['seconds']:>7.2f} "
+              f"{r['epoch_seconds']:>7.3f} {r['lm_passes_per_epoch']:>8} "
+              f"{r['trainable_params']:>9} {r['peak_mib']:>8.1f} {ratio}")  # fmt: skip
+    print(f"\ndefault schedules at x{s0}: CAGUL {default['cagul']['epochs']} epochs "
+          f"{cagul_default:.0f} s (extrapolated), PO+GD {PO_GD_DEFAULT_EPOCHS} epochs "
+          f"{po_def['seconds']:.1f} s (measured): CAGUL/PO+GD {goal_ratio:.1f}x "
+          f"(goal <= {GOAL_WALL_RATIO}x: {'met' if goal_ratio <= GOAL_WALL_RATIO else 'NOT met'})")  # fmt: skip
+    if breakdown:
+        print(f"\nwhere CAGUL's time goes (cProfile, x{s0}, {CAGUL_DISC_EPOCHS} disc + 1 joint "
+              f"epoch, {breakdown['total_s']:.1f} s under the profiler):")  # fmt: skip
+        for k, v in breakdown.items():
+            if k.endswith("_s") and k != "total_s":
+                share = breakdown["share"].get(k[:-2])
+                print(f"  {k[:-2]:<24} {v:>7.2f} s" + (f" {share:>6.1%}" if share else ""))
+        ds_ = breakdown["default_schedule_share"]
+        print(f"  at the default 2 + 200 epochs ({ds_['how']}): one-time setup "
+              f"{ds_['one_time_setup']:.1%}, discriminator epochs "
+              f"{ds_['discriminator_epochs']:.1%}, encoder epochs {ds_['encoder_epochs']:.1%}")  # fmt: skip
+    for k, v in ratios.items():
+        print(f"  {k:<44} {v}")
+    print(f"benchmark wall time {time.perf_counter() - t_start:.0f} s")
+    result = {
+        "args": vars(args), "model": {"family": "qwen2_5_vl", **sizes, "vocab_size": 2000,
+                                      "image_size": 112, "weights": "random init"},
+        "forget_ids": forget_ids, "forget_pairs": n_forget,
+        "equal_epochs": {"cagul": f"{CAGUL_DISC_EPOCHS} discriminator + {args.epochs} joint",
+                         "po_gd": str(args.epochs)},
+        "rows": rows, "default_schedule": default, "ratios": ratios,
+        "goal_wall_ratio": GOAL_WALL_RATIO, "goal_met": goal_ratio <= GOAL_WALL_RATIO,
+        "cagul_profile": breakdown,
+        "peak_memory_measure": rows[0]["peak_measure"],
+        "benchmark_seconds": round(time.perf_counter() - t_start, 1),
+    }  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
