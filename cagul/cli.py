@@ -178,6 +178,25 @@ def cmd_tiny(args: argparse.Namespace) -> dict:
     return {"family": args.family, "path": str(out)}
 
 
+def cmd_benchmark(args: argparse.Namespace) -> dict:
+    """The paper's tables and sweeps on the bundle (cagul/benchmark/)."""
+    from dataclasses import replace
+
+    from cagul.benchmark import QUICK, Settings, run_benchmark
+    from cagul.paths import default_data_dir
+
+    settings = QUICK if args.quick else Settings()
+    if args.seeds:
+        settings = replace(settings, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    if args.sweep_epochs:
+        settings = replace(settings, sweep_epochs=args.sweep_epochs)
+    return run_benchmark(
+        args.out, settings, model_dir=args.model or default_model_dir(),
+        data_dir=args.data or default_data_dir(), jobs=args.jobs, threads=args.threads,
+        device=args.device, command="python -m cagul " + " ".join(sys.argv[1:]),
+    )  # fmt: skip
+
+
 def bundle_config(args: argparse.Namespace):
     """The `BundleConfig` a parsed `demo-bundle` command asks for (unset options: defaults)."""
     from cagul.bundle import BundleConfig
@@ -554,6 +573,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default),
                        default=None, help=f"{f.metadata.get('help', '')} (default {default})".replace("%", "%%"))  # fmt: skip
     p.set_defaults(func=cmd_demo_bundle, out_is_dir=True)
+
+    p = sub.add_parser("benchmark", help="the paper's main, efficiency and ablation tables and "
+                       "its k and forget-size sweeps, every method in one run")  # fmt: skip
+    p.add_argument("--out", required=True, help="results folder (an earlier run there resumes)")
+    p.add_argument("--quick", action="store_true",
+                   help="one seed, short CAGUL schedules, two points per sweep (minutes)")  # fmt: skip
+    p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
+    p.add_argument("--data", help="dataset directory (default: the demo bundle's)")
+    p.add_argument("--seeds", help="comma-separated seeds of CAGUL and the strongest baseline")
+    p.add_argument("--sweep-epochs", dest="sweep_epochs", type=int_at_least(1),
+                   help="CAGUL joint epochs of the ablation and sweep runs")  # fmt: skip
+    p.add_argument("--jobs", type=int_at_least(1), default=1, help="runs at once")
+    p.add_argument("--threads", type=int_at_least(1), help="torch threads per run")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_benchmark, out_is_dir=True)
 
     p = sub.add_parser("tiny-model", help="build an untrained tiny VLM of a family (fixtures)")
     p.add_argument("--family", required=True, choices=["qwen2_5_vl", "mllama", "llava"])
