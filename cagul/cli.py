@@ -414,8 +414,21 @@ def cmd_consolidate(args: argparse.Namespace) -> dict:
             "report": out["report"]}  # fmt: skip
 
 
+def load_model(vlm, dirs: list[str] | None):
+    """The unlearned model `--adapter DIR` names: one artifact of any registered method, or
+    stacked CAGUL adapters (repeat --adapter); None without --adapter."""
+    from cagul.inference import load_adapters
+    from cagul.methods.cagul import CagulUnlearned
+
+    other = load_other_method(vlm, dirs)
+    if other is not None:
+        return other
+    adapters = load_adapters(vlm, dirs)
+    return CagulUnlearned(vlm, adapters) if adapters else None
+
+
 def cmd_answer(args: argparse.Namespace) -> dict:
-    from cagul.inference import answer_one, load_adapters
+    from cagul.inference import answer_record
     from cagul.inputs import clean_question, open_image
     from cagul.models import load_vlm
 
@@ -423,12 +436,12 @@ def cmd_answer(args: argparse.Namespace) -> dict:
     question = clean_question(args.question)
     open_image(args.image)  # a bomb or a corrupt file fails here, before the model loads
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
-    return answer_one(vlm, load_adapters(vlm, args.adapter), args.image, question)
+    return answer_record(vlm, load_model(vlm, args.adapter), args.image, question)
 
 
 def cmd_audit(args: argparse.Namespace) -> dict:
     from cagul.data import load_dataset
-    from cagul.inference import audit, check_prompt_images, load_adapters, read_prompts
+    from cagul.inference import audit, check_prompt_images, read_prompts
     from cagul.models import load_vlm
     from cagul.paths import default_data_dir
 
@@ -439,9 +452,11 @@ def cmd_audit(args: argparse.Namespace) -> dict:
     root = Path(args.image_root) if args.image_root else Path(args.prompts).parent
     images = check_prompt_images(prompts, ids, root)  # every image, before the model loads
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
-    rows = audit(vlm, load_adapters(vlm, args.adapter), prompts, ids, images=images)
+    model = load_model(vlm, args.adapter)
+    rows = audit(vlm, model, prompts, ids, images=images)
     return {"rows": rows, "n": len(rows), "leaks": sum(r["leaked"] for r in rows),
-            "base_leaks": sum(r["base_em"] > 0 for r in rows)}  # fmt: skip
+            "base_leaks": sum(r["base_em"] > 0 for r in rows),
+            "method": model.method if model is not None else None}  # fmt: skip
 
 
 def check_model_data(vlm, ds) -> None:
@@ -541,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("answer", help="answer one question, before and after unlearning")
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
-    p.add_argument("--adapter", action="append", help="adapter directory (repeat to stack)")
+    p.add_argument("--adapter", action="append",
+                   help="artifact directory of any method (repeat to stack CAGUL adapters)")  # fmt: skip
     p.add_argument("--image", required=True)
     p.add_argument("--question", required=True)
     p.add_argument("--device", default="cpu")
@@ -551,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="probe for leaks with prompts from a JSONL file")
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
     p.add_argument("--data", help="dataset, to resolve individual ids (default: the bundle's)")
-    p.add_argument("--adapter", action="append", help="adapter directory (repeat to stack)")
+    p.add_argument("--adapter", action="append",
+                   help="artifact directory of any method (repeat to stack CAGUL adapters)")  # fmt: skip
     p.add_argument("--prompts", required=True, help="JSONL: image, question, keywords")
     p.add_argument("--image-root", dest="image_root",
                    help="folder that prompt image paths resolve in and must stay inside "

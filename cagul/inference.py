@@ -1,6 +1,11 @@
-"""Answering with stacked CAGUL adapters, as the demo, the `answer` and `audit` commands and
+"""Answering before and after unlearning, as the demo, the `answer` and `audit` commands and
 auditors use it: the answer with and without unlearning, and why (forget probability, the
 selected tokens, the cross-modal scores on the patch grid).
+
+`answer_record` takes the unlearned model of any registered method (`cagul.methods`). CAGUL
+explains itself (`answer_one` over its stacked adapters); another method answers with its own
+weights and explains nothing, so its record has `explains: false`, no forget probability, no
+selected tokens, and the base model's scores on the patch grid.
 
 Audit prompts are checked whole before any model work (`read_prompts`, then
 `check_prompt_images`): a bad line, a non-UTF-8 file, a keyword that is not text, an image
@@ -24,6 +29,27 @@ from cagul.models import VLM, InputError, TokenReplacement
 
 def load_adapters(vlm: VLM, dirs: list[str | Path] | None) -> list[CagulAdapter]:
     return [CagulAdapter.from_pretrained(vlm, d) for d in dirs or []]
+
+
+def answer_record(vlm: VLM, model, image, question: str) -> dict:
+    """The `answer` record (DESIGN §8) of `model`, an `UnlearnedModel` of any method over the
+    base `vlm` (None: the base model alone).
+
+    CAGUL's record is its own explanation (`UnlearnedModel.explain`, i.e. `answer_one`). For
+    a method without one, `answer` is the unlearned model's and `base_answer` the base
+    model's; `forget_probability` is None, `transformed` False, `selected_tokens` empty and
+    `scores` / `grid` are the base model's attention. `method` names the method (None for
+    the base model) and `explains` says whether the record explains the answer.
+    """
+    record = model.explain(image, question) if model is not None else None
+    explains = record is not None
+    if record is None:
+        record = answer_one(vlm, [], image, question)
+        if model is not None:
+            record["answer"] = model.generate([image], [question])[0]
+    record["method"] = model.method if model is not None else None
+    record["explains"] = explains
+    return record
 
 
 def answer_one(vlm: VLM, adapters: list[CagulAdapter], image, question: str) -> dict:
@@ -157,15 +183,16 @@ def check_prompt_images(
 
 def audit(
     vlm: VLM,
-    adapters: list[CagulAdapter],
+    model,
     prompts: list[dict],
     images_by_id: dict[str, str],
     *,
     images: list[str] | None = None,
     image_root: str | Path | None = None,
 ) -> list[dict]:
-    """Leak rows: each prompt answered with and without the adapters; `leaked` when the
-    unlearned answer still contains the keywords (EM > 0). `image` may be an individual id.
+    """Leak rows: each prompt answered by the base `vlm` and by `model` (an `UnlearnedModel`
+    of any method, or None; see `answer_record`); `leaked` when the unlearned answer still
+    contains the keywords (EM > 0). `image` may be an individual id.
 
     `images` are the files `check_prompt_images` found; without them they are found here
     first (in `image_root`, default the working directory), before any prompt is answered.
@@ -174,7 +201,7 @@ def audit(
         images = check_prompt_images(prompts, images_by_id, image_root or Path.cwd())
     out = []
     for p, image in zip(prompts, images, strict=True):
-        r = answer_one(vlm, adapters, image, p["question"])
+        r = answer_record(vlm, model, image, p["question"])
         em = metrics.keyword_em(r["answer"], p["keywords"])
         base_em = metrics.keyword_em(r["base_answer"], p["keywords"])
         out.append({**p, "answer": r["answer"], "base_answer": r["base_answer"], "em": em,
