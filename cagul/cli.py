@@ -332,7 +332,6 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
         "forget_weight",
         "encoder_views",
         "hard_weight",
-        "wordings",
         "seed",
     ):
         if getattr(args, name) is not None:
@@ -529,9 +528,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard-weight", dest="hard_weight", type=float_at_least(0.0),
                    help="weight samples by last loss / role mean to this power (default 1; "
                         "0: uniform)")  # fmt: skip
-    p.add_argument("--wordings", type=int_at_least(0),
-                   help="also train each forget / non-private pair in up to N other training "
-                        "templates of its field (default 0)")  # fmt: skip
     p.add_argument("--seed", type=int, help="training seed (default 0)")
     p.add_argument("--selection", choices=["least_attended", "random"])
     p.add_argument("--objective", choices=["po_gd", "ga_gd", "ga_kl"])

@@ -28,7 +28,6 @@ from PIL import Image
 from cagul import losses
 from cagul.adapter import CagulAdapter
 from cagul.data import REFUSALS, Split
-from cagul.data.templates import FIELD_OF_TRAIN_QUESTION
 from cagul.models import VLM, TokenReplacement
 from cagul.perturb import random_perturbation
 
@@ -37,75 +36,40 @@ _VIEW_QUESTION = "What is shown in the image?"
 
 @dataclass
 class CagulTrainingArguments:
+    """How a CAGUL adapter is trained. The defaults were chosen on the demo bundle; how each was
+    measured is in docs/experiments/cagul-tuning.md."""
+
     disc_epochs: int = field(default=2, metadata={"help": "discriminator-only epochs first"})
-    # Tuned on the demo bundle (k 4-12, 10-500 epochs, lr 1e-3-1e-2, schedules, refusal
-    # draws, PO weight, perturbed views; the record is in the README).
     epochs: int = field(default=200, metadata={"help": "joint epochs after that"})
     lr: float = field(default=3e-3, metadata={"help": "token encoder learning rate"})
     disc_lr: float = field(default=1e-3, metadata={"help": "discriminator learning rate"})
     batch_size: int = field(default=16, metadata={"help": "samples per encoder step"})
     disc_batch_size: int = field(default=32, metadata={"help": "views per discriminator step"})
     views: int = field(default=12, metadata={"help": "perturbed copies of each image (BCE)"})
-    # A rewrite fitted on the exact training pixels let a shifted or re-lit photo through
-    # (leak 0.29 on the bundle); 8 perturbed copies of each forget pair, each its own sample,
-    # took it to 0.04. Only the forget set gets them: the cost grows with it alone.
     encoder_views: int = field(
-        default=8, metadata={"help": "perturbed copies per encoder sample (0: clean only)"}
-    )
-    view_roles: str = field(
-        default="forget", metadata={"help": "whose samples get encoder views: all | forget"}
+        default=8,
+        metadata={
+            "help": "perturbed copies of each forget pair, each an encoder "
+            "sample with its own token set (0: clean only)"
+        },
     )
     max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
     gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
-    # Balances forgetting against the same image's non-private answers. Clean only, 3x took
-    # forget EM 0.07-0.21 to 0.05-0.10; with 8 views per forget pair the forget set is the
-    # larger part, and 0.6 / 0.8 / 1.0 gave forget EM 0.17 / 0.00 / 0.00, non-private 0.99 /
-    # 1.00 / 0.91.
-    forget_weight: float = field(default=0.8, metadata={"help": "weight of PO / GA terms"})
+    forget_weight: float = field(
+        default=0.8,
+        metadata={"help": "weight of PO / GA terms, against the same images' GD / KL terms"},
+    )
     ga_cap: float = field(default=8.0, metadata={"help": "GA stops pushing past this NLL"})
     max_retain: int = field(
         default=128, metadata={"help": "retain samples per epoch when every sample is transformed"}
     )
-    # PO's target is one refusal of many, and the frozen model spreads its refusals over all of
-    # them (NLL floors near 0.27 per token): what decides a leak is refusing at all, so this
-    # term scores that decision directly at the first answer token (refuse on the forget set,
-    # do not on the retain samples). Measured: forget EM 0.00 but non-private 0.81-0.83 on the
-    # bundle, so off by default.
-    refusal_start_weight: float = field(
-        default=0.0, metadata={"help": "weight of the refuse-or-answer BCE (PO only)"}
-    )
-    fixed_refusals: bool = field(
-        default=True,
-        metadata={"help": "each forget sample keeps one refusal (off: a new draw each epoch)"},
-    )
-    # Uniform weights left a different unfitted pair per seed (seeds 0-2: forget EM 0 / 0.07 /
-    # 0.14, leak 0.04 / 0.13 / 0.15), so each sample is weighted by how far its last loss is
-    # above its role's mean: effort goes where the answer still leaks. Exponent 1 on seeds
-    # 0-3: forget EM 0.05 / 0.05 / 0.05 / 0, non-private 1.00 on all, leak 0.10 / 0.10 / 0.12 /
-    # 0.10; exponent 2 overshot (forget EM 0.19 / 0.12 on seeds 1, 2).
     hard_weight: float = field(
         default=1.0,
         metadata={"help": "exponent of the last-loss / role-mean sample weight (0: uniform)"},
     )
     hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})
-    # Tried against the paraphrase leak (APE 0.23 on the bundle with refusals trained on each
-    # pair's own wording): 1 gave forget EM 0.12 / APE 0.27 / non-private 0.92 / leak 0.10
-    # against 0.00 / 0.23 / 0.80 / 0.07 at 0. It moves the trade-off towards answering and
-    # does not stop paraphrase leaks, so it is off by default.
-    wordings: int = field(
-        default=0,
-        metadata={
-            "help": "also ask each forget and non-private pair in up to this many other "
-            "training templates of its field, each a clean sample of its own (pairs whose "
-            "question is no known template get none; held-out paraphrases are never used)"
-        },
-    )
     cosine: bool = field(default=True, metadata={"help": "cosine-decay the encoder lr to 0"})
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
-
-    def __post_init__(self) -> None:
-        if self.view_roles not in ("all", "forget"):
-            raise ValueError(f"view_roles must be all or forget, got {self.view_roles!r}")
 
 
 @dataclass
@@ -116,7 +80,6 @@ class _EncoderSample:
     role: str  # "forget" | "retain"
     indices: torch.Tensor | None = None
     refusal: str = ""
-    reworded: bool = False  # another training template of the pair's field (no image views)
 
 
 Progress = Callable[[float, str], None] | None
@@ -133,26 +96,15 @@ def _view_tokens(vlm: VLM, images: list, bs: int) -> tuple[list[torch.Tensor], l
     return tokens, layouts
 
 
-def _rewordings(question: str, n: int, rng: random.Random) -> list[str]:
-    """Up to `n` other training templates of the field `question` was drawn from."""
-    field = FIELD_OF_TRAIN_QUESTION.get(question)
-    others = [q for q in (field.train_questions if field else ()) if q != question]
-    return rng.sample(others, min(n, len(others)))
-
-
 def _encoder_samples(
     split: Split,
     use_discriminator: bool,
     retain_pool: list,
-    wordings: int,
-    rng: random.Random,
 ) -> list:
     out = []
     for role, pairs in (("forget", split.forget_set), ("retain", split.nonprivate_set)):
         for s in pairs:
             out.append(_EncoderSample(s.image_path, s.question, s.answer, role))
-            out += [_EncoderSample(s.image_path, q, s.answer, role, reworded=True)
-                    for q in _rewordings(s.question, wordings, rng)]  # fmt: skip
     if not use_discriminator:
         out += [_EncoderSample(s.image_path, s.question, s.answer, "retain") for s in retain_pool]
     return out
@@ -182,7 +134,7 @@ def _select_all(
     view_samples = [
         _EncoderSample(v, s.question, s.answer, s.role, refusal=s.refusal)
         for s in samples
-        if s.role in roles and not s.reworded
+        if s.role in roles
         for v in perturbed.get(s.image, ())
     ]
     jobs = samples + view_samples
@@ -196,26 +148,6 @@ def _select_all(
         for s, sc in zip(chunk, scores, strict=True):
             s.indices = adapter.select(sc, gen)
     return view_samples
-
-
-def _refusal_first_tokens(vlm: VLM, image, question: str) -> torch.Tensor:
-    """The ids that open a refusal answer, read off how `prepare` labels each refusal."""
-    batch = vlm.prepare([image] * len(REFUSALS), [question] * len(REFUSALS), list(REFUSALS))
-    first = (batch.labels != -100).int().argmax(1)
-    return torch.unique(batch.labels[torch.arange(len(first)), first])
-
-
-def _refusal_start_nll(
-    logits: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, refuse: torch.Tensor
-) -> torch.Tensor:
-    """Per-sample binary cross-entropy of the refuse-or-answer decision at the first answer
-    token: -log P(any refusal's first token) where `refuse`, -log(1 - that) elsewhere; [B]."""
-    first = (labels != -100).int().argmax(1)
-    rows = torch.arange(len(first), device=logits.device)
-    logp = torch.log_softmax(logits[rows, first - 1].float(), -1)
-    log_refuse = torch.logsumexp(logp[:, ids.to(logits.device)], -1).clamp(max=-1e-6)
-    log_answer = torch.log(-torch.expm1(log_refuse))
-    return -torch.where(refuse, log_refuse, log_answer)
 
 
 def _hard_weights(
@@ -282,18 +214,14 @@ def train_cagul(
     samples: list[_EncoderSample] = []
     if cfg.use_encoder:
         pool = rng.sample(retain_pool, min(len(retain_pool), args.max_retain))
-        samples = _encoder_samples(split, cfg.use_discriminator, pool, args.wordings, rng)
+        samples = _encoder_samples(split, cfg.use_discriminator, pool)
         if progress:
             progress(0.0, f"selecting tokens for {len(samples)} samples")
         for s in samples:
             s.refusal = rng.choice(REFUSALS)
-        roles = ("forget",) if args.view_roles == "forget" else ("forget", "retain")
         samples += _select_all(
-            vlm, adapter, samples, args.batch_size, args.seed, args.encoder_views, roles
+            vlm, adapter, samples, args.batch_size, args.seed, args.encoder_views, ("forget",)
         )
-    refusal_ids = None
-    if samples and args.refusal_start_weight and cfg.objective == "po_gd":
-        refusal_ids = _refusal_first_tokens(vlm, samples[0].image, samples[0].question)
 
     disc_opt = torch.optim.AdamW(adapter.discriminator.parameters(), lr=args.disc_lr)
     enc_params = [p for p in adapter.token_encoder.parameters() if p.requires_grad]
@@ -351,7 +279,7 @@ def train_cagul(
             po = cfg.objective == "po_gd"
             answers = [
                 s.answer if not (s.role == "forget" and po)
-                else s.refusal if args.fixed_refusals else rng.choice(REFUSALS)
+                else s.refusal
                 for s in chunk
             ]  # fmt: skip
             batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk], answers)
@@ -367,11 +295,6 @@ def train_cagul(
                 with torch.no_grad():
                     base_logits = vlm.forward(batch)
                 retain_term = losses.kl_to_reference(logits, base_logits, batch.labels)
-            if refusal_ids is not None:
-                # One BCE, signed by role: refuse on the forget set, answer elsewhere.
-                start = _refusal_start_nll(logits, batch.labels, refusal_ids, forget)
-                forget_term = forget_term + args.refusal_start_weight * start
-                retain_term = retain_term + args.refusal_start_weight * start
             per = torch.where(
                 forget, args.forget_weight * forget_term, args.gd_weight * retain_term
             )

@@ -282,61 +282,13 @@ def test_training_is_seeded_with_perturbed_encoder_views(tiny_vlms, split):
 
 def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split):
     vlm = tiny_vlms["qwen2_5_vl"]
-    args = CagulTrainingArguments(
-        disc_epochs=0, epochs=1, views=0, encoder_views=3, view_roles="forget"
-    )
+    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=0, encoder_views=3)
     stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
     # Each forget pair is shown clean and as 3 perturbed copies; non-private pairs only clean,
     # so the extra language-model passes scale with the forget set alone.
     n_forget, n_nonprivate = len(split.forget_set), len(split.nonprivate_set)
     assert stats["encoder_samples"] == 4 * n_forget + n_nonprivate
     assert stats["lm_passes_per_epoch"] == stats["encoder_samples"]
-
-
-def test_wordings_add_other_training_templates_never_paraphrases(tiny_vlms, split):
-    import random
-
-    from cagul.data.templates import FIELD_OF_TRAIN_QUESTION as field_of
-    from cagul.data.templates import PARAPHRASE_TEMPLATES as paraphrases
-    from cagul.train_cagul import _encoder_samples
-
-    samples = _encoder_samples(split, True, [], 1, random.Random(0))
-    originals = [s for s in samples if not s.reworded]
-    reworded = [s for s in samples if s.reworded]
-    assert len(originals) == len(split.forget_set) + len(split.nonprivate_set)
-    # Every generated pair's field has a second training template: one rewording each.
-    assert len(reworded) == len(originals)
-    for s in reworded:
-        assert s.question not in paraphrases
-        assert any(
-            o.image == s.image and o.answer == s.answer and o.role == s.role
-            and o.question != s.question and field_of[o.question] is field_of[s.question]
-            for o in originals
-        )  # fmt: skip
-    vlm = tiny_vlms["qwen2_5_vl"]
-    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=0, encoder_views=3, wordings=1)
-    stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
-    # Rewordings are clean samples: only the forget pairs' own wording gets perturbed copies.
-    n_forget, n_nonprivate = len(split.forget_set), len(split.nonprivate_set)
-    assert stats["encoder_samples"] == 4 * n_forget + n_nonprivate + n_forget + n_nonprivate
-
-
-def test_refusal_start_loss_scores_the_token_that_opens_the_answer():
-    from cagul.train_cagul import _refusal_start_nll
-
-    # Two samples, answers starting at position 2; vocabulary of 4, refusals open with id 3.
-    labels = torch.tensor([[-100, -100, 3, 1], [-100, -100, 0, 1]])
-    logits = torch.zeros(2, 4, 4)
-    logits[0, 1, 3] = 10.0  # sample 0 is about to refuse (logits at t predict token t + 1)
-    logits[1, 1, 0] = 10.0  # sample 1 is about to answer
-    logits[:, 2, 3] = -10.0  # a later position must not count
-    ids = torch.tensor([3])
-    refuse = torch.tensor([True, True])
-    loss = _refusal_start_nll(logits, labels, ids, refuse)
-    assert loss[0] < 0.01 and loss[1] > 8.0
-    # On retain samples the same decision is scored the other way round.
-    keep = _refusal_start_nll(logits, labels, ids, torch.tensor([False, False]))
-    assert keep[0] > 8.0 and keep[1] < 0.01
 
 
 def test_hard_weights_favour_the_samples_still_unfitted_within_their_role():
