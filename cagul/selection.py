@@ -5,11 +5,20 @@ layer). Cross-attention models (Mllama) feed each layer its own copy of the visu
 each layer gets its own bottom-k set (`[L, k]` indices). Joint self-attention models (Qwen2.5-VL,
 LLaVA) receive the tokens once, so one set is chosen from the mean score over a configurable
 set of layers (default: all). Random selection is the ablation.
+
+During training (`fix_token_sets`) each sample's set is chosen once and kept: the VLM is
+frozen, so the scores of an (image, question) never change.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from cagul.adapter import CagulAdapter
+    from cagul.models import VLM
 
 
 class SelectionError(ValueError):
@@ -53,3 +62,21 @@ def select_tokens(
         return _bottom_k(scores, k)
     chosen = scores if layers is None else scores[layers]
     return _bottom_k(chosen.mean(0), k)
+
+
+def fix_token_sets(vlm: VLM, adapter: CagulAdapter, samples: list, batch_size: int, seed: int):
+    """Give each training sample (anything with `image`, `question` and a settable `indices`)
+    its token set, once: the VLM is frozen, so a sample's scores never change. Least-attended
+    selection reads the cross-modal scores; random selection draws from a generator seeded
+    with `seed`, in the samples' order."""
+    gen = torch.Generator().manual_seed(seed)
+    n_layers = len(vlm.cross_modal_layers)
+    for i in range(0, len(samples), batch_size):
+        chunk = samples[i : i + batch_size]
+        batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk])
+        if adapter.config.selection == "least_attended":
+            scores = vlm.cross_modal_scores(batch)
+        else:
+            scores = [torch.zeros(n_layers, lay.n_tokens) for lay in batch.layouts]
+        for s, sc in zip(chunk, scores, strict=True):
+            s.indices = adapter.select(sc, gen)

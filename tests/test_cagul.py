@@ -292,17 +292,17 @@ def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split)
 
 
 def test_hard_weights_favour_the_samples_still_unfitted_within_their_role():
-    from cagul.train_cagul import _hard_weights
+    from cagul.objective import hard_weights
 
     nan = float("nan")
     last = torch.tensor([1.0, 3.0, nan, 0.5, 1.5])
     is_forget = torch.tensor([True, True, True, False, False])
-    w = _hard_weights(last, is_forget, [0, 1, 2, 3, 4], exponent=1.0, cap=4.0)
+    w = hard_weights(last, is_forget, [0, 1, 2, 3, 4], exponent=1.0, cap=4.0)
     # Each role is measured against its own mean (forget 2.0, retain 1.0): a forget refusal
     # that is still hard does not starve the retain answers of weight, and vice versa.
     assert torch.allclose(w, torch.tensor([0.5, 1.5, 1.0, 0.5, 1.5]))
-    assert _hard_weights(last, is_forget, [1], exponent=2.0, cap=1.2).item() == pytest.approx(1.2)
-    assert torch.equal(_hard_weights(last, is_forget, [0, 1], 0.0, 4.0), torch.ones(2))
+    assert hard_weights(last, is_forget, [1], exponent=2.0, cap=1.2).item() == pytest.approx(1.2)
+    assert torch.equal(hard_weights(last, is_forget, [0, 1], 0.0, 4.0), torch.ones(2))
 
 
 def test_hard_weighting_changes_training_only_when_switched_on(tiny_vlms, split):

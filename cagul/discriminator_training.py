@@ -1,0 +1,122 @@
+"""Training CAGUL's discriminator (DESIGN §2.3, §2.5): its cached views and one BCE epoch.
+
+The views are every image of the split (forget and retain people), clean and as `views`
+perturbed copies, so a re-saved or shifted photo is still recognised, each labelled 1 when it
+shows a forget person; and up to `max_negatives` unrelated images (the probe scenes) labelled
+0, so general questions are left alone. The VLM is frozen, so each view's visual tokens are
+computed once (`cache_views`) and the discriminator trains on that cache with no
+language-model pass at all: a BCE weighted by the ratio of negatives to positives.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from PIL import Image
+
+from cagul.perturb import random_perturbation
+
+if TYPE_CHECKING:
+    from cagul.adapter import CagulAdapter
+    from cagul.data import Split
+    from cagul.models import VLM
+    from cagul.train_cagul import CagulTrainingArguments
+
+_VIEW_QUESTION = "What is shown in the image?"
+
+
+@dataclass
+class Views:
+    """The discriminator's training set: cached visual tokens, their layouts and labels."""
+
+    tokens: list[torch.Tensor]
+    layouts: list
+    labels: torch.Tensor  # 1.0: a forget person; on the VLM's device
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def view_tokens(vlm: VLM, images: list, bs: int) -> tuple[list[torch.Tensor], list]:
+    """The visual tokens (float32, detached) and layouts of `images`, in batches of `bs`."""
+    tokens, layouts = [], []
+    for i in range(0, len(images), bs):
+        chunk = images[i : i + bs]
+        batch = vlm.prepare(chunk, [_VIEW_QUESTION] * len(chunk))
+        with torch.no_grad():
+            tokens += [t.detach().float() for t in vlm.visual_tokens(batch)]
+        layouts += batch.layouts
+    return tokens, layouts
+
+
+def cache_views(
+    vlm: VLM,
+    split: Split,
+    negatives: list[str],
+    args: CagulTrainingArguments,
+    rng: random.Random,
+    progress: Callable[[float, str], None] | None = None,
+) -> Views:
+    """Every image of `split` clean and perturbed (`args.views` copies drawn with `rng`), then
+    the first `args.max_negatives` of `negatives`; their visual tokens computed once."""
+    forget_ids = set(split.forget_ids)
+    people: dict[str, bool] = {}
+    for s in split.forget_set + split.retain_set:
+        people.setdefault(s.image_path, s.unique_id in forget_ids)
+    images, labels = [], []
+    for path, label in people.items():
+        img = Image.open(path).convert("RGB")
+        images += [path] + [random_perturbation(img, rng) for _ in range(args.views)]
+        labels += [float(label)] * (args.views + 1)
+    for path in list(negatives)[: args.max_negatives]:
+        images.append(path)
+        labels.append(0.0)
+    if progress:
+        progress(0.0, f"caching visual tokens of {len(images)} image views")
+    tokens, layouts = view_tokens(vlm, images, args.disc_batch_size)
+    return Views(tokens, layouts, torch.tensor(labels, device=vlm.device))
+
+
+class DiscriminatorTrainer:
+    """AdamW on the discriminator over cached `views`, one shuffled BCE epoch at a time."""
+
+    def __init__(self, adapter: CagulAdapter, views: Views, args: CagulTrainingArguments):
+        self.adapter = adapter
+        self.views = views
+        self.batch_size = args.disc_batch_size
+        self.opt = torch.optim.AdamW(adapter.discriminator.parameters(), lr=args.disc_lr)
+        self.steps = math.ceil(len(views) / self.batch_size)
+        y = views.labels
+        n_pos = float(y.sum())
+        self.pos_weight = torch.tensor((len(y) - n_pos) / max(1.0, n_pos), device=y.device)
+
+    def epoch(self, rng: random.Random, tick: Callable[[str], None], label: str) -> float:
+        """One pass over the views in an order shuffled by `rng`; the mean BCE."""
+        v = self.views
+        order = list(range(len(v)))
+        rng.shuffle(order)
+        bces = []
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            logits = self.adapter.discriminator([v.tokens[j] for j in idx],
+                                                [v.layouts[j] for j in idx])  # fmt: skip
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, v.labels[idx], pos_weight=self.pos_weight
+            )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            bces.append(loss.item())
+            tick(f"{label} discriminator BCE {loss.item():.3f}")
+        return sum(bces) / max(1, len(bces))
+
+    def accuracy(self) -> float:
+        """The share of views the adapter's gate decides right (at its threshold)."""
+        v = self.views
+        pred = self.adapter.forget_probability(v.tokens, v.layouts) > self.adapter.config.threshold
+        return (pred.float() == v.labels.cpu()).float().mean().item()
