@@ -125,42 +125,74 @@ def _lm_passes_per_epoch(method: str, stats: dict, split) -> int:
     return len(split.forget_set) + steps * min(a["retain_batch_size"], len(split.retain_set))
 
 
+# Where each part of CAGUL's training lives: (function, file) in the layout since 62475e0 and,
+# second, in the single-file train_cagul.py before it (where this benchmark's committed result
+# was measured); a part found in neither is listed under "missing" instead of reading 0.
+_PARTS = {
+    "view_token_caching": [("view_tokens", "cagul/discriminator_training.py"),
+                           ("_view_tokens", "cagul/train_cagul.py")],
+    "token_selection": [("encoder_samples", "cagul/encoder_training.py"),
+                        ("_select_all", "cagul/train_cagul.py")],
+    "discriminator_epoch": [("epoch", "cagul/discriminator_training.py"),
+                            ("disc_epoch", "cagul/train_cagul.py")],
+    "encoder_epoch": [("epoch", "cagul/encoder_training.py"),
+                      ("enc_epoch", "cagul/train_cagul.py")],
+}  # fmt: skip
+
+
 def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
     """Seconds of one profiled CAGUL training by part (cumulative times from cProfile)."""
     st = pstats.Stats(prof).stats
+    missing = []
+
+    def path(key) -> str:
+        return key[0].replace("\\", "/")
 
     def find(name: str, file_part: str) -> list:
-        return [k for k in st if k[2] == name and file_part in k[0].replace("\\", "/")]
+        # A file, or with a trailing "/" any file under that folder.
+        where = (lambda p: file_part in p) if file_part.endswith("/") else \
+            (lambda p: p.endswith(file_part))  # fmt: skip
+        return [k for k in st if k[2] == name and where(path(k))]
 
-    def cum(name: str, file_part: str) -> tuple[float, int]:
-        keys = find(name, file_part)
+    def part(name: str) -> list:
+        for fn, file_part in _PARTS[name]:
+            if keys := find(fn, file_part):
+                return keys
+        missing.append(name)
+        return []
+
+    def cum(keys: list) -> tuple[float, int]:
         return sum(st[k][3] for k in keys), sum(st[k][1] for k in keys)
 
-    def called_from(name: str, file_part: str, caller: str) -> float:
-        callers = find(caller, "cagul/train_cagul.py")
-        return sum(st[k][4][c][3] for k in find(name, file_part) for c in callers
-                   if c in st[k][4])  # fmt: skip
+    def called_from(name: str, file_part: str, callers: list) -> float:
+        keys = find(name, file_part)
+        if not keys:
+            missing.append(name)
+        return sum(st[k][4][c][3] for k in keys for c in callers if c in st[k][4])
 
-    views, _ = cum("_view_tokens", "cagul/train_cagul.py")
-    select, _ = cum("_select_all", "cagul/train_cagul.py")
-    disc, disc_calls = cum("disc_epoch", "cagul/train_cagul.py")
-    enc, enc_calls = cum("enc_epoch", "cagul/train_cagul.py")
-    # The discriminator's perturbed views are drawn in a list comprehension of train_cagul
-    # itself (its own frame on Python < 3.12); those of _select_all count as selection.
+    views, _ = cum(part("view_token_caching"))
+    select, _ = cum(part("token_selection"))
+    disc, disc_calls = cum(part("discriminator_epoch"))
+    enc_keys = part("encoder_epoch")
+    enc, enc_calls = cum(enc_keys)
+    # The discriminator's perturbed views are drawn in a list comprehension (its own frame on
+    # Python < 3.12) of cache_views (train_cagul before 62475e0); the encoder's perturbed
+    # views count as selection.
     start = min((k[1] for k in find("train_cagul", "cagul/train_cagul.py")), default=10**9)
     perturb = sum(v[3] for k in find("random_perturbation", "cagul/perturb.py")
                   for c, v in st[k][4].items()
-                  if c[0].replace("\\", "/").endswith("cagul/train_cagul.py") and c[1] >= start
-                  and c[2] in ("train_cagul", "<listcomp>"))  # fmt: skip
+                  if path(c).endswith("cagul/discriminator_training.py")
+                  or (path(c).endswith("cagul/train_cagul.py") and c[1] >= start
+                      and c[2] in ("train_cagul", "<listcomp>")))  # fmt: skip
     parts = {
         "view_perturbation_s": perturb,
         "view_token_caching_s": views,
         "token_selection_s": select,
         "discriminator_epochs_s": disc,
         "encoder_epochs_s": enc,
-        "encoder_prepare_s": called_from("prepare", "cagul/models", "enc_epoch"),
-        "encoder_lm_forward_s": called_from("forward", "cagul/models", "enc_epoch"),
-        "encoder_backward_s": called_from("backward", "torch/_tensor.py", "enc_epoch"),
+        "encoder_prepare_s": called_from("prepare", "cagul/models/", enc_keys),
+        "encoder_lm_forward_s": called_from("forward", "cagul/models/", enc_keys),
+        "encoder_backward_s": called_from("backward", "torch/_tensor.py", enc_keys),
     }
     parts["encoder_other_s"] = parts["encoder_epochs_s"] - sum(
         parts[k] for k in ("encoder_prepare_s", "encoder_lm_forward_s", "encoder_backward_s")
@@ -172,6 +204,7 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
     out["total_s"] = round(total, 3)
     out["discriminator_epoch_calls"] = disc_calls
     out["encoder_epoch_calls"] = enc_calls
+    out["missing"] = missing
     out["share"] = {k[:-2]: round(v / total, 3) for k, v in parts.items() if k in top or
                     k == "other_s"}  # fmt: skip
     # The same parts at the default schedule (2 + 200 epochs): one-time parts once, each epoch
