@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from cagul import metrics
 from cagul.models import VLM, TokenReplacement
 
-
-def cut_answer(text: str) -> str:
-    i = text.find(".")
-    return text if i < 0 else text[: i + 1]
+#: FIUBench's answer: the generation up to its first "." (metrics.cut_at_first_period).
+cut_answer = metrics.cut_at_first_period
 
 
 def answer_all(
@@ -62,17 +61,14 @@ def answer_logprobs(
             logits = vlm.forward(batch, rep)[:, :-1].float()
         labels = batch.labels[:, 1:]
         logp = torch.log_softmax(logits, -1)
-        probs = logp.exp()
-        mu = (probs * logp).sum(-1)
-        sigma = ((probs * logp.pow(2)).sum(-1) - mu.pow(2)).clamp(min=1e-12).sqrt()
         for b in range(len(batch)):
             pos = (labels[b] != -100).nonzero().squeeze(-1)[:-1]  # drop the end token
-            ids = labels[b, pos]
+            mu, sigma = metrics.vocab_moments(logp[b, pos].cpu().numpy())
             out.append(
                 {
-                    "logprobs": logp[b, pos, ids].tolist(),
-                    "mu": mu[b, pos].tolist(),
-                    "sigma": sigma[b, pos].tolist(),
+                    "logprobs": logp[b, pos, labels[b, pos]].tolist(),
+                    "mu": mu.tolist(),
+                    "sigma": sigma.tolist(),
                 }
             )
     return out

@@ -19,6 +19,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from cagul.paths import DEMO_DIR, default_model_dir
+from cagul.progress import Bar
 
 
 class BadArgumentError(ValueError):
@@ -290,24 +291,6 @@ def read_retrain_report(path: str | None) -> list | None:
     return ratios
 
 
-class _Bar:
-    """A tqdm bar on stderr fed with (fraction, message) progress callbacks."""
-
-    def __init__(self, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(
-            total=1000, desc=desc, file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}"
-        )
-
-    def __call__(self, frac: float, msg: str = "") -> None:
-        self.bar.n = int(1000 * min(1.0, max(0.0, frac)))
-        self.bar.set_postfix_str(msg, refresh=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.data import PRIVATE_CATEGORIES, load_dataset, resolve_forget_ids
     from cagul.paths import default_data_dir
@@ -346,7 +329,7 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
     if args.objective:
         options["objective"] = args.objective
     clear_adapter_out(out_dir)  # every check passed: --overwrite may now replace it
-    bar = _Bar("unlearn")
+    bar = Bar("unlearn")
     try:
         out = run_unlearning(
             model_dir=args.model or default_model_dir(),
@@ -397,7 +380,7 @@ def cmd_consolidate(args: argparse.Namespace) -> dict:
     inputs = (args.model, args.data, *args.adapter)
     out_dir = check_adapter_out(args.out, args.overwrite, inputs=inputs)
     clear_adapter_out(out_dir)
-    bar = _Bar("consolidate")
+    bar = Bar("consolidate")
     try:
         out = consolidate(
             model_dir=args.model or default_model_dir(),
@@ -603,7 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_benchmark, out_is_dir=True)
 
     p = sub.add_parser("tiny-model", help="build an untrained tiny VLM of a family (fixtures)")
-    p.add_argument("--family", required=True, choices=["qwen2_5_vl", "mllama", "llava"])
+    from cagul.models import FAMILIES
+
+    p.add_argument("--family", required=True, choices=sorted(FAMILIES))
     p.add_argument("--out", required=True)
     p.add_argument("--hidden", type=int_at_least(8), default=128)
     p.add_argument("--layers", type=int_at_least(1), default=2)

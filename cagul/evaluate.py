@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import csv
 import resource
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from cagul import metrics
 from cagul.answering import answer_all, answer_logprobs
 from cagul.data import ProbeSet, Split
 from cagul.data.splits import Sample
 from cagul.models import VLM, TokenReplacement
+from cagul.progress import Bar
 
 ReplacementFor = Callable[[object], TokenReplacement | None] | None
 
@@ -62,14 +61,6 @@ def _truth_x(vlm: VLM, samples: list[Sample], rep: ReplacementFor, bs: int) -> n
             )
         )
     return metrics.truth_ratio_values(para, np.array(pert_rows).T)
-
-
-class _Bar:
-    def __init__(self, total: int, enabled: bool):
-        self.bar = tqdm(total=total, desc="evaluate", file=sys.stderr, disable=not enabled)
-
-    def __call__(self, n: int) -> None:
-        self.bar.update(n)
 
 
 def _qa_block(vlm, samples, rep, bs, bar, *, paraphrase=False, mink=False, truth=None):
@@ -159,7 +150,8 @@ def evaluate(
         retain = [retain[int(i * step)] for i in range(max_retain)]
     n_probe = len(probes.pope) + len(probes.mme) if probes else 0
     total = 4 * len(split.forget_set) + len(split.nonprivate_set) + len(retain) + n_probe
-    bar = _Bar(total, progress)
+    shown = Bar("evaluate", total, enabled=progress)
+    bar = shown.advance  # answering reports samples done
     rep, bs = replacement_for, batch_size
     forget, (_, forget_x) = _qa_block(
         vlm,
@@ -174,7 +166,7 @@ def evaluate(
     nonprivate, _ = _qa_block(vlm, split.nonprivate_set, rep, bs, bar)
     retain_out, _ = _qa_block(vlm, retain, rep, bs, bar, truth=metrics.retain_truth_ratio)
     general = general_metrics(vlm, probes, rep, bs, bar) if probes else {}
-    bar.bar.close()
+    shown.close()
     if forget is not None and retrain_truth_x is not None:
         forget["forget_quality"] = metrics.forget_quality(forget_x, retrain_truth_x)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -17,7 +17,7 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -111,7 +111,9 @@ def run_benchmark(
 
     print(f"benchmark: {len(todo)} runs to do, {len(rows)} done before", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, rows_path.open("a") as log:
-        for i, row in enumerate(pool.map(one, todo), start=1):
+        futures = [pool.submit(one, run) for run in todo]
+        for i, future in enumerate(as_completed(futures), start=1):
+            row = future.result()
             rows[row["key"]] = row
             log.write(json.dumps(row) + "\n")
             log.flush()

@@ -17,6 +17,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from cagul.benchmark.plan import Run
+from cagul.progress import Bar
 
 #: The report's values a row keeps, as (row key, report block, report key).
 REPORT_FIELDS = (
@@ -104,7 +105,7 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
         cfg = method_config(run, (overrides or {}).get(run.method, {}))
         with tempfile.TemporaryDirectory() as out:
             art = chosen.train(vlm, split, cfg, out_dir=out, data_dir=data_dir,
-                               progress=_bar(run))  # fmt: skip
+                               progress=Bar(run.label, leave=False))  # fmt: skip
             peak = _peak_mb(device)
             stats = art.stats
             unlearned = art.model or chosen.load(vlm, out)
@@ -125,21 +126,6 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
         forget_truth_ratio_x=report["values"]["forget_truth_ratio_x"],
     )
     return row
-
-
-def _bar(run: Run):
-    """A progress bar on stderr for the run's training."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, desc=run.label, file=sys.stderr, leave=False, mininterval=2,
-               bar_format="{l_bar}{bar}| {postfix}")  # fmt: skip
-
-    def progress(frac: float, msg: str = "") -> None:
-        bar.n = int(1000 * min(1.0, max(0.0, frac)))
-        bar.set_postfix_str(msg[:60], refresh=False)
-        bar.refresh()
-
-    return progress
 
 
 def main() -> int:

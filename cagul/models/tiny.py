@@ -17,7 +17,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-FAMILIES = ("qwen2_5_vl", "mllama", "llava")
+from cagul.models import FAMILIES
 
 # Text the tokenizer learns merges from when no corpus is given: enough English that
 # biographies and questions tokenize into a few tokens per word.
