@@ -125,19 +125,14 @@ def _lm_passes_per_epoch(method: str, stats: dict, split) -> int:
     return len(split.forget_set) + steps * min(a["retain_batch_size"], len(split.retain_set))
 
 
-# Where each part of CAGUL's training lives: (function, file) in the layout since 62475e0 and,
-# second, in the single-file train_cagul.py before it (where this benchmark's committed result
-# was measured); a part found in neither is listed under "missing" instead of reading 0.
+# Where each part of CAGUL's training lives (function, file); a part not found is listed
+# under "missing" instead of reading 0.
 _PARTS = {
-    "view_token_caching": [("view_tokens", "cagul/discriminator_training.py"),
-                           ("_view_tokens", "cagul/train_cagul.py")],
-    "token_selection": [("encoder_samples", "cagul/encoder_training.py"),
-                        ("_select_all", "cagul/train_cagul.py")],
-    "discriminator_epoch": [("epoch", "cagul/discriminator_training.py"),
-                            ("disc_epoch", "cagul/train_cagul.py")],
-    "encoder_epoch": [("epoch", "cagul/encoder_training.py"),
-                      ("enc_epoch", "cagul/train_cagul.py")],
-}  # fmt: skip
+    "view_token_caching": [("view_tokens", "cagul/discriminator_training.py")],
+    "token_selection": [("encoder_samples", "cagul/encoder_training.py")],
+    "discriminator_epoch": [("epoch", "cagul/discriminator_training.py")],
+    "encoder_epoch": [("epoch", "cagul/encoder_training.py")],
+}
 
 
 def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
