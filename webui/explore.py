@@ -17,7 +17,7 @@ import time
 from PIL import Image
 
 from cagul import metrics
-from cagul.inference import answer_one
+from cagul.inference import answer_record
 from cagul.inputs import clean_question, open_image
 from webui.studio import Studio, StudioError
 
@@ -44,14 +44,11 @@ def ask(
     adapters = list(getattr(model, "adapters", []))
     started = time.perf_counter()
     with studio.model_lock:
-        record = answer_one(studio.vlm, adapters, picture, q)
-        if model is not None and not adapters:
-            # A method without CAGUL's gate answers with its own weights and explains nothing:
-            # the map stays the base model's attention, and the page says so.
-            record["answer"] = model.generate([picture], [q])[0]
+        # A method without CAGUL's gate answers with its own weights and explains nothing:
+        # the map stays the base model's attention, and the page says so.
+        record = answer_record(studio.vlm, model, picture, q)
     record["seconds"] = round(time.perf_counter() - started, 3)
     record["question"] = q
-    record["method"] = model.method if model is not None else None
     record["k"] = adapters[0].config.k if adapters else None
     record["per_layer"] = bool(adapters and adapters[0].config.per_layer)
     pair = studio.find_pair(person_id, q) if image is None else None
