@@ -1,4 +1,4 @@
-"""Training CAGUL's discriminator (DESIGN §2.3, §2.5): its cached views and one BCE epoch.
+"""Training CAGUL's discriminator: its cached views and one BCE epoch.
 
 The views are every image of the split (forget and retain people), clean and as `views`
 perturbed copies, so a re-saved or shifted photo is still recognised, each labelled 1 when it

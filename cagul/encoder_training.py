@@ -1,4 +1,4 @@
-"""Training CAGUL's token encoder (DESIGN §2.4-2.5): its samples and one epoch.
+"""Training CAGUL's token encoder: its samples and one epoch.
 
 The samples (`encoder_samples`) are the pairs whose image the gate rewrites: every forget and
 non-private pair of the split, and, without a discriminator (every image is rewritten then),

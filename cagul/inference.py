@@ -32,7 +32,7 @@ def load_adapters(vlm: VLM, dirs: list[str | Path] | None) -> list[CagulAdapter]
 
 
 def answer_record(vlm: VLM, model, image, question: str) -> dict:
-    """The `answer` record (DESIGN §8) of `model`, an `UnlearnedModel` of any method over the
+    """The `answer` record (docs/architecture.md, section 7) of `model`, an `UnlearnedModel` of any method over the
     base `vlm` (None: the base model alone).
 
     CAGUL's record is its own explanation (`UnlearnedModel.explain`, i.e. `answer_one`). For

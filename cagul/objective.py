@@ -1,4 +1,4 @@
-"""CAGUL's objective for the token encoder (DESIGN §2.5-2.6): the loss of one batch.
+"""CAGUL's objective for the token encoder: the loss of one batch.
 
 Every sample the encoder trains on has its image rewritten; its role says what it should do:
 - **po_gd** (the default): PO on the forget set, the NLL of the sample's refusal answer, and GD

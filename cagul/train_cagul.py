@@ -1,4 +1,4 @@
-"""Training a CAGUL adapter (DESIGN §2.5): the discriminator first, then both jointly.
+"""Training a CAGUL adapter: the discriminator first, then both jointly.
 
 `train_cagul` is a short loop over CAGUL's parts, each in its own module:
 - token selection, `cagul.selection`: each encoder sample's k least-attended tokens, fixed once;
@@ -7,7 +7,7 @@
 - the objective, `cagul.objective`: PO+GD (or GA+GD, GA+KL) over `cagul.losses`, with the
   hard-sample weights.
 
-What is frozen is exploited (DESIGN §2, cost insight): visual tokens are computed once per
+What is frozen is exploited: visual tokens are computed once per
 image view, selections once per (image, question); the discriminator trains on cached tokens
 with no language-model pass at all; and, gating by ground-truth membership during training,
 only the forget individuals' samples can move the encoder, so only they get language-model

@@ -90,7 +90,7 @@ class UnlearnedModel:
 
 
 class Method(Protocol):
-    """One way of unlearning (DESIGN §3)."""
+    """One way of unlearning (docs/architecture.md, section 3)."""
 
     name: str
     config_class: type
