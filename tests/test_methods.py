@@ -223,6 +223,18 @@ def test_retrain_uses_the_shipped_model_only_for_the_bundle_split(split, tmp_pat
     assert not shipped_applies(make_split(ds, "forget10", "identity"), shipped, DEMO_DIR / "data")
 
 
+def test_cagul_refuses_a_k_above_the_token_count_before_training(vlm, split, tmp_path):
+    from dataclasses import replace
+
+    from cagul.adapter import AdapterError
+
+    n = vlm.prepare([split.forget_set[0].image_path], ["?"]).layouts[0].n_tokens
+    cfg = replace(fast_config("cagul", ""), k=n + 1)
+    with pytest.raises(AdapterError, match=f"choose k between 1 and {n}"):
+        get_method("cagul").train(vlm, split, cfg, out_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # nothing written
+
+
 def test_cagul_through_the_interface_explains_itself(vlm, split, trained):
     art = trained("cagul")
     model = get_method("cagul").load(vlm, art.directory)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cagul.adapter import CagulAdapter, plan
+from cagul.adapter import AdapterError, CagulAdapter, plan
 from cagul.methods.base import Artifact, UnlearnedModel
 from cagul.train_cagul import CagulTrainingArguments, negatives_from, train_cagul
 
@@ -62,9 +62,14 @@ class CagulMethod:
               data_dir=None) -> Artifact:  # fmt: skip
         config = config or CagulMethodConfig()
         n_tokens = vlm.prepare([split.forget_set[0].image_path], ["?"]).layouts[0].n_tokens
+        k = default_k(n_tokens) if config.k is None else config.k
+        if not 1 <= k <= n_tokens:
+            # Refused before any training: selection would fail only once training started.
+            raise AdapterError(f"k={k} cannot be rewritten: this model gives {n_tokens} visual "
+                               f"tokens per image; choose k between 1 and {n_tokens}")  # fmt: skip
         adapter = CagulAdapter.for_model(
             vlm,
-            k=default_k(n_tokens) if config.k is None else config.k,
+            k=k,
             setting=split.setting,
             forget_ids=list(split.forget_ids),
             categories=sorted(split.private_categories) if split.setting == "private" else [],
