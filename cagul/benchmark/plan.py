@@ -147,4 +147,8 @@ def plan(s: Settings, default_k: int) -> dict[str, list[Run]]:
 
 def unique_runs(tables: dict[str, list[Run]]) -> list[Run]:
     """Every run once, in first-appearance order."""
-    return list({r.key: r for rows in tables.values() for r in rows}.values())
+    runs: dict[str, Run] = {}
+    for rows in tables.values():
+        for r in rows:
+            runs.setdefault(r.key, r)
+    return list(runs.values())
