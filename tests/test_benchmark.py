@@ -129,3 +129,17 @@ def test_a_run_in_its_own_process_reports_its_row(bundle):
     row = _in_child(run, spec)
     assert row["key"] == run.key and 0.0 <= row["forget_em"] <= 1.0
     assert row["load_memory_mb"] > 0
+
+
+def test_the_reports_tab_shows_the_benchmark_tables(results, tmp_path):
+    from webui.reports import benchmark_tables
+
+    out, _ = results
+    shown = benchmark_tables(out)
+    assert list(shown["tables"]) == ["Main", "Efficiency", "Ablation", "k sweep",
+                                     "Forget-size sweep"]  # fmt: skip
+    main = shown["tables"]["Main"]
+    assert list(main["method"]) == [label for label, _ in MAIN]
+    assert "±" in main.set_index("method").loc["PO+GD", "forget EM ↓"]  # two seeds: a spread
+    assert [t.name for t in shown["figure"].data][0].startswith("forget EM")
+    assert benchmark_tables(tmp_path) is None  # no run left results there

@@ -14,6 +14,7 @@ import html
 import json
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy import select
 
 import storage
@@ -22,7 +23,7 @@ from storage.reports import report_value
 from webui.auth import SignedIn, require
 from webui.studio import Studio, StudioError
 
-BENCHMARK_MAIN = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "main.json"
+BENCHMARK_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "benchmark"
 
 # (label, path in the report, path of the base model's value or None, goal)
 METRICS = [
@@ -98,14 +99,36 @@ def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     return fig
 
 
-def benchmark_tables(path: Path = BENCHMARK_MAIN) -> list[dict] | None:
-    """The benchmark's main table rows when a run left them, else None."""
-    if not path.is_file():
-        return None
+def benchmark_tables(folder: Path = BENCHMARK_DIR) -> dict | None:
+    """The benchmark's tables as the page shows them (title -> rows of display strings) and
+    its main figure, when a run left `main.json`, `ablation.json` and `sweeps.json` in
+    `folder`; else None."""
+    from cagul.benchmark import plots, tables
+
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("main")
-    except (OSError, ValueError):
+        main, ablation, sweeps = (json.loads((folder / f"{n}.json").read_text(encoding="utf-8"))
+                                  for n in ("main", "ablation", "sweeps"))  # fmt: skip
+        built = {"main": main["main"], "ablation": ablation["ablation"], "sweep_k": sweeps["k"],
+                 "sweep_forget": sweeps["forget"]}  # fmt: skip
+    except (OSError, ValueError, KeyError):
         return None
+
+    def frame(rows: list[dict], columns: list[tuple[str, str]]) -> pd.DataFrame:
+        return pd.DataFrame([[r["method"], *(tables.cell(r, k) for k, _ in columns)]
+                             for r in rows], columns=["method", *(h for _, h in columns)])  # fmt: skip
+
+    return {
+        "tables": {
+            "Main": frame(built["main"], tables.MAIN_COLUMNS),
+            "Efficiency": frame(built["main"], tables.EFFICIENCY_COLUMNS),
+            "Ablation": frame(built["ablation"], tables.SWEEP_COLUMNS),
+            "k sweep": frame(built["sweep_k"], tables.SWEEP_COLUMNS),
+            "Forget-size sweep": frame(built["sweep_forget"], tables.SWEEP_COLUMNS),
+        },
+        "figure": plots.figures(built)["main"],
+        "efficiency": main.get("efficiency", {}),
+        "meta": main.get("meta", {}),
+    }
 
 
 # ---- the compliance record ---------------------------------------------------------------

@@ -13,9 +13,6 @@ from webui import messages, reports
 from webui.messages import SHOWN
 from webui.studio import Studio, StudioError
 
-BENCH_COLUMNS = ["method", "forget_em", "forget_ape", "nonprivate_em", "retain_em", "pope_acc",
-                 "mme_acc", "trainable_params", "train_seconds"]  # fmt: skip
-
 
 def build(studio: Studio, who: gr.State) -> gr.Dropdown:
     choices = studio.adapter_choices()
@@ -35,10 +32,15 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
         download = gr.DownloadButton("Download report JSON", elem_id="reports-download")
         bench = reports.benchmark_tables()
         if bench:
-            gr.Markdown("### Benchmark (`python -m cagul benchmark`)")
-            frame = pd.DataFrame(bench)
-            gr.Dataframe(frame[[c for c in BENCH_COLUMNS if c in frame]], interactive=False,
-                         elem_id="reports-benchmark")  # fmt: skip
+            meta, ratio = bench["meta"], bench["efficiency"].get("cagul_po_gd_train_seconds_ratio")
+            gr.Markdown(f"### Benchmark: every method on the demo bundle\n`{meta.get('command')}`"
+                        f" at commit `{meta.get('commit')}`" + (f"; CAGUL trains {ratio:.1f}x "
+                        "as long as PO+GD" if ratio else ""))  # fmt: skip
+            gr.Plot(bench["figure"], elem_id="reports-benchmark-chart")
+            for title, frame in bench["tables"].items():
+                slug = title.lower().replace(" ", "-")
+                with gr.Accordion(title, open=title == "Main"):
+                    gr.Dataframe(frame, interactive=False, elem_id=f"reports-benchmark-{slug}")
 
         def on_show(w, ids):
             ids = ids or []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cagul.benchmark import plots, tables
 from cagul.benchmark.plan import QUICK, Run, Settings, plan, unique_runs
+from cagul.benchmark.worker import git_commit
 
 __all__ = ["QUICK", "Settings", "run_benchmark"]
 
@@ -60,17 +61,6 @@ def _in_child(run: Run, spec: dict) -> dict:
         raise RuntimeError(f"benchmark run {run.label!r} ({run.key}) failed: exit "
                            f"{proc.returncode} (its error is above)")  # fmt: skip
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=True)  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "cagul"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent, check=True)  # fmt: skip
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def run_benchmark(
@@ -121,7 +111,8 @@ def run_benchmark(
                   f"{row['run']['seed']}): forget EM {row['forget_em']}, non-private EM "
                   f"{row['nonprivate_em']}, {row['wall_seconds']} s", file=sys.stderr)  # fmt: skip
     return write_results(out, planned, rows, settings, meta={
-        "command": command, "commit": _git_commit(), "seconds": round(time.time() - t0, 1),
+        "command": command, "commit": git_commit(),
+        "run_commits": sorted({str(r.get("commit")) for r in rows.values()}), "seconds": round(time.time() - t0, 1),
         "jobs": jobs, "threads": threads, "isolated": isolate, "device": device,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "png": png,
         "model": str(model_dir), "data": str(data_dir),

@@ -22,10 +22,10 @@ CHROMIUM = "/usr/bin/chromium"
 def _bars(rows: list[dict], title: str) -> go.Figure:
     fig = go.Figure()
     for key, name, colour in BARS:
-        err = [r.get(f"{key}_std") or 0 for r in rows]
+        err = [r.get(f"{key}_std") for r in rows]  # None: one seed, no bar drawn
         fig.add_bar(x=[r["method"] for r in rows], y=[r.get(key) for r in rows], name=name,
                     marker_color=colour, error_y={"type": "data", "array": err,
-                                                  "visible": any(err)})  # fmt: skip
+                                                  "visible": any(e is not None for e in err)})  # fmt: skip
     fig.update_layout(title=title, barmode="group", yaxis={"range": [0, 1.05], "title": "EM"},
                       template="plotly_white", width=1000, height=460,
                       legend={"orientation": "h", "y": -0.2})  # fmt: skip

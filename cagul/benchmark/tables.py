@@ -102,7 +102,7 @@ def cell(row: dict, key: str, digits: int = 3) -> str:
         return "–"
     text = f"{v:,.0f}" if key == "trainable_params" else f"{v:.{digits}f}"
     std = row.get(f"{key}_std")
-    return f"{text} ± {std:.{digits}f}" if std is not None else text
+    return f"{text} ± {std:.{digits}f}" if std is not None and key != "trainable_params" else text
 
 
 def markdown(rows: list[dict], columns: list[tuple[str, str]], first: str = "method") -> str:

@@ -39,6 +39,21 @@ REPORT_FIELDS = (
 )
 
 
+def git_commit() -> str | None:
+    """The commit of the code that runs (with "+dirty" when cagul/ has uncommitted edits)."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=here, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, cwd=here.parent, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def _peak_mb(device) -> float:
     import torch
 
@@ -111,7 +126,7 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
             unlearned = art.model or chosen.load(vlm, out)
             report = evaluate_unlearned(vlm, unlearned, split, probes, base=False,
                                         training=stats, **common)  # fmt: skip
-    row = {"label": run.label, "key": run.key, "run": run.as_dict()}
+    row = {"label": run.label, "key": run.key, "run": run.as_dict(), "commit": git_commit()}
     for key, block, name in REPORT_FIELDS:
         row[key] = (report.get(block) or {}).get(name)
     row.update(
