@@ -125,7 +125,8 @@ def benchmark_tables(folder: Path = BENCHMARK_DIR) -> dict | None:
             "k sweep": frame(built["sweep_k"], tables.SWEEP_COLUMNS),
             "Forget-size sweep": frame(built["sweep_forget"], tables.SWEEP_COLUMNS),
         },
-        "figure": plots.figures(built)["main"],
+        # The page's box sets the width; the fixed width is for the PNG.
+        "figure": plots.figures(built)["main"].update_layout(width=None),
         "efficiency": main.get("efficiency", {}),
         "meta": main.get("meta", {}),
     }

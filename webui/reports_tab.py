@@ -33,9 +33,10 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
         bench = reports.benchmark_tables()
         if bench:
             meta, ratio = bench["meta"], bench["efficiency"].get("cagul_po_gd_train_seconds_ratio")
+            commits = ", ".join(meta.get("run_commits") or [str(meta.get("commit"))])
+            cost = f"; CAGUL trains {ratio:.1f}x as long as PO+GD" if ratio else ""
             gr.Markdown(f"### Benchmark: every method on the demo bundle\n`{meta.get('command')}`"
-                        f" at commit `{meta.get('commit')}`" + (f"; CAGUL trains {ratio:.1f}x "
-                        "as long as PO+GD" if ratio else ""))  # fmt: skip
+                        f" (runs at commit `{commits}`){cost}")  # fmt: skip
             gr.Plot(bench["figure"], elem_id="reports-benchmark-chart")
             for title, frame in bench["tables"].items():
                 slug = title.lower().replace(" ", "-")

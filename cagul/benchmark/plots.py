@@ -22,10 +22,11 @@ CHROMIUM = "/usr/bin/chromium"
 def _bars(rows: list[dict], title: str) -> go.Figure:
     fig = go.Figure()
     for key, name, colour in BARS:
-        err = [r.get(f"{key}_std") for r in rows]  # None: one seed, no bar drawn
+        # No caps: plotly draws one even where a row has no spread (one seed).
+        err = [r.get(f"{key}_std", float("nan")) for r in rows]
         fig.add_bar(x=[r["method"] for r in rows], y=[r.get(key) for r in rows], name=name,
                     marker_color=colour, error_y={"type": "data", "array": err,
-                                                  "visible": any(e is not None for e in err)})  # fmt: skip
+                                                  "visible": any(e == e for e in err), "width": 0})  # fmt: skip
     fig.update_layout(title=title, barmode="group", yaxis={"range": [0, 1.05], "title": "EM"},
                       template="plotly_white", width=1000, height=460,
                       legend={"orientation": "h", "y": -0.2})  # fmt: skip
