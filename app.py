@@ -52,7 +52,7 @@ def build_ui(studio):
             f"Model: `{studio.vlm.family}` · {len(studio.dataset)} people · "
             f"{len(studio.adapter_choices())} adapter(s)."
         )
-        who = signin_bar.build(studio)
+        who = signin_bar.build(studio, demo)
         pickers = [explore_tab.build(studio)]
         requests_tab.build(studio, who)
         pickers.append(audit_tab.build(studio, who))
@@ -70,14 +70,21 @@ def create_app(studio):
     import gradio as gr
     from fastapi import FastAPI
 
+    from cagul.inputs import MAX_IMAGE_BYTES
+    from webui import http_guards, session_routes
     from webui.api import install_error_handlers, router
     from webui.explore import HEATMAP_CSS
 
     app = FastAPI(title="cagul-studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
     install_error_handlers(app)
     app.include_router(router(studio))
+    app.include_router(session_routes.router(studio))
+    # Outermost first: refuse foreign origins, bound bodies, then shape every error.
+    for guard in (http_guards.ErrorShape, http_guards.BodyLimit, http_guards.OriginGuard):
+        app.add_middleware(guard)
     return gr.mount_gradio_app(app, build_ui(studio), path="/", css=CSS + HEATMAP_CSS,
-                               footer_links=[], ssr_mode=False)  # fmt: skip
+                               footer_links=[], ssr_mode=False,
+                               max_file_size=MAX_IMAGE_BYTES)  # fmt: skip
 
 
 def start_worker(args: argparse.Namespace) -> subprocess.Popen:

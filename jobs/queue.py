@@ -255,6 +255,7 @@ def complete(session: Session, claim: Claim, result: dict[str, Any] | None) -> b
             status="succeeded",
             progress=1.0,
             message="succeeded",
+            error=None,  # an earlier attempt's failure (a dead worker) no longer describes it
             result=json_safe(result),
             finished_at=db_now(),
             updated_at=db_now(),

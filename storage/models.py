@@ -227,3 +227,29 @@ class AuditEvent(Base):
     target_type: Mapped[str] = mapped_column(String(32))  # "request", "job", "adapter", ...
     target_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class WebSession(Base):
+    """A signed-in browser (migration 0003): the cookie holds a random token, only its sha256
+    is stored; the session ends at ``expires_at`` or when ``revoked_at`` is set (sign-out)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignInThrottle(Base):
+    """Consecutive failed sign-ins of one key ("user:<id>", "unknown-name", "client:<sha256 of
+    the address>") and until when the key is locked (migration 0003). A success clears it."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

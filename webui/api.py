@@ -2,29 +2,49 @@
 
 Every route but /api/health needs `Authorization: Bearer <token>` (a token from
 `python -m storage.users token NAME`): 401 without a valid one, 403 for a role that may not.
-The role checks are the same functions the pages call (`webui.auth.require`). Errors are JSON
-`{"error": {"code", "message"}}`; bad input changes nothing stored.
+GET routes also accept the page's session cookie (the compliance record's download link);
+routes that change something take only the bearer token. The role checks are the same
+functions the pages call (`webui.auth.require`). Errors are JSON `{"error": {"code",
+"message"}}`, unknown routes (404) and wrong methods (405) included; ids outside the
+database's integer range are refused (422); bad input changes nothing stored.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 import storage
 from cagul.inputs import MAX_IMAGE_BYTES, UserInputError
 from cagul.models import VLMError
 from webui import audit as audit_logic
 from webui import explore, reports, requests
-from webui.auth import ForbiddenError, NotSignedInError, SignedIn, require, user_for_api_token
+from webui.auth import (
+    ForbiddenError,
+    NotSignedInError,
+    SignedIn,
+    from_request,
+    require,
+    user_for_api_token,
+)
+from webui.public import scrub_text
 from webui.studio import Studio, StudioError, UnknownAdapterError, UnknownPersonError
+
+log = logging.getLogger("cagul.api")
+# Ids are `Integer` columns: 32-bit on PostgreSQL, so that is the range both backends store.
+MAX_DB_ID = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+PathId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
 
 class ApiError(Exception):
@@ -33,8 +53,10 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+def error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    """The one error shape of every route; server paths and reprs are rewritten out."""
+    body = {"error": {"code": code, "message": scrub_text(message)}}
+    return JSONResponse(status_code=status, content=body, headers=headers or None)
 
 
 def _status_of(exc: Exception) -> tuple[int, str]:
@@ -58,7 +80,13 @@ def _status_of(exc: Exception) -> tuple[int, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException):
-        return error(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+        return error(exc.status_code, f"http_{exc.status_code}", str(exc.detail),
+                     **(exc.headers or {}))  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception):
+        log.exception("unhandled error", exc_info=exc)  # the details stay in the server log
+        return error(500, "internal_error", "the server failed on this request")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
@@ -95,11 +123,11 @@ class AnswerIn(BaseModel):
     question: str = Field(max_length=2000)
     individual_id: str | None = None
     image_base64: str | None = Field(default=None, description="a PNG/JPEG file, base64")
-    adapter_ids: list[int] = Field(default_factory=list, max_length=1)
+    adapter_ids: list[DbId] = Field(default_factory=list, max_length=1)
 
 
 class AuditIn(BaseModel):
-    adapter_id: int
+    adapter_id: DbId
     prompts: list[str] = Field(default_factory=list, max_length=audit_logic.MAX_TYPED_QUESTIONS)
 
 
@@ -107,19 +135,22 @@ def router(studio: Studio) -> APIRouter:
     api = APIRouter(prefix="/api")
 
     def caller(request: Request) -> SignedIn:
+        """The bearer token's user; on GET also the session cookie's (resolved per call)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         who = user_for_api_token(studio.db, token.strip()) if scheme.lower() == "bearer" else None
+        if who is None and request.method == "GET":
+            who = from_request(studio.db, request)
         if who is None:
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
         return who
 
     @api.get("/health")
     def health() -> dict:
-        """Liveness: the model, the data and the database are loaded."""
+        """Liveness: the model, the data and the database are loaded (no server paths)."""
         return {
             "status": "ok",
-            "model": str(studio.model_dir),
+            "model": studio.fingerprint[:16],
             "family": studio.vlm.family,
             "people": len(studio.dataset),
             "adapters": len(studio.adapter_rows()),
@@ -139,7 +170,7 @@ def router(studio: Studio) -> APIRouter:
         return requests.request_rows(studio, who)
 
     @api.get("/forget-requests/{request_id}")
-    def get_request(request_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+    def get_request(request_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         out = requests.outcome(studio, who, request_id)
         with studio.db.read() as s:
             job = s.scalars(select(storage.Job).where(storage.Job.request_id == request_id)
@@ -150,8 +181,12 @@ def router(studio: Studio) -> APIRouter:
                 "events": requests.history(studio, who, request_id)}  # fmt: skip
 
     @api.get("/forget-requests/{request_id}/record", response_class=HTMLResponse)
-    def get_record(request_id: int, who: SignedIn = Depends(caller)) -> str:  # noqa: B008
-        return reports.record_html(studio, who, request_id)
+    def get_record(request_id: PathId, download: bool = False,
+                   who: SignedIn = Depends(caller)) -> Response:  # noqa: B008  # fmt: skip
+        page = reports.record_html(studio, who, request_id)
+        name = f"forget-request-{request_id}.html"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'} if download else {}
+        return HTMLResponse(page, headers=headers)
 
     def _job(who: SignedIn, job_id: int) -> storage.Job:
         require(who, "requests")
@@ -163,14 +198,15 @@ def router(studio: Studio) -> APIRouter:
         return job
 
     @api.get("/jobs/{job_id}")
-    def get_job(job_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+    def get_job(job_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         j = _job(who, job_id)
         return {"id": j.id, "request_id": j.request_id, "status": j.status,
-                "progress": j.progress, "message": j.message, "error": j.error,
+                "progress": j.progress, "message": scrub_text(j.message or ""),
+                "error": scrub_text(j.error) if j.error else None,
                 "attempts": j.attempts, "worker_id": j.worker_id}  # fmt: skip
 
     @api.post("/jobs/{job_id}/cancel")
-    def cancel_job(job_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+    def cancel_job(job_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         j = _job(who, job_id)
         return {"request_id": j.request_id,
                 "status": requests.cancel(studio, who, j.request_id)}  # fmt: skip
@@ -185,7 +221,7 @@ def router(studio: Studio) -> APIRouter:
                 for a in studio.adapter_rows()]  # fmt: skip
 
     @api.get("/adapters/{adapter_id}/report")
-    def get_report(adapter_id: int, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+    def get_report(adapter_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         return reports.adapter_report(studio, who, adapter_id)
 
     @api.post("/answer")
@@ -208,5 +244,19 @@ def router(studio: Studio) -> APIRouter:
         require(who, "audit")
         return audit_logic.run_audit(studio, body.adapter_id, "\n".join(body.prompts),
                                      actor=who.actor)  # fmt: skip
+
+    @api.api_route("/{_path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)  # fmt: skip
+    def unknown(request: Request) -> JSONResponse:
+        """Last route of /api: 405 when another method of a real route fits, else 404 (Gradio,
+        mounted at /, would otherwise answer in its own shape)."""
+        allowed = set()
+        for route in api.routes:
+            if route.name != "unknown" and route.matches(request.scope)[0] == Match.PARTIAL:
+                allowed |= set(getattr(route, "methods", ()) or ())
+        if allowed:
+            return error(405, "method_not_allowed", f"{request.method} is not allowed here",
+                         Allow=", ".join(sorted(allowed)))  # fmt: skip
+        return error(404, "not_found", "no such route")
 
     return api

@@ -11,7 +11,7 @@ from webui.messages import SHOWN
 from webui.studio import Studio
 
 
-def build(studio: Studio, who: gr.State) -> gr.Dropdown:
+def build(studio: Studio, who) -> gr.Dropdown:
     adapters = studio.adapter_choices()
     with gr.Tab("Audit", elem_id="tab-audit"):
         gr.Markdown(
@@ -35,9 +35,9 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
                              elem_id="audit-table")  # fmt: skip
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="audit-download")
 
-        def on_run(w, adapter_id, text, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        def on_run(adapter_id, text, request: gr.Request, progress=gr.Progress()):  # noqa: B008
             try:
-                actor = require(w, "audit").actor
+                actor = require(who(request), "audit").actor  # `who`: the session cookie's user
                 out = audit.run_audit(studio, adapter_id, text, actor=actor,
                                       progress=lambda f, m: progress(f, desc=m))  # fmt: skip
             except SHOWN as e:
@@ -53,5 +53,5 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
                 gr.update(value=str(audit.write_csv(rows)), visible=True),
             )
 
-        run.click(on_run, [who, adapter, prompts], [message, summary, chart, table, download])
+        run.click(on_run, [adapter, prompts], [message, summary, chart, table, download])
     return adapter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from cagul.inputs import open_image
-from webui import explore, messages
+from webui import explore, messages, uploads
 from webui.messages import SHOWN
 from webui.studio import Studio
 
@@ -21,12 +21,16 @@ def build(studio: Studio) -> gr.Dropdown:
         )
         person_state = gr.State(None)
         record_state = gr.State(None)
+        uploaded = gr.State([])  # this session's uploads: the only files a handler reads
         with gr.Row():
             with gr.Column(scale=4):
                 person = gr.Dropdown(studio.person_choices(), label="Person", value=None,
                                      elem_id="explore-person")  # fmt: skip
+                # image_mode=None: Gradio hands over the uploaded file undecoded; the
+                # bounded decoder (`cagul.inputs.open_image`) is the only one to read it.
                 image = gr.Image(label="Image (or upload one)", type="filepath", height=240,
-                                 sources=["upload"], elem_id="explore-image")  # fmt: skip
+                                 sources=["upload"], image_mode=None,
+                                 elem_id="explore-image")  # fmt: skip
                 pick = gr.Dropdown([], label="The person's dataset questions",
                                    elem_id="explore-question-pick")  # fmt: skip
                 question = gr.Textbox(label="Question", max_lines=3, elem_id="explore-question",
@@ -64,26 +68,22 @@ def build(studio: Studio) -> gr.Dropdown:
         person.select(on_person, person, [person_state, image, pick, message])
         pick.select(lambda q: q, pick, question)
 
-        def on_upload(payload):
-            path = (payload or {}).get("path")
+        def on_upload(path, known):
+            known = uploads.register(known, path)
             try:
-                open_image(path)
+                open_image(uploads.read_upload(known, path))
             except SHOWN as e:
-                return None, gr.update(value=None), messages.error(e)
-            return (
-                None,
-                gr.update(value=None),
-                messages.info(
-                    "Uploaded image: nobody of the dataset is assumed; ask any question."
-                ),
-            )
+                return None, gr.update(value=None), messages.error(e), known
+            text = "Uploaded image: nobody of the dataset is assumed; ask any question."
+            return None, gr.update(value=None), messages.info(text), known
 
-        image.upload(on_upload, image, [person_state, person, message], preprocess=False)
+        image.upload(on_upload, [image, uploaded], [person_state, person, message, uploaded])
 
-        def on_ask(pid, payload, q, adapter_id):
+        def on_ask(pid, path, q, adapter_id, known):
             empty = ("", "", "", "", "", gr.update(), "", None)
-            upload = None if pid else (payload or {}).get("path")
             try:
+                # A chosen person's photo is found by id; otherwise only this session's upload.
+                upload = None if pid or not path else uploads.read_upload(known, path)
                 rec = explore.ask(studio, question=q, person_id=pid, image=upload,
                                   adapter_id=adapter_id or None)  # fmt: skip
             except SHOWN as e:
@@ -100,9 +100,10 @@ def build(studio: Studio) -> gr.Dropdown:
                 rec,
             )
 
-        gr.on([ask.click, question.submit], on_ask, [person_state, image, question, adapter],
+        gr.on([ask.click, question.submit], on_ask,
+              [person_state, image, question, adapter, uploaded],
               [message, base_answer, answer, truth, prob, selected, layer, heatmap,
-               record_state], preprocess=False)  # fmt: skip
+               record_state])  # fmt: skip
 
         def on_layer(rec, name):
             return explore.heatmap_html(rec, name) if rec else ""

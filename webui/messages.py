@@ -12,6 +12,7 @@ from cagul.inputs import UserInputError
 from cagul.models import VLMError
 from storage import StorageError
 from webui.auth import AuthError
+from webui.public import scrub_text
 from webui.studio import StudioError
 
 # What a user did wrong, or may not do: shown in the page. Anything else is a bug and is left
@@ -20,8 +21,9 @@ SHOWN = (AuthError, UserInputError, StudioError, StorageError, VLMError)
 
 
 def info(text: str) -> str:
-    return f'<div class="msg msg-info">{html.escape(text)}</div>'
+    return f'<div class="msg msg-info">{html.escape(scrub_text(text))}</div>'
 
 
 def error(text: str | Exception) -> str:
-    return f'<div class="msg msg-error">{html.escape(str(text))}</div>'
+    """An error line; server paths and object reprs in it are rewritten (`webui.public`)."""
+    return f'<div class="msg msg-error">{html.escape(scrub_text(str(text)))}</div>'

@@ -21,6 +21,7 @@ import storage
 from jobs.runner import MAX_FORGET_EM, MAX_IMAGE_LEAK, MAX_PARAPHRASE_LEAK
 from storage.reports import report_value
 from webui.auth import SignedIn, require
+from webui.public import public_path
 from webui.studio import Studio, StudioError
 
 BENCHMARK_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "benchmark"
@@ -160,7 +161,7 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
         ("People", "; ".join(people)),
         ("Covers", ", ".join(req.categories) if req.categories else "every pair of these people"),
         ("Method", req.method), ("Reason", req.note or "–"),
-        ("Adapter", f"#{adapter.id} at {adapter.path}" if adapter else "none yet"),
+        ("Adapter", f"#{adapter.id} at {public_path(adapter.path)}" if adapter else "none yet"),
         ("Adapter sha256", adapter.sha256 if adapter else "–"),
         ("Base model fingerprint", adapter.base_fingerprint if adapter else studio.fingerprint),
     ]  # fmt: skip

@@ -14,7 +14,7 @@ from webui.messages import SHOWN
 from webui.studio import Studio, StudioError
 
 
-def build(studio: Studio, who: gr.State) -> gr.Dropdown:
+def build(studio: Studio, who) -> gr.Dropdown:
     choices = studio.adapter_choices()
     with gr.Tab("Reports", elem_id="tab-reports"):
         gr.Markdown("The evaluation report of each adapter beside the base model; pick several "
@@ -43,8 +43,8 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
                 with gr.Accordion(title, open=title == "Main"):
                     gr.Dataframe(frame, interactive=False, elem_id=f"reports-benchmark-{slug}")
 
-        def on_show(w, ids):
-            ids = ids or []
+        def on_show(ids, request: gr.Request):
+            w, ids = who(request), ids or []  # `who`: the session cookie's user, every call
             try:
                 if not ids:
                     raise StudioError("choose at least one adapter")
@@ -58,6 +58,6 @@ def build(studio: Studio, who: gr.State) -> gr.Dropdown:
             frame = pd.DataFrame(rows, columns=["metric", "base model", "unlearned", "goal"])
             return "", frame, fig, gr.update(value=str(path))
 
-        show.click(on_show, [who, adapter], [message, table, chart, download])
+        show.click(on_show, adapter, [message, table, chart, download])
         refresh.click(lambda: gr.update(choices=studio.adapter_choices()), None, adapter)
     return adapter

@@ -16,6 +16,7 @@ from cagul.data import DataError, pair_id, resolve_pair_ids
 from jobs.submit import cancel_forget_request, submit_forget_request
 from storage.clock import utcnow
 from webui.auth import SignedIn, require
+from webui.public import scrub
 from webui.studio import Studio, StudioError
 
 MAX_REASON_CHARS = 2000
@@ -118,7 +119,7 @@ def _eta(job: storage.Job | None) -> str:
 
 def job_message(job: storage.Job | None) -> str:
     """What the queue says of a job: its error when it failed, else its last progress note."""
-    return (job.error or job.message or "") if job else ""
+    return scrub((job.error or job.message or "") if job else "")
 
 
 def _bar(progress: float) -> str:
@@ -187,7 +188,7 @@ def history(studio: Studio, who: SignedIn | None, request_id) -> list[dict]:
             events += storage.events_for(s, "job", jid)
     events.sort(key=lambda e: (e.at, e.id))
     return [{"at": _short(e.at), "actor": e.actor, "action": e.action,
-             "details": e.details} for e in events]  # fmt: skip
+             "details": scrub(e.details)} for e in events]  # fmt: skip
 
 
 def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:

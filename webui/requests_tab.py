@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import html
 
 import gradio as gr
 import pandas as pd
 
 from cagul.methods.registry import NAMES
-from webui import messages, reports, requests
+from webui import messages, requests, uploads
 from webui.messages import SHOWN
+from webui.signin_bar import Identity
 from webui.studio import Studio
 
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
@@ -19,7 +19,7 @@ DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
 
-def build(studio: Studio, who: gr.State) -> None:
+def build(studio: Studio, who: Identity) -> None:
     cats = requests.categories(studio)
     with gr.Tab("Forget requests", elem_id="tab-requests"):
         gr.Markdown("Officers submit a request for one or more people; the queue trains an "
@@ -30,8 +30,9 @@ def build(studio: Studio, who: gr.State) -> None:
                                      elem_id="requests-person")  # fmt: skip
                 with gr.Row(equal_height=True):
                     photo = gr.Image(label="Or a photo of the person", type="filepath",
-                                     height=140, sources=["upload"],
+                                     height=140, sources=["upload"], image_mode=None,
                                      elem_id="requests-photo")  # fmt: skip
+                    uploaded = gr.State([])  # this session's uploads (`webui.uploads`)
                     with gr.Column():
                         find = gr.Button("Find person", size="sm",
                                          elem_id="requests-find-person")  # fmt: skip
@@ -57,7 +58,9 @@ def build(studio: Studio, who: gr.State) -> None:
                 with gr.Row():
                     cancel = gr.Button("Cancel request", elem_id="requests-cancel")
                     show = gr.Button("History and outcome", elem_id="requests-show")
-                    record = gr.DownloadButton("Compliance record", elem_id="requests-record")
+                    # A link to the authenticated REST route (the session cookie goes with it),
+                    # not a file in Gradio's cache that any client could fetch by its URL.
+                    record = gr.HTML("", elem_id="requests-record")
                 outcome = gr.Markdown("", elem_id="requests-outcome")
         queue = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
                              elem_id="requests-queue")  # fmt: skip
@@ -71,12 +74,17 @@ def build(studio: Studio, who: gr.State) -> None:
             except SHOWN:
                 return pd.DataFrame([], columns=COLUMNS)
 
-        timer.tick(table, who, queue)
-        who.change(table, who, queue)
+        def on_tick(request: gr.Request):
+            return table(who(request))
 
-        def on_find(w, image, chosen):
+        timer.tick(on_tick, None, queue)
+        photo.upload(uploads.register, [uploaded, photo], uploaded)
+
+        def on_find(image, chosen, known, request: gr.Request):
             try:
-                out = requests.match_photo(studio, w, image)
+                w = who(request)
+                data = uploads.read_upload(known, image) if image else None
+                out = requests.match_photo(studio, w, data)
             except SHOWN as e:
                 return messages.error(e), gr.update()
             text = out["message"]
@@ -90,7 +98,7 @@ def build(studio: Studio, who: gr.State) -> None:
                 chosen.append(out["unique_id"])
             return messages.info(text), gr.update(value=chosen)
 
-        find.click(on_find, [who, photo, people], [match, people])
+        find.click(on_find, [photo, people, uploaded], [match, people])
 
         def on_people(ids, chosen, how):
             try:
@@ -105,8 +113,8 @@ def build(studio: Studio, who: gr.State) -> None:
                                   gr.update(visible=how != BY_PAIR)),
                      scope, [pairs, categories])  # fmt: skip
 
-        def on_submit(w, ids, cs, how, ps, m, req_by, why):
-            by_pair = how == BY_PAIR
+        def on_submit(ids, cs, how, ps, m, req_by, why, request: gr.Request):
+            w, by_pair = who(request), how == BY_PAIR
             try:
                 out = requests.submit(studio, w, individual_ids=ids or [],
                                       categories_=None if by_pair else cs or [],
@@ -117,31 +125,37 @@ def build(studio: Studio, who: gr.State) -> None:
             text = f"Request #{out['id']} is {out['status']} (job {out['job_id']})."
             return messages.info(text), out["id"], table(w)
 
-        submit.click(on_submit, [who, people, categories, scope, pairs, method, requester, reason],
+        submit.click(on_submit, [people, categories, scope, pairs, method, requester, reason],
                      [message, pick, queue])  # fmt: skip
 
-        def on_cancel(w, rid):
+        def on_cancel(rid, request: gr.Request):
+            w = who(request)
             try:
                 status = requests.cancel(studio, w, rid)
             except SHOWN as e:
                 return messages.error(e), table(w)
             return messages.info(f"Request #{int(rid)}: {status}."), table(w)
 
-        cancel.click(on_cancel, [who, pick], [message, queue])
+        cancel.click(on_cancel, pick, [message, queue])
 
-        def on_show(w, rid):
+        def on_show(rid, request: gr.Request):
             try:
+                w = who(request)
                 out = requests.outcome(studio, w, rid)
                 trail = requests.history(studio, w, rid)
-                page = reports.record_html(studio, w, rid)
             except SHOWN as e:
-                return messages.error(e), "", None, gr.update()
-            path = Path(tempfile.mkdtemp(prefix="record-")) / f"forget-request-{out['id']}.html"
-            path.write_text(page, encoding="utf-8")
+                return messages.error(e), "", None, ""
             frame = pd.DataFrame([{**e, "details": str(e["details"])[:200]} for e in trail])
-            return "", _outcome_markdown(out), frame, gr.update(value=str(path))
+            return "", _outcome_markdown(out), frame, _record_link(out["id"])
 
-        show.click(on_show, [who, pick], [message, outcome, events, record])
+        show.click(on_show, pick, [message, outcome, events, record])
+
+
+def _record_link(request_id: int) -> str:
+    """The compliance record's download link: the REST route checks the session cookie."""
+    href = html.escape(f"api/forget-requests/{int(request_id)}/record?download=1")
+    return (f'<a class="record-link" href="{href}" download="forget-request-{int(request_id)}'
+            '.html">Download the compliance record</a>')  # fmt: skip
 
 
 def _outcome_markdown(out: dict) -> str:
