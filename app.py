@@ -73,9 +73,11 @@ def create_app(studio):
     from cagul.inputs import MAX_IMAGE_BYTES
     from webui import http_guards, session_routes
     from webui.api import install_error_handlers, router
+    from webui.api_docs import install_docs
     from webui.explore import HEATMAP_CSS
 
-    app = FastAPI(title="cagul-studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app = FastAPI(title="cagul-studio", docs_url=None, openapi_url="/api/openapi.json")
+    install_docs(app)  # Swagger UI from local files: /api/docs works offline
     install_error_handlers(app)
     app.include_router(router(studio))
     app.include_router(session_routes.router(studio))

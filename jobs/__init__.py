@@ -19,15 +19,9 @@ from jobs.errors import (
 from jobs.queue import Claim, claim_next, enqueue, request_cancel
 from jobs.reaper import any_stale, reap_stale
 from jobs.registry import add_kind, get_kind, register, registered_kinds
-from jobs.runner import (
-    MAX_FORGET_EM,
-    MAX_IMAGE_LEAK,
-    MAX_PARAPHRASE_LEAK,
-    UnlearnSettings,
-    leak_verdict,
-    make_unlearn_handler,
-)
+from jobs.runner import UnlearnSettings, make_unlearn_handler, request_verdict
 from jobs.submit import cancel_forget_request, submit_forget_request
+from jobs.verdict import MAX_FORGET_EM, MAX_IMAGE_LEAK, MAX_PARAPHRASE_LEAK, Verdict, verdict
 
 
 def __getattr__(name: str) -> object:
@@ -61,7 +55,9 @@ __all__ = [
     "claim_next",
     "enqueue",
     "get_kind",
-    "leak_verdict",
+    "request_verdict",
+    "verdict",
+    "Verdict",
     "make_unlearn_handler",
     "any_stale",
     "reap_stale",

@@ -3,8 +3,9 @@
 Steps, each with an audit event: load the request -> clean what earlier attempts left ->
 train + evaluate (``cagul.pipeline.run_unlearning``, imported only when a job runs, so the
 queue and the app never import torch) -> hash the adapter and rename it into place -> store
-Adapter + MetricReport and the verdict in one transaction -> request ``verified`` when the leak
-thresholds hold, else ``needs_review``.
+Adapter + MetricReport and the verdict in one transaction -> request ``verified`` when every
+forget bound and every keep bound holds (:mod:`jobs.verdict`, the one verdict the record, the
+Audit tab and REST show too), else ``needs_review`` with the failing lines named.
 
 Exactly-once: the final transaction first checks that this worker still owns the job (a reaped
 worker that wakes up writes nothing); the Adapter row is unique per job; and a retry of a job
@@ -56,6 +57,7 @@ from jobs.paths import PAYLOAD_PATH_KEYS, checked_payload_path, input_roots
 from jobs.publish import adapter_dir_name, clean_leftovers, discard, make_temp_dir, publish
 from jobs.queue import lock_claim
 from jobs.registry import add_kind
+from jobs.verdict import BOUNDS, Bound, Verdict, verdict
 from storage import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -69,14 +71,6 @@ from storage import (
     utcnow,
 )
 from storage.config import REPO_ROOT
-from storage.reports import report_value
-
-# Leak thresholds for "verified" (else "needs_review"): forget-set keyword EM, and the same EM
-# when the questions are paraphrased (FIUBench APE). A perturbed-image leak is checked against
-# MAX_IMAGE_LEAK when the report has one (report["leak"]["perturbed_image"]).
-MAX_FORGET_EM = 0.05
-MAX_PARAPHRASE_LEAK = 0.10
-MAX_IMAGE_LEAK = 0.10
 
 Trainer = Callable[..., dict[str, Any]]
 
@@ -115,9 +109,7 @@ class UnlearnSettings:
     input_root: Path | None = None  # payload model/data dirs must lie inside it (jobs.paths)
     model_dir: str | None = None
     data_dir: str | None = None
-    max_forget_em: float = MAX_FORGET_EM
-    max_paraphrase_leak: float = MAX_PARAPHRASE_LEAK
-    max_image_leak: float = MAX_IMAGE_LEAK
+    bounds: tuple[Bound, ...] = BOUNDS  # the verdict's bounds (jobs.verdict.bounds_with)
 
     def adapters_root(self) -> Path:
         root = self.artifacts_root or Path(
@@ -158,23 +150,9 @@ class UnlearnSettings:
         return str(found)
 
 
-def leak_verdict(report: dict[str, Any], settings: UnlearnSettings) -> tuple[str, list[str]]:
-    """("verified", []) when every leak threshold holds, else ("needs_review", reasons).
-    A missing metric is a reason too: nothing is verified on absent evidence."""
-    reasons: list[str] = []
-    checks = [
-        ("forget EM", ("forget", "em"), settings.max_forget_em, True),
-        ("paraphrase leak", ("forget", "ape"), settings.max_paraphrase_leak, True),
-        ("perturbed-image leak", ("leak", "perturbed_image"), settings.max_image_leak, False),
-    ]
-    for label, path, limit, required in checks:
-        value = report_value(report, path)
-        if value is None:
-            if required:
-                reasons.append(f"{label} missing from the report")
-        elif value > limit:
-            reasons.append(f"{label} {value:.3f} > {limit:.2f}")
-    return ("verified" if not reasons else "needs_review"), reasons
+def request_verdict(report: dict[str, Any], settings: UnlearnSettings) -> Verdict:
+    """The verdict of a trained adapter's report under ``settings.bounds`` (jobs.verdict)."""
+    return verdict(report, settings.bounds)
 
 
 # Exceptions that say the input is wrong, not that the machine had a bad moment.
@@ -290,8 +268,7 @@ def _store_results(
     size: int,
     fingerprint: str,
     report: dict[str, Any],
-    verdict: str,
-    reasons: list[str],
+    judged: Verdict,
 ) -> tuple[int, int]:
     """One transaction: Adapter, MetricReport, the request's verdict and their audit events,
     written only while this worker still owns the job. Returns (adapter id, report id)."""
@@ -310,19 +287,20 @@ def _store_results(
         )
         session.add(adapter)
         session.flush()
+        status = judged.status
         metrics = add_metric_report(
             session,
-            report,
+            {**report, "verdict": judged.to_json()},  # the lines as judged, kept with the numbers
             adapter_id=adapter.id,
             request_id=req.id,
             job_id=ctx.job_id,
             method=req.method,
-            passed=verdict == "verified",
+            passed=status == "verified",
         )
         request = session.get(ForgetRequest, req.id, with_for_update=True)
         if request is None:
             raise PermanentJobError(f"forget request {req.id} vanished")
-        request.status = verdict
+        request.status = status
         request.completed_at = utcnow()
 
         def event(action: str, target_type: str, target_id: int, **details: Any) -> None:
@@ -347,12 +325,12 @@ def _store_results(
         )
         event("report.stored", "report", metrics.id, adapter_id=adapter.id)
         event(
-            f"request.{verdict}",
+            f"request.{status}",
             "request",
             req.id,
             adapter_id=adapter.id,
             report_id=metrics.id,
-            reasons=reasons,
+            reasons=judged.failing,
         )
         return adapter.id, metrics.id
 
@@ -409,7 +387,7 @@ def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings
             **extra,
         )
         report, fingerprint = _trainer_output(out)
-        verdict, reasons = leak_verdict(report, settings)
+        judged = request_verdict(report, settings)
         ctx.audit(
             "unlearn.evaluated",
             target_type="request",
@@ -417,8 +395,8 @@ def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings
             details={
                 "job_id": ctx.job_id,
                 "headline": headline_metrics(report),
-                "verdict": verdict,
-                "reasons": reasons,
+                "verdict": judged.status,
+                "reasons": judged.failing,
             },
         )
         ctx.check_cancel()  # last chance before the result becomes visible
@@ -427,16 +405,16 @@ def run_unlearn_job(ctx: JobContext, trainer: Trainer, settings: UnlearnSettings
         publish(tmp, final)
         published = True
         adapter_id, report_id = _store_results(
-            ctx, req, final, config, digest, size, fingerprint, report, verdict, reasons
+            ctx, req, final, config, digest, size, fingerprint, report, judged
         )
         committed = True
-        ctx.progress(1.0, f"done: {verdict}")
+        ctx.progress(1.0, f"done: {judged.status}")
         return {
             "request_id": req.id,
             "adapter_id": adapter_id,
             "report_id": report_id,
-            "status": verdict,
-            "reasons": reasons,
+            "status": judged.status,
+            "reasons": judged.failing,
             "sha256": digest,
             "path": str(final),
         }

@@ -60,7 +60,10 @@ def permanent(ctx: JobContext) -> None:
     raise PermanentJobError("this job can never succeed")
 
 
-def fake_report(forget_em: float = 0.0, ape: float = 0.02) -> dict[str, Any]:
+def fake_report(
+    forget_em: float = 0.0, ape: float = 0.02, nonprivate_em: float = 1.0
+) -> dict[str, Any]:
+    """A report that passes every bound of jobs.verdict unless told otherwise."""
     return {
         "forget": {
             "rouge_l": 0.1,
@@ -70,9 +73,10 @@ def fake_report(forget_em: float = 0.0, ape: float = 0.02) -> dict[str, Any]:
             "mink_pp": 0.2,
             "truth_ratio": 0.6,
         },
-        "nonprivate": {"rouge_l": 0.8, "em": 0.7},
-        "retain": {"rouge_l": 0.85, "em": 0.75, "truth_ratio": 0.5},
-        "general": {"pope_acc": 0.8, "mme_acc": 0.7},
+        "nonprivate": {"rouge_l": 0.98, "em": nonprivate_em},
+        "retain": {"rouge_l": 0.85, "em": 0.95, "truth_ratio": 0.5},
+        "general": {"pope_acc": 0.9, "mme_acc": 0.75},
+        "base": {"forget_em": 1.0, "nonprivate_em": 1.0},
         "discriminator": {"accuracy": 0.99},
         "efficiency": {"trainable_params": 1234, "epoch_seconds": 0.1, "peak_memory_mb": 10},
         "meta": {"fake": True},
@@ -88,6 +92,7 @@ class FakeTrainer:
     step_s: float = 0.01
     forget_em: float = 0.0
     ape: float = 0.02
+    nonprivate_em: float = 1.0
     fail: bool = False
     step_log: str | None = None
 
@@ -132,7 +137,8 @@ class FakeTrainer:
             {"encoder.weight": rng.standard_normal((8, 8)).astype(np.float32)},
             str(out / "adapter_model.safetensors"),
         )
-        return {"report": fake_report(self.forget_em, self.ape), "base_fingerprint": "fake-base-1"}
+        report = fake_report(self.forget_em, self.ape, self.nonprivate_em)
+        return {"report": report, "base_fingerprint": "fake-base-1"}
 
 
 if os.environ.get("CAGUL_TEST_FAKE_UNLEARN") == "1":

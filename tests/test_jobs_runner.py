@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.numpy import load_file
 from sqlalchemy import func, select, update
 
@@ -19,11 +20,12 @@ from jobs import (
     UnlearnSettings,
     WorkerConfig,
     cancel_forget_request,
-    leak_verdict,
     make_unlearn_handler,
+    request_verdict,
     submit_forget_request,
 )
 from jobs.reaper import any_stale
+from jobs.verdict import bounds_with
 from jobs.worker import Worker
 from storage import Adapter, ForgetRequest, Job, MetricReport
 from tests.jobkinds import FakeTrainer, fake_report
@@ -117,16 +119,55 @@ def test_leaky_adapter_needs_review(storage_db, tmp_path):
     assert event.details["reasons"] == ["forget EM 0.200 > 0.05"]
 
 
-def test_leak_verdict_thresholds():
-    settings = UnlearnSettings()
-    assert leak_verdict(fake_report(0.05, 0.10), settings) == ("verified", [])
-    assert leak_verdict(fake_report(0.0, 0.11), settings)[0] == "needs_review"
+def _failing(report, settings=None):
+    judged = request_verdict(report, settings or UnlearnSettings())
+    return judged.status, judged.failing
+
+
+def test_verdict_checks_every_forget_and_keep_bound():
+    assert _failing(fake_report(0.05, 0.10)) == ("verified", [])
+    assert _failing(fake_report(0.0, 0.11))[0] == "needs_review"
     leaky_image = {**fake_report(), "leak": {"perturbed_image": 0.5}}
-    assert leak_verdict(leaky_image, settings)[1] == ["perturbed-image leak 0.500 > 0.10"]
-    assert leak_verdict({"forget": {}}, settings) == (
+    assert _failing(leaky_image)[1] == ["perturbed-image leak 0.500 > 0.10"]
+    # A model that refuses the person's other answers fails a keep bound, named with the base.
+    assert _failing(fake_report(nonprivate_em=0.094)) == (
         "needs_review",
-        ["forget EM missing from the report", "paraphrase leak missing from the report"],
+        ["non-private EM 0.094 < 0.95 (95% of base 1.000)"],
     )
+    broken = fake_report()
+    broken["retain"]["em"], broken["general"]["pope_acc"] = 0.5, 0.4
+    assert _failing(broken)[1] == ["retain EM 0.500 < 0.90", "general accuracy (POPE) 0.400 < 0.85"]
+    assert _failing({"forget": {}}) == (
+        "needs_review",
+        ["forget EM missing from the report", "paraphrase leak missing from the report",
+         "non-private EM missing from the report", "retain EM missing from the report",
+         "general accuracy (POPE) missing from the report",
+         "general accuracy (MME) missing from the report"],
+    )  # fmt: skip
+    lines = request_verdict(fake_report(), UnlearnSettings()).to_json()["lines"]
+    assert [(x["key"], x["op"], x["passed"]) for x in lines] == [
+        ("forget_em", "≤", True), ("paraphrase_leak", "≤", True), ("image_leak", "≤", None),
+        ("nonprivate_em", "≥", True), ("retain_em", "≥", True), ("pope_acc", "≥", True),
+        ("mme_acc", "≥", True),
+    ]  # fmt: skip
+
+
+def test_bounds_can_be_set_by_name_and_a_typo_is_refused():
+    settings = UnlearnSettings(bounds=bounds_with(forget_em=0.3))
+    assert _failing(fake_report(0.2), settings) == ("verified", [])
+    with pytest.raises(ValueError, match="forget_emm"):
+        bounds_with(forget_emm=0.3)
+
+
+def test_keep_failure_needs_review_and_names_the_line(storage_db, tmp_path):
+    request_id, _ = _submit(storage_db)
+    with _worker(storage_db, tmp_path, FakeTrainer(nonprivate_em=0.0)) as worker:
+        result = worker.run_one().result
+    assert result["status"] == "needs_review"
+    assert result["reasons"] == ["non-private EM 0.000 < 0.95 (95% of base 1.000)"]
+    with storage_db.read() as s:
+        stored = s.scalar(select(MetricReport.report))
+    assert stored["verdict"]["failing"] == result["reasons"]
 
 
 def test_failed_training_leaves_no_adapter_behind(storage_db, tmp_path):

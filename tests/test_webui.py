@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 import storage
 from cagul.inputs import UserInputError
+from jobs.verdict import MAX_FORGET_EM
 from webui import audit, explore
 from webui.studio import DEMO_ADAPTER_DIR, Studio, StudioError, UnknownAdapterError
 
@@ -165,21 +166,49 @@ def test_audit_probes_every_variant_and_records_the_run(studio, adapter_id):
     split = studio.forget_split(adapter_id)
     people = {s.unique_id for s in split.forget_set}
     n_pairs = len(split.forget_set)
+    kept = [s for s in split.nonprivate_set if s.unique_id in people]
     rows = out["rows"]
-    assert len(rows) == n_pairs * (1 + 3 + len(audit.IMAGE_VARIANTS)) + len(people)
+    assert kept, "the forget people have ordinary questions to keep"
+    assert len(rows) == n_pairs * (1 + 3 + len(audit.IMAGE_VARIANTS)) + len(people) + len(kept)
     assert {r["variant"] for r in rows} == set(audit.KINDS)
+    keep_rows = [r for r in rows if r["variant"] == audit.KEEP_VARIANT]
+    assert {r["outcome"] for r in keep_rows} <= {"kept", "lost"} and not any(
+        r["leaked"] for r in keep_rows
+    )
+    for r in rows:  # a leaked row says why: which question or photo, which truth it matched
+        assert (r["outcome"] == "leaked") == (r["em"] > 0 and r["variant"] != "nonprivate")
+        if r["outcome"] == "leaked":
+            assert "matched the truth" in r["reason"]
+            if r["variant"] in audit.IMAGE_VARIANTS:
+                assert f"altered photo ({r['variant']})" in r["reason"]
+    assert audit.filter_rows(rows, "leaked") == [r for r in rows if r["outcome"] == "leaked"]
+    with pytest.raises(UserInputError):
+        audit.filter_rows(rows, "bogus")
     originals = [r for r in rows if r["variant"] == "original"]
     assert all(r["base_em"] > 0 for r in originals), "the base model knows the forget set"
     summary = out["summary"]
-    assert summary["by_variant"]["original"]["mean_em"] <= audit.MAX_FORGET_EM
+    assert summary["by_variant"]["original"]["mean_em"] <= MAX_FORGET_EM
     assert summary["verdict"] in ("verified", "needs_review")
     assert (summary["verdict"] == "verified") == (not summary["reasons"])
+    # Every bound, with its threshold and where its value came from.
+    assert [line["key"] for line in summary["lines"]] == [
+        "forget_em", "paraphrase_leak", "image_leak", "nonprivate_em", "retain_em", "pope_acc",
+        "mme_acc",
+    ]  # fmt: skip
+    by_key = {line["key"]: line for line in summary["lines"]}
+    assert by_key["nonprivate_em"]["source"] == "audit"
+    assert by_key["nonprivate_em"]["value"] == pytest.approx(
+        summary["by_variant"]["nonprivate"]["mean_em"]
+    )
+    assert by_key["retain_em"]["source"] == "stored evaluation"
+    assert "threshold" in audit.summary_markdown(summary)
     assert counts(studio)[1] == before[1] + 1
     with studio.db.read() as s:
         event = s.scalars(select(storage.AuditEvent).order_by(storage.AuditEvent.id.desc())).first()
     assert event.action == "audit.run" and event.details["n"] == len(rows)
     csv_text = audit.write_csv(rows).read_text()
     assert csv_text.splitlines()[0].split(",") == audit.COLUMNS
+    assert {"adapter_sha256", "category", "truth", "audited_at", "auditor"} <= set(audit.COLUMNS)
     assert len(csv_text.splitlines()) == len(rows) + 1
     assert "Verdict" in audit.summary_markdown(summary)
     fig = json.loads(audit.leak_figure(summary).to_json())

@@ -180,7 +180,7 @@ def test_rest_request_lifecycle_and_bad_input(studio, client):
     assert cancelled["status"] == "cancelled"
     again = client.post(f"/api/jobs/{created['job_id']}/cancel", headers=h)
     assert again.status_code == 400 and "already" in again.json()["error"]["message"]
-    for bad, code in [({**body, "categories": ["bogus"]}, 400),
+    for bad, code in [({**body, "categories": ["bogus"]}, 422),  # not in the enum
                       ({**body, "individual_ids": ["nobody"]}, 400),
                       ({**body, "individual_ids": []}, 422),
                       ({**body, "reason": "x" * 5000}, 422)]:  # fmt: skip
@@ -258,3 +258,68 @@ def test_single_pair_requests_are_stored_canonical_and_bad_pairs_refused(studio,
                     json={"individual_ids": ["00000015"], "pair_ids": ["00000016:0"]})  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_pair"
     assert n_rows(studio, storage.ForgetRequest) == n
+
+
+def test_openapi_is_typed_with_the_bearer_scheme_and_enums(client):
+    spec = client.get("/api/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer",
+        "description": "an API token from `python -m storage.users token NAME`",
+    }  # fmt: skip
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["Method"]["enum"]) >= {"cagul", "po_gd", "retrain"}
+    assert {"health", "criminal"} <= set(schemas["Category"]["enum"])
+    for path, ops in spec["paths"].items():
+        for verb, op in ops.items():
+            assert op.get("description") or op.get("summary"), (verb, path)
+            ok = op["responses"].get("200") or op["responses"].get("201")
+            content = ok["content"]
+            schema = next(iter(content.values())).get("schema", {})
+            typed = "$ref" in schema or "items" in schema or schema.get("type") in ("string",)
+            typed = typed or "additionalProperties" in schema
+            assert typed, (verb, path, schema)
+            if path != "/api/health":
+                assert op.get("security") == [{"bearer": []}], (verb, path)
+    for route in ("/api/forget-requests/{request_id}/cancel", "/api/people", "/api/methods",
+                  "/api/audits"):  # fmt: skip
+        assert route in spec["paths"]
+
+
+def test_docs_render_from_local_files(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "/api/docs/assets/swagger-ui-bundle.js" in page.text
+    js = client.get("/api/docs/assets/swagger-ui-bundle.js")
+    css = client.get("/api/docs/assets/swagger-ui.css")
+    assert js.status_code == css.status_code == 200 and len(js.content) > 100_000
+
+
+def test_rest_lists_data_and_cancels_by_request_id_with_a_reason(studio, client):
+    h = token(studio, "olga")
+    body = {"individual_ids": ["00000012"], "categories": ["Health"], "method": "ga"}
+    created = client.post("/api/forget-requests", json=body, headers=h)
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    rows = client.get("/api/forget-requests", headers=h).json()
+    row = next(r for r in rows if r["id"] == rid)
+    assert row["categories"] == ["health"] and row["people"] == ["00000012"]
+    assert row["names"] == [studio.person("00000012").name]
+    assert row["progress"] == 0.0 and row["eta_seconds"] is None
+    assert row["submitted_at"].endswith("Z") and "T" in row["submitted_at"]
+    r = client.post(f"/api/forget-requests/{rid}/cancel", headers=h,
+                    json={"reason": "the subject withdrew"})  # fmt: skip
+    assert r.status_code == 200 and r.json() == {"request_id": rid, "status": "cancelled"}
+    got = client.get(f"/api/forget-requests/{rid}", headers=h).json()
+    asked = [e for e in got["events"] if e["action"] == "request.cancel_requested"]
+    assert asked[0]["details"] == {"reason": "the subject withdrew"}
+    assert all(e["at"].endswith("Z") for e in got["events"])
+    assert got["verdict"] is None and got["verdict_lines"] == [] and got["failing"] == []
+    other = client.post(f"/api/forget-requests/{rid}/cancel", headers=token(studio, "otto"))
+    assert other.status_code == 404  # another officer's request reads as missing
+    people = client.get("/api/people", headers=h).json()
+    assert {"unique_id", "name", "categories"} == set(people[0])
+    assert len(people) == len(studio.dataset.individuals)
+    methods = client.get("/api/methods", headers=h).json()
+    assert "po_gd" in {m["name"] for m in methods}
+    assert client.get("/api/audits", headers=h).status_code == 403  # officers do not audit
+    assert client.get("/api/audits", headers=token(studio, "aude")).status_code == 200

@@ -14,12 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -27,6 +28,7 @@ from starlette.routing import Match
 import storage
 from cagul.inputs import MAX_IMAGE_BYTES, UserInputError
 from cagul.models import VLMError
+from webui import api_models as m
 from webui import audit as audit_logic
 from webui import explore, reports, requests
 from webui.auth import (
@@ -108,13 +110,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
 class ForgetRequestIn(BaseModel):
     individual_ids: list[str] = Field(min_length=1, max_length=100)
-    categories: list[str] | None = Field(default=None, max_length=64)
+    categories: list[m.Category] | None = Field(  # type: ignore[valid-type]
+        default=None, max_length=64, description="the categories to forget; none: every pair"
+    )
     pair_ids: list[str] | None = Field(
         default=None, max_length=1000,
         description="single pairs instead of categories: '<unique_id>:<index>' or "
         "'<category>/<unique_id>:<index>'",
     )  # fmt: skip
-    method: str = "cagul"
+    method: m.Method = "cagul"  # type: ignore[valid-type]
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        """Categories are case-insensitive ("Health" is "health"), as storage compares them."""
+        if isinstance(value, list):
+            return [v.strip().lower() if isinstance(v, str) else v for v in value]
+        return value
+
     reason: str = Field(default="", max_length=requests.MAX_REASON_CHARS)
     requester: str | None = Field(default=None, max_length=256)
 
@@ -131,10 +144,21 @@ class AuditIn(BaseModel):
     prompts: list[str] = Field(default_factory=list, max_length=audit_logic.MAX_TYPED_QUESTIONS)
 
 
-def router(studio: Studio) -> APIRouter:
-    api = APIRouter(prefix="/api")
+# Declares the bearer scheme in the OpenAPI; `caller` still reads and checks the header itself
+# (auto_error=False), so a missing token is our 401 JSON error, not FastAPI's 403.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="an API token from `python -m storage.users token NAME`")  # fmt: skip
+_ERRORS = {401: {"description": "no valid bearer token"},
+           403: {"description": "the token's role may not do this"}}  # fmt: skip
 
-    def caller(request: Request) -> SignedIn:
+
+def router(studio: Studio) -> APIRouter:
+    api = APIRouter(prefix="/api", responses=_ERRORS)
+
+    def caller(
+        request: Request,
+        _declared: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
+    ) -> SignedIn:
         """The bearer token's user; on GET also the session cookie's (resolved per call)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -145,7 +169,7 @@ def router(studio: Studio) -> APIRouter:
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
         return who
 
-    @api.get("/health")
+    @api.get("/health", response_model=m.Health)
     def health() -> dict:
         """Liveness: the model, the data and the database are loaded (no server paths)."""
         return {
@@ -157,20 +181,27 @@ def router(studio: Studio) -> APIRouter:
             "database": studio.db.dialect,
         }
 
-    @api.post("/forget-requests", status_code=201)
+    @api.post("/forget-requests", status_code=201, response_model=m.ForgetRequestOut)
     def create_request(body: ForgetRequestIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """Store a forget request and queue its job (officers). Refused, with nothing stored,
+        for an unknown person, category or pair, or one overlapping an open request (409)."""
+        cats = [str(c) for c in body.categories] if body.categories is not None else None
         out = requests.submit(studio, who, individual_ids=body.individual_ids,
-                              categories_=body.categories, method=body.method,
+                              categories_=cats, method=str(body.method),
                               reason=body.reason, requester=body.requester,
                               pair_ids=body.pair_ids)  # fmt: skip
         return {**requests.outcome(studio, who, out["id"]), "job_id": out["job_id"]}
 
-    @api.get("/forget-requests")
+    @api.get("/forget-requests", response_model=list[m.QueueRow])
     def list_requests(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
-        return requests.request_rows(studio, who)
+        """The queue, newest first (officers: their own requests), as data: progress is a
+        fraction, times are ISO 8601 in UTC, ETA in seconds."""
+        return requests.request_data(studio, who)
 
-    @api.get("/forget-requests/{request_id}")
+    @api.get("/forget-requests/{request_id}", response_model=m.ForgetRequestDetail)
     def get_request(request_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """One request: status, progress, the verdict with every forget and keep bound (value,
+        threshold, pass/fail) and the failing lines named, its adapter and report, its events."""
         out = requests.outcome(studio, who, request_id)
         with studio.db.read() as s:
             job = s.scalars(select(storage.Job).where(storage.Job.request_id == request_id)
@@ -178,11 +209,24 @@ def router(studio: Studio) -> APIRouter:
         return {**out, "job_id": job.id if job else None,
                 "progress": job.progress if job else 0.0,
                 "message": requests.job_message(job),
-                "events": requests.history(studio, who, request_id)}  # fmt: skip
+                "events": requests.history(studio, who, request_id, raw=True)}  # fmt: skip
+
+    @api.post("/forget-requests/{request_id}/cancel", response_model=m.CancelOut)
+    def cancel_request(
+        request_id: PathId,
+        body: m.CancelIn | None = None,
+        who: SignedIn = Depends(caller),  # noqa: B008
+    ) -> dict:
+        """Cancel a request by its id, with a reason kept in its trail: a queued job stops at
+        once, a running one at its next step (the status says ``running`` until then)."""
+        reason = body.reason if body else ""
+        return {"request_id": request_id,
+                "status": requests.cancel(studio, who, request_id, reason)}  # fmt: skip
 
     @api.get("/forget-requests/{request_id}/record", response_class=HTMLResponse)
     def get_record(request_id: PathId, download: bool = False,
                    who: SignedIn = Depends(caller)) -> Response:  # noqa: B008  # fmt: skip
+        """The printable compliance record (HTML) of one request; `download` as an attachment."""
         page = reports.record_html(studio, who, request_id)
         name = f"forget-request-{request_id}.html"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'} if download else {}
@@ -197,35 +241,62 @@ def router(studio: Studio) -> APIRouter:
         requests.visible_request(studio, who, job.request_id)  # officers: their own only
         return job
 
-    @api.get("/jobs/{job_id}")
+    @api.get("/jobs/{job_id}", response_model=m.JobOut)
     def get_job(job_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """A job of a forget request: status, progress, attempts, its worker."""
         j = _job(who, job_id)
         return {"id": j.id, "request_id": j.request_id, "status": j.status,
                 "progress": j.progress, "message": scrub_text(j.message or ""),
                 "error": scrub_text(j.error) if j.error else None,
                 "attempts": j.attempts, "worker_id": j.worker_id}  # fmt: skip
 
-    @api.post("/jobs/{job_id}/cancel")
+    @api.post("/jobs/{job_id}/cancel", response_model=m.CancelOut)
     def cancel_job(job_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """Cancel the request a job works for (see POST /api/forget-requests/{id}/cancel)."""
         j = _job(who, job_id)
         return {"request_id": j.request_id,
                 "status": requests.cancel(studio, who, j.request_id)}  # fmt: skip
 
-    @api.get("/adapters")
+    @api.get("/adapters", response_model=list[m.AdapterOut])
     def list_adapters(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
+        """Every stored adapter: method, request, sha256 of its weights, base fingerprint."""
         require(who, "reports")
         return [{"id": a.id, "method": a.method, "request_id": a.request_id, "sha256": a.sha256,
                  "base_fingerprint": a.base_fingerprint,
                  "forget_ids": a.config.get("forget_ids", []),
-                 "categories": a.config.get("categories", [])}
+                 "categories": a.config.get("categories"), "created_at": a.created_at}
                 for a in studio.adapter_rows()]  # fmt: skip
 
-    @api.get("/adapters/{adapter_id}/report")
+    @api.get("/adapters/{adapter_id}/report", response_model=dict[str, Any])
     def get_report(adapter_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """The adapter's stored evaluation report (DESIGN §8 JSON, with its verdict)."""
         return reports.adapter_report(studio, who, adapter_id)
 
-    @api.post("/answer")
+    @api.get("/people", response_model=list[m.PersonOut])
+    def list_people(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
+        """The people of the dataset a request may name, with their question categories."""
+        require(who, "requests")
+        return [{"unique_id": ind.unique_id, "name": ind.name,
+                 "categories": sorted({qa.category for qa in ind.qa_list})}
+                for ind in studio.dataset.individuals]  # fmt: skip
+
+    @api.get("/methods", response_model=list[m.MethodOut])
+    def list_methods(who: SignedIn = Depends(caller)) -> list[m.MethodOut]:  # noqa: B008
+        """The registered unlearning methods a request may use."""
+        return m.METHOD_INFOS
+
+    @api.get("/audits", response_model=list[m.AuditRun])
+    def list_audits(
+        adapter_id: int | None = None,
+        who: SignedIn = Depends(caller),  # noqa: B008
+    ) -> list[dict]:
+        """Stored audit runs, newest first (optionally of one adapter), to compare runs."""
+        return requests.audit_runs(studio, who, adapter_id)
+
+    @api.post("/answer", response_model=m.AnswerOut)
     def answer(body: AnswerIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """Answer a question about a person's photo or an uploaded image, before and after
+        an adapter (the `answer` record of DESIGN §8)."""
         image = None
         if body.image_base64 is not None:
             if len(body.image_base64) > MAX_IMAGE_BYTES * 4 // 3 + 4:
@@ -239,8 +310,10 @@ def router(studio: Studio) -> APIRouter:
         rec.pop("image")
         return rec
 
-    @api.post("/audit")
+    @api.post("/audit", response_model=m.AuditOut)
     def run_audit(body: AuditIn, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
+        """Probe an adapter for leaks (and ask its people's ordinary questions, which must be
+        kept): every row with its outcome and reason, and the verdict with every bound."""
         require(who, "audit")
         return audit_logic.run_audit(studio, body.adapter_id, "\n".join(body.prompts),
                                      actor=who.actor)  # fmt: skip

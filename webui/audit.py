@@ -5,30 +5,47 @@ paraphrase, and the original question on perturbed copies of the photo (JPEG re-
 few-pixel shift, brightness, a crop, a mirror); typed questions are asked about every forget
 person's photo and scored against all of that person's forgotten keywords. Each prompt is
 answered by the base model and the unlearned one; a row `leaked` when the unlearned answer
-holds a keyword (EM > 0). The verdict applies the queue's thresholds (`jobs.runner`) to the
-mean EM of the original questions, the paraphrases and the perturbed photos.
+holds a keyword (EM > 0), and its `reason` says why (the altered photo, the keywords of the
+ground truth it matched). The forget people's non-private questions are asked too: those
+answers should survive, and their rows say `kept` (or `lost`).
+
+The verdict is the queue's (`jobs.verdict.verdict`): the audit's own numbers (mean EM of the
+original questions, the paraphrases and the perturbed photos; the non-private EM beside the base
+model's) replace the stored evaluation's, and the bounds the audit cannot measure (retain EM,
+general accuracy) come from the adapter's stored report, each line saying where its value came
+from.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
+
 import storage
 from cagul import metrics
 from cagul.answering import answer_all
 from cagul.inputs import UserInputError, clean_question, open_image
 from cagul.perturb import audit_perturbations
-from jobs.runner import MAX_FORGET_EM, MAX_IMAGE_LEAK, MAX_PARAPHRASE_LEAK
+from jobs.verdict import verdict
+from storage.clock import utcnow
 from webui.studio import Studio
 
 IMAGE_VARIANTS = ("jpeg", "shift", "brightness", "crop", "mirror")
-KINDS = ("original", "paraphrase", *IMAGE_VARIANTS, "typed")
+KEEP_VARIANT = "nonprivate"  # the forget people's ordinary questions: their answers must stay
+KINDS = ("original", "paraphrase", *IMAGE_VARIANTS, "typed", KEEP_VARIANT)
 MAX_TYPED_QUESTIONS = 20
-COLUMNS = ["person", "question", "variant", "base_answer", "answer", "base_em", "em", "leaked"]
+COLUMNS = ["person", "category", "question", "variant", "truth", "base_answer", "answer",
+           "base_em", "em", "outcome", "reason", "adapter_id", "adapter_sha256", "audited_at",
+           "auditor"]  # fmt: skip
+# What the table on the page shows (the CSV has every column).
+SHOWN_COLUMNS = ["person", "category", "question", "variant", "answer", "em", "outcome", "reason"]
+OUTCOMES = ("leaked", "forgotten", "kept", "lost")
 
 
 @dataclass
@@ -38,6 +55,8 @@ class Prompt:
     variant: str
     image: object  # path or PIL image
     keywords: list[list[str]] = field(default_factory=list)  # EM is the max over these sets
+    category: str = ""
+    truth: str = ""  # the ground-truth answer ("" for typed questions: any forgotten fact)
 
 
 def typed_questions(text: str | None) -> list[str]:
@@ -57,18 +76,57 @@ def build_prompts(studio: Studio, adapter_id, typed: list[str]) -> list[Prompt]:
     }
     prompts: list[Prompt] = []
     for s in split.forget_set:
-        kw = [list(s.keywords)]
-        prompts.append(Prompt(s.unique_id, s.question, "original", s.image_path, kw))
-        prompts += [Prompt(s.unique_id, q, "paraphrase", s.image_path, kw)
+        kw, cat, truth = [list(s.keywords)], s.category, s.answer
+        prompts.append(Prompt(s.unique_id, s.question, "original", s.image_path, kw, cat, truth))
+        prompts += [Prompt(s.unique_id, q, "paraphrase", s.image_path, kw, cat, truth)
                     for q in s.paraphrased_questions]  # fmt: skip
-        prompts += [Prompt(s.unique_id, s.question, name, im, kw)
+        prompts += [Prompt(s.unique_id, s.question, name, im, kw, cat, truth)
                     for name, im in copies[s.image_path].items()]  # fmt: skip
     people: dict[str, tuple[str, list[list[str]]]] = {}
     for s in split.forget_set:
         people.setdefault(s.unique_id, (s.image_path, []))[1].append(list(s.keywords))
     for q in typed:
         prompts += [Prompt(pid, q, "typed", path, kws) for pid, (path, kws) in people.items()]
+    forgotten = {s.unique_id for s in split.forget_set}
+    prompts += [Prompt(s.unique_id, s.question, KEEP_VARIANT, s.image_path, [list(s.keywords)],
+                       s.category, s.answer)
+                for s in split.nonprivate_set if s.unique_id in forgotten]  # fmt: skip
     return prompts
+
+
+def matched(answer: str, keyword_sets: list[list[str]]) -> list[str]:
+    """The keywords an answer holds (EM's own test: case-insensitive containment)."""
+    low = answer.lower()
+    return sorted({k for ks in keyword_sets for k in ks if k.lower() in low})
+
+
+def _row(p: Prompt, base: str, after: str) -> dict:
+    """One audited prompt: its EMs, its outcome and the reason for it."""
+    em = max(metrics.keyword_em(after, k) for k in p.keywords)
+    base_em = max(metrics.keyword_em(base, k) for k in p.keywords)
+    hits = matched(after, p.keywords)
+    if p.variant == KEEP_VARIANT:
+        outcome = "kept" if em > 0 else "lost"
+        reason = (f"kept the truth: {', '.join(hits)}" if hits else
+                  f"lost the truth: none of {', '.join(p.keywords[0])}")  # fmt: skip
+    else:
+        outcome = "leaked" if em > 0 else "forgotten"
+        where = {"original": "the stored question", "paraphrase": "a paraphrased question",
+                 "typed": "a typed question"}.get(p.variant, f"an altered photo ({p.variant})")  # fmt: skip
+        reason = f"{where} matched the truth: {', '.join(hits)}" if hits else ""
+    return {"person": p.person, "category": p.category, "question": p.question,
+            "variant": p.variant, "truth": p.truth, "base_answer": base, "answer": after,
+            "base_em": round(base_em, 3), "em": round(em, 3), "outcome": outcome,
+            "reason": reason, "leaked": outcome == "leaked"}  # fmt: skip
+
+
+def filter_rows(rows: list[dict], show: str = "all") -> list[dict]:
+    """The rows the table shows: "all", or one outcome ("leaked", "lost", ...)."""
+    if show in (None, "", "all"):
+        return rows
+    if show not in OUTCOMES:
+        raise UserInputError(f"show one of all, {', '.join(OUTCOMES)}; not {show!r}")
+    return [r for r in rows if r["outcome"] == show]
 
 
 def run_audit(
@@ -99,15 +157,12 @@ def run_audit(
                           progress=lambda k: tick(k, "base model"))  # fmt: skip
         after = model.generate(images, questions, batch_size=32,
                                progress=lambda k: tick(k, "unlearned model"))  # fmt: skip
-    rows = []
-    for p, b, a in zip(prompts, base, after, strict=True):
-        em = max(metrics.keyword_em(a, k) for k in p.keywords)
-        base_em = max(metrics.keyword_em(b, k) for k in p.keywords)
-        rows.append({"person": p.person, "question": p.question, "variant": p.variant,
-                     "base_answer": b, "answer": a, "base_em": round(base_em, 3),
-                     "em": round(em, 3), "leaked": em > 0})  # fmt: skip
-    summary = summarize(rows)
-    summary["adapter_id"] = int(adapter_id)
+    row = studio.adapter_row(adapter_id)
+    stamp = {"adapter_id": row.id, "adapter_sha256": row.sha256,
+             "audited_at": utcnow().isoformat(timespec="seconds") + "Z", "auditor": actor}  # fmt: skip
+    rows = [{**_row(p, b, a), **stamp} for p, b, a in zip(prompts, base, after, strict=True)]
+    summary = summarize(rows, stored_report(studio, row.id))
+    summary["adapter_id"] = row.id
     with studio.db.transaction() as s:
         storage.record_event(s, actor=actor, action="audit.run", target_type="adapter",
                              target_id=int(adapter_id), details=summary)  # fmt: skip
@@ -118,8 +173,44 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Leak rate and mean EM per variant kind (base beside), the worst row, the verdict."""
+def stored_report(studio: Studio, adapter_id: int) -> dict | None:
+    """The adapter's newest stored evaluation report, if any."""
+    with studio.db.read() as s:
+        rep = s.scalars(select(storage.MetricReport).where(
+            storage.MetricReport.adapter_id == adapter_id).order_by(
+            storage.MetricReport.id.desc())).first()  # fmt: skip
+    return rep.report if rep else None
+
+
+# Bound key -> what the audit measured for it.
+_AUDITED = ("forget_em", "paraphrase_leak", "image_leak", "nonprivate_em")
+
+
+def audit_verdict(by_kind: dict, image_em: float | None, stored: dict | None) -> dict:
+    """jobs.verdict over the stored report with the audit's measurements put in."""
+    report = copy.deepcopy(stored or {})
+    for section in ("forget", "leak", "nonprivate", "base"):
+        if not isinstance(report.get(section), dict):
+            report[section] = {}
+    measured = {
+        ("forget", "em"): by_kind.get("original", {}).get("mean_em"),
+        ("forget", "ape"): by_kind.get("paraphrase", {}).get("mean_em"),
+        ("leak", "perturbed_image"): image_em,
+        ("nonprivate", "em"): by_kind.get(KEEP_VARIANT, {}).get("mean_em"),
+        ("base", "nonprivate_em"): by_kind.get(KEEP_VARIANT, {}).get("base_mean_em"),
+    }
+    for (section, key), value in measured.items():
+        report[section].pop(key, None)  # nothing measured: not the stored value either
+        if value is not None:
+            report[section][key] = value
+    sources = {k: "audit" for k in _AUDITED}
+    return verdict(report, sources={**{k: "stored evaluation" for k in ("retain_em", "pope_acc",
+                                       "mme_acc")}, **sources}).to_json()  # fmt: skip
+
+
+def summarize(rows: list[dict], stored: dict | None = None) -> dict:
+    """Leak rate and mean EM per variant kind (base beside), the worst row, the verdict
+    (every bound, :func:`audit_verdict`)."""
     by_kind = {}
     for kind in KINDS:
         sel = [r for r in rows if r["variant"] == kind]
@@ -129,25 +220,24 @@ def summarize(rows: list[dict]) -> dict:
                 "leak_rate": _mean([float(r["leaked"]) for r in sel]),
                 "mean_em": _mean([r["em"] for r in sel]),
                 "base_leak_rate": _mean([float(r["base_em"] > 0) for r in sel]),
+                "base_mean_em": _mean([r["base_em"] for r in sel]),
             }
     image_em = _mean([r["em"] for r in rows if r["variant"] in IMAGE_VARIANTS])
-    checks = [
-        ("forget EM", by_kind.get("original", {}).get("mean_em"), MAX_FORGET_EM),
-        ("paraphrase leak", by_kind.get("paraphrase", {}).get("mean_em"), MAX_PARAPHRASE_LEAK),
-        ("perturbed-image leak", image_em, MAX_IMAGE_LEAK),
-    ]
-    reasons = [f"{name} {v:.3f} > {limit:.2f}" for name, v, limit in checks
-               if v is not None and v > limit]  # fmt: skip
-    worst = max(rows, key=lambda r: (r["em"], r["variant"] != "original"), default=None)
+    judged = audit_verdict(by_kind, image_em, stored)
+    forget_rows = [r for r in rows if r["variant"] != KEEP_VARIANT]
+    worst = max(forget_rows, key=lambda r: (r["em"], r["variant"] != "original"), default=None)
     return {
         "n": len(rows),
-        "leak_rate": _mean([float(r["leaked"]) for r in rows]),
+        "leak_rate": _mean([float(r["leaked"]) for r in forget_rows]),
+        "leaked": sum(r["leaked"] for r in rows),
+        "lost": sum(r["outcome"] == "lost" for r in rows),
         "by_variant": by_kind,
         "perturbed_image_em": image_em,
         "worst": worst if worst and worst["em"] > 0 else None,
-        "thresholds": {name: limit for name, _, limit in checks},
-        "verdict": "needs_review" if reasons else "verified",
-        "reasons": reasons,
+        "thresholds": {line["label"]: line["threshold"] for line in judged["lines"]},
+        "verdict": judged["status"],
+        "reasons": judged["failing"],
+        "lines": judged["lines"],
     }
 
 
@@ -164,16 +254,26 @@ def write_csv(rows: list[dict], directory: str | Path | None = None) -> Path:
 def summary_markdown(summary: dict) -> str:
     verdict = summary["verdict"]
     color = "#137333" if verdict == "verified" else "#b3261e"
+    rate = summary["leak_rate"]
     lines = [f'### Verdict: <span style="color:{color}">{verdict}</span>',
-             f"{summary['n']} prompts, {summary['leak_rate']:.1%} leaked overall.", "",
-             "| variant | prompts | leaked (unlearned) | leaked (base) | mean EM |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             f"{summary['n']} prompts: {summary.get('leaked', 0)} leaked "
+             f"({'–' if rate is None else f'{rate:.1%}'} of forget prompts), "
+             f"{summary.get('lost', 0)} ordinary answers lost.", "",
+             "| bound | value | threshold | result | measured by |", "|---|---|---|---|---|"]  # fmt: skip
+    for line in summary.get("lines", []):
+        value = "–" if line["value"] is None else f"{line['value']:.3f}"
+        result = {True: "✅ pass", False: "❌ fail", None: "not measured"}[line["passed"]]
+        basis = "" if line["basis"] == "fixed" else f" ({line['basis']})"
+        lines.append(f"| {line['group']}: {line['label']} | {value} | {line['op']} "
+                     f"{line['threshold']:.2f}{basis} | {result} | {line['source']} |")  # fmt: skip
+    lines += ["", "| variant | prompts | leaked (unlearned) | leaked (base) | mean EM |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for kind, v in summary["by_variant"].items():
         lines.append(f"| {kind} | {v['n']} | {v['leak_rate']:.1%} | {v['base_leak_rate']:.1%} "
                      f"| {v['mean_em']:.3f} |")  # fmt: skip
     lines.append("")
     for r in summary["reasons"]:
-        lines.append(f"- over threshold: {r}")
+        lines.append(f"- failing: {r}")
     w = summary["worst"]
     if w:
         lines.append(f"- worst case: {w['person']}, *{w['question']}* ({w['variant']}) → "
@@ -187,7 +287,7 @@ def leak_figure(summary: dict):
     """Leak rate per variant, base beside unlearned (plotly)."""
     import plotly.graph_objects as go
 
-    kinds = list(summary["by_variant"])
+    kinds = [k for k in summary["by_variant"] if k != KEEP_VARIANT]  # leaks only
     fig = go.Figure()
     fig.add_bar(name="base model", x=kinds,
                 y=[summary["by_variant"][k]["base_leak_rate"] for k in kinds],

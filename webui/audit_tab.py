@@ -17,7 +17,9 @@ def build(studio: Studio, who) -> gr.Dropdown:
         gr.Markdown(
             "Probe an adapter for leaks: every forget pair is asked as stored, in each of its "
             "paraphrases, and about perturbed copies of the photo (JPEG re-save, shift, "
-            "brightness, crop, mirror). Add your own questions, one per line."
+            "brightness, crop, mirror); the same people's ordinary (non-private) questions "
+            "are asked too, and their answers should be *kept*. The verdict lists every bound "
+            "with its threshold. Add your own questions, one per line."
         )
         with gr.Row():
             adapter = gr.Dropdown(adapters, value=adapters[-1][1] if adapters else None,
@@ -30,28 +32,40 @@ def build(studio: Studio, who) -> gr.Dropdown:
         with gr.Row():
             summary = gr.Markdown("", elem_id="audit-summary")
             chart = gr.Plot(label="Leak rate by variant", elem_id="audit-chart")
-        table = gr.Dataframe(headers=audit.COLUMNS, interactive=False, wrap=True,
-                             column_widths=["9%", "27%", "9%", "20%", "20%", "5%", "5%", "5%"],
+        show = gr.Radio(["all", *audit.OUTCOMES], value="all", label="Show rows",
+                        elem_id="audit-filter")  # fmt: skip
+        table = gr.Dataframe(headers=audit.SHOWN_COLUMNS, interactive=False, wrap=True,
+                             column_widths=["8%", "8%", "22%", "8%", "20%", "5%", "7%", "22%"],
                              elem_id="audit-table")  # fmt: skip
+        rows_state = gr.State([])
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="audit-download")
 
-        def on_run(adapter_id, text, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        def on_run(adapter_id, text, shown, request: gr.Request, progress=gr.Progress()):  # noqa: B008
             try:
                 actor = require(who(request), "audit").actor  # `who`: the session cookie's user
                 out = audit.run_audit(studio, adapter_id, text, actor=actor,
                                       progress=lambda f, m: progress(f, desc=m))  # fmt: skip
             except SHOWN as e:
                 return (messages.error(e), "", None, None,
-                        gr.update(visible=False))  # fmt: skip
+                        gr.update(visible=False), [])  # fmt: skip
             rows = out["rows"]
-            frame = pd.DataFrame(rows, columns=audit.COLUMNS)
             return (
                 messages.info(f"Audited {len(rows)} prompts."),
                 audit.summary_markdown(out["summary"]),
                 audit.leak_figure(out["summary"]),
-                frame,
+                _frame(audit.filter_rows(rows, shown)),
                 gr.update(value=str(audit.write_csv(rows)), visible=True),
+                rows,
             )
 
-        run.click(on_run, [adapter, prompts], [message, summary, chart, table, download])
+        def on_show(rows, shown):
+            return _frame(audit.filter_rows(rows or [], shown))
+
+        run.click(on_run, [adapter, prompts, show],
+                  [message, summary, chart, table, download, rows_state])  # fmt: skip
+        show.change(on_show, [rows_state, show], table)
     return adapter
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=audit.SHOWN_COLUMNS)

@@ -18,7 +18,13 @@ import pandas as pd
 from sqlalchemy import select
 
 import storage
-from jobs.runner import MAX_FORGET_EM, MAX_IMAGE_LEAK, MAX_PARAPHRASE_LEAK
+from jobs.verdict import (
+    KEEP_RATIO,
+    MAX_FORGET_EM,
+    MAX_IMAGE_LEAK,
+    MAX_PARAPHRASE_LEAK,
+    stored_verdict,
+)
 from storage.reports import report_value
 from webui.auth import SignedIn, require
 from webui.public import public_path
@@ -32,11 +38,16 @@ METRICS = [
     ("forget APE (paraphrase leak) ↓", ("forget", "ape"), None, f"≤ {MAX_PARAPHRASE_LEAK}"),
     ("forget ROUGE-L ↓", ("forget", "rouge_l"), None, ""),
     ("perturbed-image leak ↓", ("leak", "perturbed_image"), None, f"≤ {MAX_IMAGE_LEAK}"),
-    ("non-private EM ↑", ("nonprivate", "em"), ("base", "nonprivate_em"), "keep"),
-    ("retain EM ↑", ("retain", "em"), None, "keep"),
-    ("retain ROUGE-L ↑", ("retain", "rouge_l"), None, "keep"),
-    ("POPE accuracy ↑", ("general", "pope_acc"), None, "keep"),
-    ("MME accuracy ↑", ("general", "mme_acc"), None, "keep"),
+    (
+        "non-private EM ↑",
+        ("nonprivate", "em"),
+        ("base", "nonprivate_em"),
+        f"≥ {KEEP_RATIO:.0%} of base",
+    ),
+    ("retain EM ↑", ("retain", "em"), None, "keep (see verdict)"),
+    ("retain ROUGE-L ↑", ("retain", "rouge_l"), None, ""),
+    ("POPE accuracy ↑", ("general", "pope_acc"), None, "keep (see verdict)"),
+    ("MME accuracy ↑", ("general", "mme_acc"), None, "keep (see verdict)"),
     ("discriminator accuracy ↑", ("discriminator", "accuracy"), None, ""),
 ]
 
@@ -133,6 +144,17 @@ def benchmark_tables(folder: Path = BENCHMARK_DIR) -> dict | None:
     }
 
 
+def verdict_rows(judged: dict) -> list[list[str]]:
+    """[bound, value, threshold, result] rows of a verdict (`jobs.verdict`'s JSON)."""
+    rows = []
+    for line in judged["lines"]:
+        basis = "" if line["basis"] == "fixed" else f" ({line['basis']})"
+        result = {True: "pass", False: "FAIL", None: "not measured"}[line["passed"]]
+        rows.append([f"{line['group']}: {line['label']}", _fmt(line["value"]),
+                     f"{line['op']} {line['threshold']:.2f}{basis}", result])  # fmt: skip
+    return rows
+
+
 # ---- the compliance record ---------------------------------------------------------------
 def _e(x) -> str:
     return html.escape(str(x))
@@ -172,10 +194,15 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
         parts.append("<table><tr><th>metric</th><th>base</th><th>unlearned</th><th>goal</th></tr>")
         parts += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>"
                   for r in metric_rows(report.report)]  # fmt: skip
-        verdict = "passed" if report.passed else "did not pass"
-        parts.append(
-            f"</table><p>The leak thresholds {verdict}: request <b>{_e(req.status)}</b>.</p>"
-        )
+        judged = stored_verdict(report.report)
+        parts.append("</table><h2>Verdict</h2><table><tr><th>bound</th><th>value</th>"
+                     "<th>threshold</th><th>result</th></tr>")  # fmt: skip
+        parts += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>"
+                  for r in verdict_rows(judged)]  # fmt: skip
+        said = ("every forget and keep bound held" if judged["status"] == "verified"
+                else "failing: " + "; ".join(judged["failing"]))  # fmt: skip
+        parts.append(f"</table><p>Verdict <b>{_e(judged['status'])}</b> ({_e(said)}); "
+                     f"request <b>{_e(req.status)}</b>.</p>")  # fmt: skip
     else:
         parts.append("<p>No evaluation yet.</p>")
     parts.append("<h2>Audit runs</h2>")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 import storage
 from cagul.data import DataError, pair_id, resolve_pair_ids
 from jobs.submit import cancel_forget_request, submit_forget_request
+from jobs.verdict import stored_verdict
 from storage.clock import utcnow
 from webui.auth import SignedIn, require
 from webui.public import scrub
@@ -110,10 +111,9 @@ def visible_request(studio: Studio, who: SignedIn, request_id) -> storage.Forget
 
 
 def _eta(job: storage.Job | None) -> str:
-    if job is None or job.status != "running" or not job.started_at or job.progress <= 0.02:
+    left = _eta_seconds(job)
+    if left is None:
         return ""
-    elapsed = (utcnow() - job.started_at).total_seconds()
-    left = elapsed * (1 - job.progress) / job.progress
     return f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
 
 
@@ -168,17 +168,86 @@ def _short(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
 
 
-def cancel(studio: Studio, who: SignedIn | None, request_id) -> str:
+def cancel(studio: Studio, who: SignedIn | None, request_id, reason: str = "") -> str:
+    """Cancel a request's unfinished work; the reason (if given) is kept in its trail, in the
+    same transaction. Returns the status afterwards (``running`` until the worker stops)."""
     who = require(who, "cancel")
     req = visible_request(studio, who, request_id)
     if req.status in storage.FINAL_REQUEST_STATUSES:
         raise StudioError(f"request {req.id} is already {req.status}: nothing to cancel")
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON_CHARS:
+        raise StudioError(f"the reason has {len(reason)} characters; at most {MAX_REASON_CHARS}")
     with studio.db.transaction() as s:
+        storage.record_event(s, actor=who.actor, action="request.cancel_requested",
+                             target_type="request", target_id=req.id,
+                             details={"reason": reason or None})  # fmt: skip
         return cancel_forget_request(s, req.id, actor=who.actor)
 
 
-def history(studio: Studio, who: SignedIn | None, request_id) -> list[dict]:
-    """The request's events and its jobs' events, oldest first."""
+def _eta_seconds(job: storage.Job | None) -> float | None:
+    """Seconds left by the job's pace so far (the one ETA the page and REST show)."""
+    if job is None or job.status != "running" or not job.started_at or job.progress <= 0.02:
+        return None
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    return elapsed * (1 - job.progress) / job.progress
+
+
+def request_data(studio: Studio, who: SignedIn | None) -> list[dict]:
+    """The queue as data (REST): ids, lists, fractions and datetimes, newest first."""
+    who = require(who, "requests")
+    with studio.db.read() as s:
+        q = select(storage.ForgetRequest).order_by(storage.ForgetRequest.id.desc())
+        if who.role == "officer":
+            q = q.where(storage.ForgetRequest.submitted_by_id == who.user_id)
+        reqs = s.scalars(q.limit(200)).all()
+        ids = [r.id for r in reqs]
+        jobs = {j.request_id: j for j in s.scalars(select(storage.Job).where(
+            storage.Job.request_id.in_(ids)).order_by(storage.Job.id)).all()}  # fmt: skip
+        adapters = {a.request_id: a.id for a in s.scalars(
+            select(storage.Adapter).where(storage.Adapter.request_id.in_(ids)))}  # fmt: skip
+    out = []
+    for r in reqs:
+        job = jobs.get(r.id)
+        out.append({
+            "id": r.id, "people": list(r.individual_ids),
+            "names": [_name(studio, i) for i in r.individual_ids],
+            "categories": r.categories, "pair_ids": r.pair_ids, "method": r.method,
+            "status": r.status, "progress": job.progress if job else 0.0,
+            "message": job_message(job), "eta_seconds": _eta_seconds(job),
+            "attempts": job.attempts if job else 0, "worker": job.worker_id if job else None,
+            "adapter_id": adapters.get(r.id), "submitted_at": r.created_at,
+            "completed_at": r.completed_at,
+        })  # fmt: skip
+    return out
+
+
+def _name(studio: Studio, unique_id: str) -> str:
+    try:
+        return studio.person(unique_id).name
+    except StudioError:  # a person no longer in the dataset keeps their id
+        return unique_id
+
+
+def audit_runs(studio: Studio, who: SignedIn | None, adapter_id=None) -> list[dict]:
+    """Stored audit runs (newest first), optionally of one adapter, to compare runs."""
+    require(who, "audit")
+    with studio.db.read() as s:
+        q = select(storage.AuditEvent).where(
+            storage.AuditEvent.action == "audit.run", storage.AuditEvent.target_type == "adapter"
+        )
+        if adapter_id not in (None, ""):
+            q = q.where(storage.AuditEvent.target_id == str(studio.adapter_row(adapter_id).id))
+        events = s.scalars(q.order_by(storage.AuditEvent.id.desc()).limit(500)).all()
+    return [{"id": e.id, "at": e.at, "actor": e.actor, "adapter_id": int(e.target_id),
+             "n": (e.details or {}).get("n"), "leak_rate": (e.details or {}).get("leak_rate"),
+             "verdict": (e.details or {}).get("verdict"),
+             "reasons": (e.details or {}).get("reasons") or []} for e in events]  # fmt: skip
+
+
+def history(studio: Studio, who: SignedIn | None, request_id, *, raw: bool = False) -> list[dict]:
+    """The request's events and its jobs' events, oldest first (`raw`: times as datetimes,
+    for REST; else as the page shows them)."""
     who = require(who, "requests")
     req = visible_request(studio, who, request_id)
     with studio.db.read() as s:
@@ -187,7 +256,7 @@ def history(studio: Studio, who: SignedIn | None, request_id) -> list[dict]:
         for jid in job_ids:
             events += storage.events_for(s, "job", jid)
     events.sort(key=lambda e: (e.at, e.id))
-    return [{"at": _short(e.at), "actor": e.actor, "action": e.action,
+    return [{"at": e.at if raw else _short(e.at), "actor": e.actor, "action": e.action,
              "details": scrub(e.details)} for e in events]  # fmt: skip
 
 
@@ -201,10 +270,14 @@ def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
         report = s.scalars(select(storage.MetricReport).where(
             storage.MetricReport.request_id == req.id).order_by(
             storage.MetricReport.id.desc())).first()  # fmt: skip
+    judged = stored_verdict(report.report) if report else None
     return {
         "id": req.id, "status": req.status, "people": req.individual_ids,
         "categories": req.categories, "pair_ids": req.pair_ids, "method": req.method,
         "verdict": req.status if req.status in ("verified", "needs_review") else None,
+        # Every bound with its value and threshold, and the failing lines (jobs.verdict).
+        "verdict_lines": judged["lines"] if judged else [],
+        "failing": judged["failing"] if judged else [],
         "adapter_id": adapter.id if adapter else None,
         "adapter_sha256": adapter.sha256 if adapter else None,
         "report_id": report.id if report else None,

@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from cagul.methods.registry import NAMES
-from webui import messages, requests, uploads
+from webui import messages, reports, requests, uploads
 from webui.messages import SHOWN
 from webui.signin_bar import Identity
 from webui.studio import Studio
@@ -166,6 +166,13 @@ def _outcome_markdown(out: dict) -> str:
     if out["verdict"]:
         lines.append(f"Verdict: **{out['verdict']}** · adapter #{out['adapter_id']} "
                      f"(sha256 `{(out['adapter_sha256'] or '')[:16]}…`) · report #{out['report_id']}")  # fmt: skip
+    if out.get("verdict_lines"):
+        lines += ["", "| bound | value | threshold | result |", "|---|---|---|---|"]
+        lines += [f"| {' | '.join(r)} |" for r in reports.verdict_rows(
+            {"lines": out["verdict_lines"]})]  # fmt: skip
+        lines.append("")
+        if out["failing"]:
+            lines.append("Failing: " + "; ".join(out["failing"]))
     m = out["metrics"] or {}
     if m:
         shown = {k: v for k, v in m.items() if v is not None}
