@@ -84,9 +84,17 @@ def create_app(studio):
     # Outermost first: refuse foreign origins, bound bodies, then shape every error.
     for guard in (http_guards.ErrorShape, http_guards.BodyLimit, http_guards.OriginGuard):
         app.add_middleware(guard)
-    return gr.mount_gradio_app(app, build_ui(studio), path="/", css=CSS + HEATMAP_CSS,
-                               footer_links=[], ssr_mode=False,
-                               max_file_size=MAX_IMAGE_BYTES)  # fmt: skip
+    demo = build_ui(studio)
+    # show_error=False: an unexpected exception reaches the page as a bare "error", never with
+    # its text (paths, reprs); the handlers show their own refusals.
+    app = gr.mount_gradio_app(app, demo, path="/", css=CSS + HEATMAP_CSS, footer_links=[],
+                              ssr_mode=False, show_error=False,
+                              max_file_size=MAX_IMAGE_BYTES)  # fmt: skip
+    # Gradio checks that a file an event names lies in its upload folder only once the Blocks
+    # "has launched", which `launch()` marks and mounting does not: unmarked, it copies any
+    # server file a script names into its cache. Mounted is launched here.
+    demo.has_launched = True
+    return app
 
 
 def start_worker(args: argparse.Namespace) -> subprocess.Popen:

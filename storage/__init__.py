@@ -47,7 +47,9 @@ from storage.models import (
     ForgetRequest,
     Job,
     MetricReport,
+    SignInThrottle,
     User,
+    WebSession,
 )
 from storage.reports import add_metric_report, headline_metrics
 from storage.users import (
@@ -84,6 +86,7 @@ __all__ = [
     "InvalidValueError",
     "Job",
     "MetricReport",
+    "SignInThrottle",
     "MigrationError",
     "NaiveDatetimeError",
     "RequestRefused",
@@ -93,6 +96,7 @@ __all__ = [
     "User",
     "UserError",
     "UserExistsError",
+    "WebSession",
     "WeakPasswordError",
     "active_requests",
     "add_metric_report",

@@ -111,7 +111,7 @@ def test_request_survives_a_killed_app_and_ends_on_record(tmp_path):
                 timeout=30_000,
             )
             with page.expect_download() as info:
-                page.click("#requests-record")
+                page.click("#requests-record a")  # the authenticated REST route
             record = tmp_path / "record.html"
             info.value.save_as(record)
             text = record.read_text()

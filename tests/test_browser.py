@@ -39,8 +39,9 @@ def sign_in(page, name: str) -> None:
     page.fill("#login-user input", name)
     page.fill("#login-password input", PASSWORD)
     page.click("#login-submit")
-    page.wait_for_function(
-        "() => document.querySelector('#login-status').innerText.includes('Signed in')"
+    page.wait_for_function(  # the name: signing in again must wait for the new user
+        "n => document.querySelector('#login-status').innerText.includes('Signed in as ' + n)",
+        arg=name,
     )
 
 
@@ -145,6 +146,34 @@ def test_audit_on_the_default_adapter_gives_rows_a_summary_and_a_csv(app, chromi
     assert lines[0].startswith("person,question,variant") and len(lines) > 100
     assert rows(db, "audit_events") == events + 1
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+
+
+def test_sign_in_is_a_cookie_scripts_cannot_read_and_it_survives_a_reload(app, chromium,
+                                                                          tmp_path):  # fmt: skip
+    url, _ = app
+    page = open_page(chromium, url)
+    page.fill("#login-user input", "vera")
+    page.fill("#login-password input", "not the password")
+    page.click("#login-submit")
+    page.wait_for_selector("#login-status .msg-error", timeout=30_000)
+    assert "wrong user name or password" in page.inner_text("#login-status")
+    sign_in(page, "vera")
+    assert "Signed in as vera (viewer)." in page.inner_text("#login-status")
+    assert page.input_value("#login-password input") == ""
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: page scripts see nothing
+    cookie = next(c for c in page.context.cookies() if c["name"] == "cagul_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.screenshot(path=str(tmp_path / "signed-in.png"))
+    page.reload(wait_until="load")
+    page.wait_for_function("() => document.querySelector('#login-status')"
+                           ".innerText.includes('Signed in as vera (viewer)')", timeout=60_000)  # fmt: skip
+    page.click("#login-signout")
+    page.wait_for_function(
+        "() => document.querySelector('#login-status').innerText.includes('Signed out')"
+    )
+    page.reload(wait_until="load")
+    page.wait_for_function("() => document.querySelector('#login-status')"
+                           ".innerText.includes('Not signed in')", timeout=60_000)  # fmt: skip
 
 
 def test_a_viewer_is_refused_the_audit_and_the_officer_tab(app, chromium):

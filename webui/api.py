@@ -40,11 +40,15 @@ from webui.auth import (
     user_for_api_token,
 )
 from webui.public import scrub_text
-from webui.studio import Studio, StudioError, UnknownAdapterError, UnknownPersonError
+from webui.studio import (
+    MAX_DB_ID,
+    Studio,
+    StudioError,
+    UnknownAdapterError,
+    UnknownPersonError,
+)
 
 log = logging.getLogger("cagul.api")
-# Ids are `Integer` columns: 32-bit on PostgreSQL, so that is the range both backends store.
-MAX_DB_ID = 2**31 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
 PathId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 

@@ -26,11 +26,8 @@ def build(studio: Studio) -> gr.Dropdown:
             with gr.Column(scale=4):
                 person = gr.Dropdown(studio.person_choices(), label="Person", value=None,
                                      elem_id="explore-person")  # fmt: skip
-                # image_mode=None: Gradio hands over the uploaded file undecoded; the
-                # bounded decoder (`cagul.inputs.open_image`) is the only one to read it.
                 image = gr.Image(label="Image (or upload one)", type="filepath", height=240,
-                                 sources=["upload"], image_mode=None,
-                                 elem_id="explore-image")  # fmt: skip
+                                 sources=["upload"], elem_id="explore-image")  # fmt: skip
                 pick = gr.Dropdown([], label="The person's dataset questions",
                                    elem_id="explore-question-pick")  # fmt: skip
                 question = gr.Textbox(label="Question", max_lines=3, elem_id="explore-question",
@@ -77,7 +74,10 @@ def build(studio: Studio) -> gr.Dropdown:
             text = "Uploaded image: nobody of the dataset is assumed; ask any question."
             return None, gr.update(value=None), messages.info(text), known
 
-        image.upload(on_upload, [image, uploaded], [person_state, person, message, uploaded])
+        # preprocess=False here and below: Gradio's image preprocessing opens the path the
+        # client sent (a file-existence oracle); `webui.uploads` checks it without touching it.
+        image.upload(on_upload, [image, uploaded], [person_state, person, message, uploaded],
+                     preprocess=False)  # fmt: skip
 
         def on_ask(pid, path, q, adapter_id, known):
             empty = ("", "", "", "", "", gr.update(), "", None)
@@ -103,7 +103,7 @@ def build(studio: Studio) -> gr.Dropdown:
         gr.on([ask.click, question.submit], on_ask,
               [person_state, image, question, adapter, uploaded],
               [message, base_answer, answer, truth, prob, selected, layer, heatmap,
-               record_state])  # fmt: skip
+               record_state], preprocess=False)  # fmt: skip
 
         def on_layer(rec, name):
             return explore.heatmap_html(rec, name) if rec else ""

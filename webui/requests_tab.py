@@ -30,7 +30,7 @@ def build(studio: Studio, who: Identity) -> None:
                                      elem_id="requests-person")  # fmt: skip
                 with gr.Row(equal_height=True):
                     photo = gr.Image(label="Or a photo of the person", type="filepath",
-                                     height=140, sources=["upload"], image_mode=None,
+                                     height=140, sources=["upload"],
                                      elem_id="requests-photo")  # fmt: skip
                     uploaded = gr.State([])  # this session's uploads (`webui.uploads`)
                     with gr.Column():
@@ -78,7 +78,9 @@ def build(studio: Studio, who: Identity) -> None:
             return table(who(request))
 
         timer.tick(on_tick, None, queue)
-        photo.upload(uploads.register, [uploaded, photo], uploaded)
+        # Raw payloads (preprocess=False): Gradio's image preprocessing would open whatever
+        # path a script sends; `webui.uploads` reads only this session's uploads.
+        photo.upload(uploads.register, [uploaded, photo], uploaded, preprocess=False)
 
         def on_find(image, chosen, known, request: gr.Request):
             try:
@@ -98,7 +100,7 @@ def build(studio: Studio, who: Identity) -> None:
                 chosen.append(out["unique_id"])
             return messages.info(text), gr.update(value=chosen)
 
-        find.click(on_find, [photo, people, uploaded], [match, people])
+        find.click(on_find, [photo, people, uploaded], [match, people], preprocess=False)
 
         def on_people(ids, chosen, how):
             try:

@@ -27,6 +27,8 @@ from cagul.paths import DEMO_DIR, default_data_dir, default_model_dir
 
 DEMO_ADAPTER_DIR = DEMO_DIR / "adapters" / "forget10"
 DEMO_ADAPTER_REPORT = DEMO_DIR / "reports" / "cagul-forget10.json"
+# Ids are `Integer` columns: 32-bit on PostgreSQL, so that is the range both backends store.
+MAX_DB_ID = 2**31 - 1
 
 
 class StudioError(ValueError):
@@ -152,8 +154,10 @@ class Studio:
         `error`; None is never returned."""
         try:
             key = int(raw_id)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: float("inf")
             raise error(f"no {what} {raw_id!r}: ids are numbers") from e
+        if not 1 <= key <= MAX_DB_ID:  # beyond it the database raises, not answers "none"
+            raise error(f"no stored {what} with id {key}")
         with self.db.read() as s:
             found = s.get(model, key)
         if found is None:
