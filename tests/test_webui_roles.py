@@ -323,3 +323,64 @@ def test_rest_lists_data_and_cancels_by_request_id_with_a_reason(studio, client)
     assert "po_gd" in {m["name"] for m in methods}
     assert client.get("/api/audits", headers=h).status_code == 403  # officers do not audit
     assert client.get("/api/audits", headers=token(studio, "aude")).status_code == 200
+
+
+def test_one_month_deadline_clamps_to_the_month_end():
+    from datetime import UTC, datetime
+
+    from storage.erasure import one_month_after
+
+    assert one_month_after(datetime(2026, 1, 31, 9, tzinfo=UTC)) == datetime(
+        2026, 2, 28, 9, tzinfo=UTC
+    )
+    assert one_month_after(datetime(2028, 1, 31, tzinfo=UTC)).day == 29  # leap year
+    assert one_month_after(datetime(2026, 12, 15, tzinfo=UTC)) == datetime(2027, 1, 15, tzinfo=UTC)
+
+
+def test_erasure_fields_are_stored_refused_when_bad_and_in_the_record(studio, client):
+    h = token(studio, "olga")
+    body = {"individual_ids": ["00000011"], "categories": ["health"], "method": "ga",
+            "subject_ref": "DSR-2026-0042", "legal_basis": "art17-1b: consent withdrawn",
+            "received": "2026-11-30"}  # fmt: skip
+    before = n_rows(studio, storage.ForgetRequest)
+    for bad, code in [({**body, "legal_basis": "because"}, 422),
+                      ({**body, "received": "2999-01-01"}, 400),
+                      ({**body, "received": "yesterday"}, 422)]:  # fmt: skip
+        r = client.post("/api/forget-requests", json=bad, headers=h)
+        assert r.status_code == code, r.text
+    assert n_rows(studio, storage.ForgetRequest) == before  # a bad field stores nothing
+    r = client.post("/api/forget-requests", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["subject_ref"] == "DSR-2026-0042" and got["legal_basis"] == body["legal_basis"]
+    assert got["received_at"] == "2026-11-30T00:00:00Z" and got["due_at"] == "2026-12-30T00:00:00Z"
+    row = next(
+        x for x in requests.request_rows(studio, who(studio, "olga")) if x["id"] == got["id"]
+    )
+    assert "d left (2026-12-30)" in row["deadline"] or "OVERDUE" in row["deadline"]
+    refused = client.post(f"/api/forget-requests/{got['id']}/sign-off", headers=h)
+    assert (
+        refused.status_code == 400 and "nothing to sign off" in refused.json()["error"]["message"]
+    )
+    cancelled = client.post(f"/api/forget-requests/{got['id']}/cancel", headers=h,
+                            json={"reason": "duplicate of DSR-2026-0041"})  # fmt: skip
+    assert cancelled.json()["status"] == "cancelled"
+    page = reports.record_html(studio, who(studio, "olga"), got["id"])
+    assert "DSR-2026-0042" in page and "2026-12-30 00:00:00" in page
+    assert "Cancelled at (UTC)" in page and "Completed at" not in page
+    assert "none yet" not in page and "cancelled before an adapter was stored" in page
+    assert "reason: duplicate of DSR-2026-0041" in page  # details readable, not a raw dict
+    assert "{" not in page.split("Event trail")[1].split("</style>")[-1]
+
+
+def test_record_keeps_long_event_details_whole(studio):
+    olga = who(studio, "olga")
+    out = requests.submit(studio, olga, individual_ids=["00000010"], categories_=["health"],
+                          method="ga", reason="r")  # fmt: skip
+    long_reason = "withdrawn consent, letter of " + "x" * 600 + " END"
+    requests.cancel(studio, olga, out["id"], long_reason)
+    page = reports.record_html(studio, olga, out["id"])
+    assert long_reason in page
+    trail = requests.history(studio, olga, out["id"])
+    texts = [requests.details_text(e["details"]) for e in trail]
+    assert any("individual ids: 00000010" in t for t in texts)

@@ -154,6 +154,11 @@ def verdict_rows(judged: dict) -> list[list[str]]:
     return rows
 
 
+def _t(t) -> str:
+    """A stored time as the record shows it (UTC, to the second), or a dash."""
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else "–"
+
+
 # ---- the compliance record ---------------------------------------------------------------
 def _e(x) -> str:
     return html.escape(str(x))
@@ -161,7 +166,7 @@ def _e(x) -> str:
 
 def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
     """A printable, self-contained HTML record of one forget request."""
-    from webui.requests import history, visible_request
+    from webui.requests import details_text, history, visible_request
 
     who = require(who, "requests")
     req = visible_request(studio, who, request_id)
@@ -174,15 +179,25 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
             storage.MetricReport.id.desc())).first()  # fmt: skip
         audits = list(storage.events_for(s, "adapter", adapter.id)) if adapter else []
     people = [f"{i} · {studio.person(i).name}" for i in req.individual_ids]
+    ended = {"cancelled": "Cancelled at (UTC)", "failed": "Failed at (UTC)"}.get(
+        req.status, "Completed at (UTC)")  # fmt: skip
+    no_adapter = ("none (cancelled before an adapter was stored)" if req.status == "cancelled"
+                  else "none (training failed)" if req.status == "failed" else "none yet")  # fmt: skip
     facts = [
         ("Request", f"#{req.id}"), ("Status / verdict", req.status),
         ("Requested by (data subject)", req.requester),
+        ("Data-subject reference", req.subject_ref or "–"),
+        ("Legal basis", req.legal_basis or "–"),
+        ("Received (UTC)", _t(req.received_at)),
+        ("Response due (one month, GDPR Art. 12(3))", _t(req.due_at)),
         ("Entered by", submitter.name if submitter else "–"),
-        ("Submitted at (UTC)", req.created_at), ("Completed at (UTC)", req.completed_at or "–"),
+        ("Submitted at (UTC)", _t(req.created_at)), (ended, _t(req.completed_at)),
+        ("Signed off by", f"{req.approved_by} at {_t(req.approved_at)}" if req.approved_by
+         else "not yet"),
         ("People", "; ".join(people)),
         ("Covers", ", ".join(req.categories) if req.categories else "every pair of these people"),
         ("Method", req.method), ("Reason", req.note or "–"),
-        ("Adapter", f"#{adapter.id} at {adapter.path}" if adapter else "none yet"),
+        ("Adapter", f"#{adapter.id} at {adapter.path}" if adapter else no_adapter),
         ("Adapter sha256", adapter.sha256 if adapter else "–"),
         ("Base model fingerprint", adapter.base_fingerprint if adapter else studio.fingerprint),
     ]  # fmt: skip
@@ -221,7 +236,7 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
     parts.append("<h2>Event trail</h2><table><tr><th>at (UTC)</th><th>actor</th>"
                  "<th>action</th><th>details</th></tr>")  # fmt: skip
     for ev in history(studio, who, req.id):
-        details = json.dumps(ev["details"], default=str)[:300]
+        details = details_text(ev["details"])  # whole: a record is not cut
         parts.append(f"<tr><td>{_e(ev['at'])}</td><td>{_e(ev['actor'])}</td>"
                      f"<td>{_e(ev['action'])}</td><td><code>{_e(details)}</code></td></tr>")  # fmt: skip
     parts.append("</table></body></html>")

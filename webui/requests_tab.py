@@ -9,12 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from cagul.methods.registry import NAMES
+from storage.erasure import LEGAL_BASES
 from webui import messages, reports, requests
 from webui.messages import SHOWN
 from webui.studio import Studio
 
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
-           "attempts", "worker", "adapter", "submitted"]  # fmt: skip
+           "attempts", "worker", "adapter", "submitted", "deadline"]  # fmt: skip
 DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
@@ -49,15 +50,31 @@ def build(studio: Studio, who: gr.State) -> None:
                                          elem_id="requests-method")  # fmt: skip
                     requester = gr.Textbox(label="Requested by (default: the people)",
                                            elem_id="requests-requester", max_lines=1)  # fmt: skip
+                with gr.Row():
+                    subject_ref = gr.Textbox(label="Data-subject reference (your file / ticket)",
+                                             max_lines=1, elem_id="requests-subject-ref")  # fmt: skip
+                    legal_basis = gr.Dropdown(list(LEGAL_BASES), value=None,
+                                              label="Legal basis (GDPR Art. 17(1))",
+                                              elem_id="requests-legal-basis")  # fmt: skip
+                    received = gr.Textbox(label="Received (YYYY-MM-DD, default today); due "
+                                          "one month later", max_lines=1,
+                                          elem_id="requests-received")  # fmt: skip
                 reason = gr.Textbox(label="Reason", lines=2, elem_id="requests-reason")
                 submit = gr.Button("Submit request", variant="primary", elem_id="requests-submit")
             with gr.Column(scale=5):
                 message = gr.HTML("", elem_id="requests-message")
                 pick = gr.Number(label="Request id", precision=0, elem_id="requests-id")
                 with gr.Row():
-                    cancel = gr.Button("Cancel request", elem_id="requests-cancel")
                     show = gr.Button("History and outcome", elem_id="requests-show")
                     record = gr.DownloadButton("Compliance record", elem_id="requests-record")
+                    approve = gr.Button("Sign off outcome", elem_id="requests-sign-off")
+                with gr.Accordion("Cancel this request", open=False):
+                    cancel_reason = gr.Textbox(label="Why cancel (kept in the record)",
+                                               max_lines=2, elem_id="requests-cancel-reason")  # fmt: skip
+                    confirm = gr.Checkbox(label="Yes, cancel this request",
+                                          elem_id="requests-cancel-confirm")  # fmt: skip
+                    cancel = gr.Button("Cancel request", variant="stop",
+                                       elem_id="requests-cancel")  # fmt: skip
                 outcome = gr.Markdown("", elem_id="requests-outcome")
         queue = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
                              elem_id="requests-queue")  # fmt: skip
@@ -105,29 +122,44 @@ def build(studio: Studio, who: gr.State) -> None:
                                   gr.update(visible=how != BY_PAIR)),
                      scope, [pairs, categories])  # fmt: skip
 
-        def on_submit(w, ids, cs, how, ps, m, req_by, why):
+        def on_submit(w, ids, cs, how, ps, m, req_by, why, ref, basis, got):
             by_pair = how == BY_PAIR
             try:
                 out = requests.submit(studio, w, individual_ids=ids or [],
                                       categories_=None if by_pair else cs or [],
                                       pair_ids=(ps or []) if by_pair else None,
-                                      method=m, reason=why, requester=req_by or None)  # fmt: skip
+                                      method=m, reason=why, requester=req_by or None,
+                                      subject_ref=ref or None, legal_basis=basis or None,
+                                      received=(got or "").strip() or None)  # fmt: skip
             except SHOWN as e:
                 return messages.error(e), gr.update(), table(w)
             text = f"Request #{out['id']} is {out['status']} (job {out['job_id']})."
             return messages.info(text), out["id"], table(w)
 
-        submit.click(on_submit, [who, people, categories, scope, pairs, method, requester, reason],
+        submit.click(on_submit, [who, people, categories, scope, pairs, method, requester, reason,
+                                 subject_ref, legal_basis, received],
                      [message, pick, queue])  # fmt: skip
 
-        def on_cancel(w, rid):
+        def on_cancel(w, rid, why, sure):
+            if not sure:
+                return messages.error("Tick “Yes, cancel this request” first."), table(w), sure
             try:
-                status = requests.cancel(studio, w, rid)
+                status = requests.cancel(studio, w, rid, why)
             except SHOWN as e:
-                return messages.error(e), table(w)
-            return messages.info(f"Request #{int(rid)}: {status}."), table(w)
+                return messages.error(e), table(w), sure
+            return messages.info(requests.cancel_message(int(rid), status)), table(w), False
 
-        cancel.click(on_cancel, [who, pick], [message, queue])
+        cancel.click(on_cancel, [who, pick, cancel_reason, confirm], [message, queue, confirm])
+
+        def on_approve(w, rid):
+            try:
+                out = requests.sign_off(studio, w, rid)
+            except SHOWN as e:
+                return messages.error(e), gr.update()
+            return (messages.info(f"Request #{out['id']} signed off by {out['approved_by']}."),
+                    _outcome_markdown(out))  # fmt: skip
+
+        approve.click(on_approve, [who, pick], [message, outcome])
 
         def on_show(w, rid):
             try:
@@ -138,7 +170,8 @@ def build(studio: Studio, who: gr.State) -> None:
                 return messages.error(e), "", None, gr.update()
             path = Path(tempfile.mkdtemp(prefix="record-")) / f"forget-request-{out['id']}.html"
             path.write_text(page, encoding="utf-8")
-            frame = pd.DataFrame([{**e, "details": str(e["details"])[:200]} for e in trail])
+            frame = pd.DataFrame([{**e, "details": requests.details_text(e["details"])}
+                                  for e in trail])  # fmt: skip
             return "", _outcome_markdown(out), frame, gr.update(value=str(path))
 
         show.click(on_show, [who, pick], [message, outcome, events, record])
@@ -147,6 +180,16 @@ def build(studio: Studio, who: gr.State) -> None:
 def _outcome_markdown(out: dict) -> str:
     lines = [f"**Request #{out['id']}**: `{out['status']}` · method {out['method']} · "
              f"people {', '.join(out['people'])}"]  # fmt: skip
+    if out.get("due_at"):
+        lines.append(f"Received {out['received_at']:%Y-%m-%d} · due {out['due_at']:%Y-%m-%d} · "
+                     f"{requests.countdown(out['due_at'], out['status'])}")  # fmt: skip
+    if out.get("legal_basis") or out.get("subject_ref"):
+        lines.append(f"Legal basis: {out.get('legal_basis') or '–'} · "
+                     f"subject ref: {out.get('subject_ref') or '–'}")  # fmt: skip
+    if out.get("approved_by"):
+        lines.append(
+            f"Signed off by {out['approved_by']} at {out['approved_at']:%Y-%m-%d %H:%M} UTC"
+        )
     if out.get("pair_ids"):
         lines.append("Single pairs: " + ", ".join(f"`{p}`" for p in out["pair_ids"]))
     if out["verdict"]:
