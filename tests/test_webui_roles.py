@@ -384,3 +384,41 @@ def test_record_keeps_long_event_details_whole(studio):
     trail = requests.history(studio, olga, out["id"])
     texts = [requests.details_text(e["details"]) for e in trail]
     assert any("individual ids: 00000010" in t for t in texts)
+
+
+def _second_adapter(studio, report: dict) -> int:
+    """A stored adapter row with its report (the files are not needed to compare reports)."""
+    first = studio.adapter_row(studio.adapter_choices()[0][1])
+    with studio.db.transaction() as s:
+        row = storage.Adapter(method="po_gd", config=dict(first.config),
+                              base_fingerprint=first.base_fingerprint, path=first.path,
+                              sha256="0" * 64, size_bytes=1)  # fmt: skip
+        s.add(row)
+        s.flush()
+        storage.add_metric_report(s, report, adapter_id=row.id, method="po_gd")
+        return row.id
+
+
+def test_reports_compare_several_adapters_with_zero_bars_and_training_curves(studio):
+    import json as jsonlib
+
+    aude = who(studio, "aude")
+    first = studio.adapter_choices()[0][1]
+    other = {"forget": {"em": 0.0, "ape": 0.0}, "nonprivate": {"em": 0.094},
+             "retain": {"em": 0.87}, "general": {"pope_acc": 0.95, "mme_acc": 0.78},
+             "training": {"history": [{"epoch": 1, "forget_nll": 2.0, "retain_nll": 0.5},
+                                      {"epoch": 2, "forget_nll": 4.0, "retain_nll": 0.6}]}}  # fmt: skip
+    second = _second_adapter(studio, other)
+    columns, rows = reports.compare_rows(studio, aude, [first, second])
+    assert columns[2:4] == [f"#{first} cagul", f"#{second} po_gd"] and columns[-1] == "goal"
+    by = {r[0]: r for r in rows}
+    assert by["non-private EM ↑"][2:4] == ["1.000", "0.094"]
+    assert by["verdict"][2:4] == ["verified", "needs_review"]
+    assert set(reports.reports_bundle(studio, aude, [first, second])) == {str(first), str(second)}
+    fig = jsonlib.loads(reports.reports_figure(studio, aude, [first, second]).to_json())
+    bars = [t for t in fig["data"] if t["name"].endswith("po_gd")][0]
+    assert bars["y"][0] == 0.0 and bars["texttemplate"] == "%{y:.2f}"  # a 0 is drawn as 0.00
+    curves = jsonlib.loads(reports.training_figure(studio, aude, [first, second]).to_json())
+    names = {t["name"] for t in curves["data"]}
+    assert f"#{second} po_gd: forget_nll" in names and f"#{first} cagul: bce" in names
+    assert reports.training_figure(studio, aude, [_second_adapter(studio, {"forget": {}})]) is None

@@ -85,6 +85,57 @@ def metric_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def compare_rows(studio: Studio, who: SignedIn | None, adapter_ids: list) -> tuple[list, list]:
+    """(columns, rows): each metric with the base model and one column per chosen adapter
+    (a metric shown when any adapter's report has it), then the goal."""
+    if not adapter_ids:
+        raise StudioError("choose at least one adapter")
+    reps = [(studio.adapter_row(a), adapter_report(studio, who, a)) for a in adapter_ids]
+    columns = ["metric", "base model", *(f"#{row.id} {row.method}" for row, _ in reps), "goal"]
+    rows = []
+    for label, path, base_path, goal in METRICS:
+        values = [report_value(rep, path) for _, rep in reps]
+        if all(v is None for v in values):
+            continue
+        base = next((report_value(rep, base_path) for _, rep in reps if base_path
+                     and report_value(rep, base_path) is not None), None)  # fmt: skip
+        rows.append([label, _fmt(base), *map(_fmt, values), goal])
+    rows.append(["verdict", "–", *(stored_verdict(rep)["status"] for _, rep in reps), ""])
+    return columns, rows
+
+
+def reports_bundle(studio: Studio, who: SignedIn | None, adapter_ids: list) -> dict:
+    """Every chosen adapter's report by id (what the download holds)."""
+    return {str(studio.adapter_row(a).id): adapter_report(studio, who, a) for a in adapter_ids}
+
+
+def training_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
+    """The training history of each chosen adapter (losses per epoch and the stopping rule's
+    checks: every number its report's `training.history` holds), one line per series; None
+    when no chosen report has a history."""
+    import plotly.graph_objects as go
+
+    fig, drawn = go.Figure(), False
+    for aid in adapter_ids:
+        row = studio.adapter_row(aid)
+        history = (adapter_report(studio, who, aid).get("training") or {}).get("history") or []
+        keys = sorted({k for h in history if isinstance(h, dict) for k, v in h.items()
+                       if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
+        for key in keys:
+            points = [(str(h.get("epoch", i)), h[key]) for i, h in enumerate(history)
+                      if isinstance(h, dict) and isinstance(h.get(key), int | float)]  # fmt: skip
+            fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                            mode="lines+markers", name=f"#{row.id} {row.method}: {key}")  # fmt: skip
+            drawn = True
+    if not drawn:
+        return None
+    fig.update_layout(height=360, title="Training history (per epoch)",
+                      xaxis={"title": "epoch", "type": "category"}, yaxis={"title": "value"},
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    return fig
+
+
 def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     """Forget / non-private / retain / general metrics of several adapters, grouped bars."""
     import plotly.graph_objects as go
@@ -101,8 +152,10 @@ def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     for aid in adapter_ids:
         rep = adapter_report(studio, who, aid)
         row = studio.adapter_row(aid)
+        # Values written on the bars: a 0 shows as "0.00", not as a missing bar.
         fig.add_bar(name=f"#{row.id} {row.method}", x=[k for k, _ in keys],
-                    y=[report_value(rep, p) for _, p in keys])  # fmt: skip
+                    y=[report_value(rep, p) for _, p in keys], texttemplate="%{y:.2f}",
+                    textposition="outside", cliponaxis=False)  # fmt: skip
     fig.update_layout(barmode="group", height=360, yaxis={"range": [0, 1.05]},
                       margin={"l": 40, "r": 10, "t": 30, "b": 40},
                       title="Unlearned models against the base model",
@@ -138,6 +191,7 @@ def benchmark_tables(folder: Path = BENCHMARK_DIR) -> dict | None:
         },
         # The page's box sets the width; the fixed width is for the PNG.
         "figure": plots.figures(built)["main"].update_layout(width=None),
+        "sweeps": plots.figures(built)["sweeps"].update_layout(width=None),
         "efficiency": main.get("efficiency", {}),
         "meta": main.get("meta", {}),
     }

@@ -111,6 +111,15 @@ def submit(
         return {"id": request.id, "status": request.status, "job_id": job.id}
 
 
+def may(who: SignedIn | None, action: str) -> bool:
+    """Whether `who` may do `action` now (for showing a form; the handlers still check)."""
+    try:
+        require(who, action)
+    except PermissionError:
+        return False
+    return True
+
+
 def visible_request(studio: Studio, who: SignedIn, request_id) -> storage.ForgetRequest:
     """The request, when `who` may see it (officers: only their own; a foreign one reads as
     missing, so ids of other officers' requests reveal nothing)."""
@@ -154,7 +163,7 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
     for r in reqs:
         job = jobs.get(r.id)
         rows.append({
-            "id": r.id, "people": ", ".join(r.individual_ids),
+            "id": r.id, "people": ", ".join(f"{i} · {_name(studio, i)}" for i in r.individual_ids),
             "categories": _what(r.categories, r.pair_ids),
             "method": r.method, "status": r.status,
             "progress": _bar(job.progress if job else 0.0),

@@ -16,6 +16,8 @@ from webui.studio import Studio
 
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
            "attempts", "worker", "adapter", "submitted", "deadline"]  # fmt: skip
+QUEUE_WIDTHS = ["50px", "180px", "140px", "80px", "110px", "130px", "200px", "70px", "90px",
+                "90px", "80px", "160px", "170px"]  # fmt: skip
 DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
@@ -25,8 +27,10 @@ def build(studio: Studio, who: gr.State) -> None:
     with gr.Tab("Forget requests", elem_id="tab-requests"):
         gr.Markdown("Officers submit a request for one or more people; the queue trains an "
                     "adapter, evaluates it and marks it `verified` or `needs_review`.")  # fmt: skip
+        # Forms only for those who may use them (anonymous visitors and auditors see the queue
+        # rules and sign-in, not a Submit button that fails on click); refreshed with the queue.
         with gr.Row():
-            with gr.Column(scale=5):
+            with gr.Column(scale=5, visible=False, elem_id="requests-form") as form:
                 people = gr.Dropdown(studio.person_choices(), multiselect=True, label="People",
                                      elem_id="requests-person")  # fmt: skip
                 with gr.Row(equal_height=True):
@@ -63,12 +67,15 @@ def build(studio: Studio, who: gr.State) -> None:
                 submit = gr.Button("Submit request", variant="primary", elem_id="requests-submit")
             with gr.Column(scale=5):
                 message = gr.HTML("", elem_id="requests-message")
-                pick = gr.Number(label="Request id", precision=0, elem_id="requests-id")
+                pick = gr.Number(value=None, label="Request id (or click a row of the queue)",
+                                 precision=0, elem_id="requests-id")  # fmt: skip
                 with gr.Row():
                     show = gr.Button("History and outcome", elem_id="requests-show")
                     record = gr.DownloadButton("Compliance record", elem_id="requests-record")
-                    approve = gr.Button("Sign off outcome", elem_id="requests-sign-off")
-                with gr.Accordion("Cancel this request", open=False):
+                    approve = gr.Button("Sign off outcome", visible=False,
+                                        elem_id="requests-sign-off")  # fmt: skip
+                with gr.Accordion("Cancel this request", open=False, visible=False,
+                                  elem_id="requests-cancel-box") as cancel_box:  # fmt: skip
                     cancel_reason = gr.Textbox(label="Why cancel (kept in the record)",
                                                max_lines=2, elem_id="requests-cancel-reason")  # fmt: skip
                     confirm = gr.Checkbox(label="Yes, cancel this request",
@@ -76,8 +83,9 @@ def build(studio: Studio, who: gr.State) -> None:
                     cancel = gr.Button("Cancel request", variant="stop",
                                        elem_id="requests-cancel")  # fmt: skip
                 outcome = gr.Markdown("", elem_id="requests-outcome")
+        # Fixed widths so short headers ("eta", "attempts") never break mid-word.
         queue = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
-                             elem_id="requests-queue")  # fmt: skip
+                             column_widths=QUEUE_WIDTHS, elem_id="requests-queue")  # fmt: skip
         events = gr.Dataframe(headers=["at", "actor", "action", "details"], interactive=False,
                               wrap=True, elem_id="requests-history")  # fmt: skip
         timer = gr.Timer(2.0)
@@ -88,8 +96,22 @@ def build(studio: Studio, who: gr.State) -> None:
             except SHOWN:
                 return pd.DataFrame([], columns=COLUMNS)
 
-        timer.tick(table, who, queue)
-        who.change(table, who, queue)
+        def refresh(w):
+            may = requests.may(w, "submit")
+            return (table(w), gr.update(visible=may), gr.update(visible=may),
+                    gr.update(visible=may))  # fmt: skip
+
+        timer.tick(refresh, who, [queue, form, cancel_box, approve])
+        who.change(refresh, who, [queue, form, cancel_box, approve])
+
+        def on_row(frame, evt: gr.SelectData):
+            """Clicking a queue row selects its request."""
+            try:
+                return int(frame.iloc[evt.index[0]]["id"])
+            except (IndexError, KeyError, TypeError, ValueError):
+                return gr.update()
+
+        queue.select(on_row, queue, pick)
 
         def on_find(w, image, chosen):
             try:
