@@ -71,5 +71,7 @@ def test_po_gd_refusing_ordinary_answers_needs_review_and_rest_names_the_line(tm
     assert keep["threshold"] == pytest.approx(0.95) and keep["op"] == "≥"
     assert keep["text"].startswith(f"non-private EM {keep['value']:.3f} < 0.95")
     assert keep["text"] in body["failing"]
+    queue = {r["id"]: r for r in requests.request_rows(studio, olga)}
+    assert keep["text"] in queue[out["id"]]["message"]  # the queue names it too
     page = client.get(f"/api/forget-requests/{out['id']}/record", headers=header)
     assert html.escape(keep["text"]) in page.text and "FAIL" in page.text

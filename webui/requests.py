@@ -49,7 +49,39 @@ def match_photo(studio: Studio, who: SignedIn | None, image) -> dict:
     out = studio.matcher().match(image).to_json()
     for c in out["candidates"]:
         c["label"] = f"{c['unique_id']} · {c['name']}"
+    scores = [c["score"] for c in out["candidates"]]
+    out["margin"] = scores[0] - scores[1] if len(scores) > 1 else None
+    # A runner-up within AMBIGUOUS_MARGIN: the officer must choose, the page adds nobody itself.
+    out["ambiguous"] = bool(out["matched"] and out["margin"] is not None
+                            and out["margin"] < AMBIGUOUS_MARGIN)  # fmt: skip
+    out["earlier_requests"] = _requests_for(studio, out["unique_id"]) if out["unique_id"] else []
+    out["warnings"] = match_warnings(out)
     return out
+
+
+AMBIGUOUS_MARGIN = 0.02
+
+
+def _requests_for(studio: Studio, unique_id: str) -> list[dict]:
+    """Stored requests naming this person that are open or were forgotten (not failed or
+    cancelled): {id, status}."""
+    keep = (*storage.ACTIVE_REQUEST_STATUSES, "verified", "needs_review")
+    with studio.db.read() as s:
+        found = s.scalars(select(storage.ForgetRequest).where(
+            storage.ForgetRequest.status.in_(keep)).order_by(storage.ForgetRequest.id)).all()  # fmt: skip
+    return [{"id": r.id, "status": r.status} for r in found if unique_id in r.individual_ids]
+
+
+def match_warnings(out: dict) -> list[str]:
+    """What the officer must know before adding a matched person."""
+    warn = []
+    if out.get("ambiguous"):
+        a, b = out["candidates"][0], out["candidates"][1]
+        warn.append(f"close call: {a['label']} {a['score']:.3f} vs {b['label']} {b['score']:.3f}"
+                    " — check the photo before adding")  # fmt: skip
+    for r in out.get("earlier_requests", []):
+        warn.append(f"already in request #{r['id']} ({r['status']})")
+    return warn
 
 
 def submit(
@@ -137,8 +169,14 @@ def _eta(job: storage.Job | None) -> str:
 
 
 def job_message(job: storage.Job | None) -> str:
-    """What the queue says of a job: its error when it failed, else its last progress note."""
-    return (job.error or job.message or "") if job else ""
+    """What the queue says of a job: its error when it failed, the failing verdict lines when
+    its adapter needs review (the runner's result), else its last progress note."""
+    if job is None:
+        return ""
+    failing = (job.result or {}).get("reasons") if isinstance(job.result, dict) else None
+    if job.status == "succeeded" and failing:
+        return "needs review: " + "; ".join(map(str, failing))
+    return job.error or job.message or ""
 
 
 def _bar(progress: float) -> str:

@@ -41,6 +41,9 @@ def build(studio: Studio, who: gr.State) -> None:
                         find = gr.Button("Find person", size="sm",
                                          elem_id="requests-find-person")  # fmt: skip
                         match = gr.HTML("", elem_id="requests-match")
+                        add_match = gr.Button("Add this person", size="sm", visible=False,
+                                              elem_id="requests-add-match")  # fmt: skip
+                        found = gr.State(None)
                 categories = gr.CheckboxGroup(cats, value=[c for c in DEFAULT_CATEGORIES
                                               if c in cats], label="Categories to forget",
                                               elem_id="requests-categories")  # fmt: skip
@@ -113,23 +116,33 @@ def build(studio: Studio, who: gr.State) -> None:
 
         queue.select(on_row, queue, pick)
 
-        def on_find(w, image, chosen):
+        def on_find(w, image):
+            """Show the match and its warnings; adding is the officer's click, not ours."""
             try:
                 out = requests.match_photo(studio, w, image)
             except SHOWN as e:
-                return messages.error(e), gr.update()
+                return messages.error(e), gr.update(visible=False), None
             text = out["message"]
             if len(out["candidates"]) > 1:
                 text += " · next: " + ", ".join(f"{c['label']} {c['score']:.3f}"
                                                 for c in out["candidates"][1:])  # fmt: skip
             if not out["matched"]:
-                return messages.error(text), gr.update()
-            chosen = list(chosen or [])
-            if out["unique_id"] not in chosen:
-                chosen.append(out["unique_id"])
-            return messages.info(text), gr.update(value=chosen)
+                return messages.error(text), gr.update(visible=False), None
+            if out["warnings"]:
+                text += " · WARNING: " + "; ".join(out["warnings"])
+            label = f"Add {out['candidates'][0]['label']}"
+            return (messages.error(text) if out["warnings"] else messages.info(text),
+                    gr.update(visible=True, value=label), out["unique_id"])  # fmt: skip
 
-        find.click(on_find, [who, photo, people], [match, people])
+        find.click(on_find, [who, photo], [match, add_match, found])
+
+        def on_add(uid, chosen):
+            chosen = list(chosen or [])
+            if uid and uid not in chosen:
+                chosen.append(uid)
+            return gr.update(value=chosen), gr.update(visible=False)
+
+        add_match.click(on_add, [found, people], [people, add_match])
 
         def on_people(ids, chosen, how):
             try:
