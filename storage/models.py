@@ -119,6 +119,14 @@ class ForgetRequest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The erasure workflow (storage.erasure): a reference to the data subject in the officer's
+    # files, the legal basis, received / due (one month, GDPR Art. 12(3)), the sign-off.
+    subject_ref: Mapped[str | None] = mapped_column(String(128))
+    legal_basis: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Job(Base):

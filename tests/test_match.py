@@ -83,5 +83,13 @@ def test_only_officers_match_photos_and_nothing_is_stored(tmp_path):
     out = requests.match_photo(st, olga, img)
     assert out["matched"] and out["unique_id"] == "00000004"
     assert out["candidates"][0]["label"].startswith("00000004 · ")
+    assert out["warnings"] == [] and out["margin"] > requests.AMBIGUOUS_MARGIN
     with st.db.read() as s:
         assert s.query(storage.ForgetRequest).count() == 0
+    # A person already in a request is named as such before anyone adds them again.
+    made = requests.submit(st, olga, individual_ids=["00000004"], categories_=["health"])
+    again = requests.match_photo(st, olga, img)
+    assert again["warnings"] == [f"already in request #{made['id']} (queued)"]
+    close = {**out, "ambiguous": True, "earlier_requests": []}
+    close["candidates"] = [{"label": "a", "score": 0.818}, {"label": "b", "score": 0.813}]
+    assert requests.match_warnings(close)[0].startswith("close call: a 0.818 vs b 0.813")

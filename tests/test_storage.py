@@ -41,8 +41,8 @@ def _counts(storage_db: storage.Database) -> dict[str, int]:
 
 def _check_fresh_upgrade(url: str) -> None:
     assert storage.current_revision(url) is None
-    assert storage.upgrade(url) == storage.head_revision() == "0003"
-    assert storage.upgrade(url) == "0003"  # a second start changes nothing
+    assert storage.upgrade(url) == storage.head_revision() == "0004"
+    assert storage.upgrade(url) == "0004"  # a second start changes nothing
     engine = storage.make_engine(url)
     try:
         assert set(TABLES) <= set(inspect(engine).get_table_names())
@@ -82,7 +82,7 @@ def test_concurrent_upgrades_agree(backend, tmp_path, request):
             t.start()
         for t in threads:
             t.join()
-        assert not errors and results == ["0003"] * 4
+        assert not errors and results == ["0004"] * 4
 
     if backend == "sqlite":
         run(f"sqlite:///{tmp_path / 'race.sqlite'}")

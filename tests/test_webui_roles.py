@@ -325,3 +325,102 @@ def test_rest_lists_data_and_cancels_by_request_id_with_a_reason(studio, client)
     assert "po_gd" in {m["name"] for m in methods}
     assert client.get("/api/audits", headers=h).status_code == 403  # officers do not audit
     assert client.get("/api/audits", headers=token(studio, "aude")).status_code == 200
+
+
+def test_one_month_deadline_clamps_to_the_month_end():
+    from datetime import UTC, datetime
+
+    from storage.erasure import one_month_after
+
+    assert one_month_after(datetime(2026, 1, 31, 9, tzinfo=UTC)) == datetime(
+        2026, 2, 28, 9, tzinfo=UTC
+    )
+    assert one_month_after(datetime(2028, 1, 31, tzinfo=UTC)).day == 29  # leap year
+    assert one_month_after(datetime(2026, 12, 15, tzinfo=UTC)) == datetime(2027, 1, 15, tzinfo=UTC)
+
+
+def test_erasure_fields_are_stored_refused_when_bad_and_in_the_record(studio, client):
+    h = token(studio, "olga")
+    body = {"individual_ids": ["00000011"], "categories": ["health"], "method": "ga",
+            "subject_ref": "DSR-2026-0042", "legal_basis": "art17-1b: consent withdrawn",
+            "received": "2026-11-30"}  # fmt: skip
+    before = n_rows(studio, storage.ForgetRequest)
+    for bad, code in [({**body, "legal_basis": "because"}, 422),
+                      ({**body, "received": "2999-01-01"}, 400),
+                      ({**body, "received": "yesterday"}, 422)]:  # fmt: skip
+        r = client.post("/api/forget-requests", json=bad, headers=h)
+        assert r.status_code == code, r.text
+    assert n_rows(studio, storage.ForgetRequest) == before  # a bad field stores nothing
+    r = client.post("/api/forget-requests", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert got["subject_ref"] == "DSR-2026-0042" and got["legal_basis"] == body["legal_basis"]
+    assert got["received_at"] == "2026-11-30T00:00:00Z" and got["due_at"] == "2026-12-30T00:00:00Z"
+    row = next(
+        x for x in requests.request_rows(studio, who(studio, "olga")) if x["id"] == got["id"]
+    )
+    assert "d left (2026-12-30)" in row["deadline"] or "OVERDUE" in row["deadline"]
+    refused = client.post(f"/api/forget-requests/{got['id']}/sign-off", headers=h)
+    assert (
+        refused.status_code == 400 and "nothing to sign off" in refused.json()["error"]["message"]
+    )
+    cancelled = client.post(f"/api/forget-requests/{got['id']}/cancel", headers=h,
+                            json={"reason": "duplicate of DSR-2026-0041"})  # fmt: skip
+    assert cancelled.json()["status"] == "cancelled"
+    page = reports.record_html(studio, who(studio, "olga"), got["id"])
+    assert "DSR-2026-0042" in page and "2026-12-30 00:00:00" in page
+    assert "Cancelled at (UTC)" in page and "Completed at" not in page
+    assert "none yet" not in page and "cancelled before an adapter was stored" in page
+    assert "reason: duplicate of DSR-2026-0041" in page  # details readable, not a raw dict
+    assert "{" not in page.split("Event trail")[1].split("</style>")[-1]
+
+
+def test_record_keeps_long_event_details_whole(studio):
+    olga = who(studio, "olga")
+    out = requests.submit(studio, olga, individual_ids=["00000010"], categories_=["health"],
+                          method="ga", reason="r")  # fmt: skip
+    long_reason = "withdrawn consent, letter of " + "x" * 600 + " END"
+    requests.cancel(studio, olga, out["id"], long_reason)
+    page = reports.record_html(studio, olga, out["id"])
+    assert long_reason in page
+    trail = requests.history(studio, olga, out["id"])
+    texts = [requests.details_text(e["details"]) for e in trail]
+    assert any("individual ids: 00000010" in t for t in texts)
+
+
+def _second_adapter(studio, report: dict) -> int:
+    """A stored adapter row with its report (the files are not needed to compare reports)."""
+    first = studio.adapter_row(studio.adapter_choices()[0][1])
+    with studio.db.transaction() as s:
+        row = storage.Adapter(method="po_gd", config=dict(first.config),
+                              base_fingerprint=first.base_fingerprint, path=first.path,
+                              sha256="0" * 64, size_bytes=1)  # fmt: skip
+        s.add(row)
+        s.flush()
+        storage.add_metric_report(s, report, adapter_id=row.id, method="po_gd")
+        return row.id
+
+
+def test_reports_compare_several_adapters_with_zero_bars_and_training_curves(studio):
+    import json as jsonlib
+
+    aude = who(studio, "aude")
+    first = studio.adapter_choices()[0][1]
+    other = {"forget": {"em": 0.0, "ape": 0.0}, "nonprivate": {"em": 0.094},
+             "retain": {"em": 0.87}, "general": {"pope_acc": 0.95, "mme_acc": 0.78},
+             "training": {"history": [{"epoch": 1, "forget_nll": 2.0, "retain_nll": 0.5},
+                                      {"epoch": 2, "forget_nll": 4.0, "retain_nll": 0.6}]}}  # fmt: skip
+    second = _second_adapter(studio, other)
+    columns, rows = reports.compare_rows(studio, aude, [first, second])
+    assert columns[2:4] == [f"#{first} cagul", f"#{second} po_gd"] and columns[-1] == "goal"
+    by = {r[0]: r for r in rows}
+    assert by["non-private EM ↑"][2:4] == ["1.000", "0.094"]
+    assert by["verdict"][2:4] == ["verified", "needs_review"]
+    assert set(reports.reports_bundle(studio, aude, [first, second])) == {str(first), str(second)}
+    fig = jsonlib.loads(reports.reports_figure(studio, aude, [first, second]).to_json())
+    bars = [t for t in fig["data"] if t["name"].endswith("po_gd")][0]
+    assert bars["y"][0] == 0.0 and bars["texttemplate"] == "%{y:.2f}"  # a 0 is drawn as 0.00
+    curves = jsonlib.loads(reports.training_figure(studio, aude, [first, second]).to_json())
+    names = {t["name"] for t in curves["data"]}
+    assert f"#{second} po_gd: forget_nll" in names and f"#{first} cagul: bce" in names
+    assert reports.training_figure(studio, aude, [_second_adapter(studio, {"forget": {}})]) is None

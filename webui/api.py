@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Security
@@ -134,6 +135,15 @@ class ForgetRequestIn(BaseModel):
 
     reason: str = Field(default="", max_length=requests.MAX_REASON_CHARS)
     requester: str | None = Field(default=None, max_length=256)
+    subject_ref: str | None = Field(
+        default=None, max_length=128, description="the data subject in your own files"
+    )
+    legal_basis: m.LegalBasis | None = None  # type: ignore[valid-type]
+    received: date | None = Field(
+        default=None,
+        description="when the request was received "
+        "(default: today); the deadline is one month later",
+    )
 
 
 class AnswerIn(BaseModel):
@@ -193,7 +203,8 @@ def router(studio: Studio) -> APIRouter:
         out = requests.submit(studio, who, individual_ids=body.individual_ids,
                               categories_=cats, method=str(body.method),
                               reason=body.reason, requester=body.requester,
-                              pair_ids=body.pair_ids)  # fmt: skip
+                              pair_ids=body.pair_ids, subject_ref=body.subject_ref,
+                              legal_basis=body.legal_basis, received=body.received)  # fmt: skip
         return {**requests.outcome(studio, who, out["id"]), "job_id": out["job_id"]}
 
     @api.get("/forget-requests", response_model=list[m.QueueRow])
@@ -226,6 +237,15 @@ def router(studio: Studio) -> APIRouter:
         reason = body.reason if body else ""
         return {"request_id": request_id,
                 "status": requests.cancel(studio, who, request_id, reason)}  # fmt: skip
+
+    @api.post("/forget-requests/{request_id}/sign-off", response_model=m.ForgetRequestOut)
+    def sign_off(
+        request_id: int,
+        body: m.SignOffIn | None = None,
+        who: SignedIn = Depends(caller),  # noqa: B008
+    ) -> dict:
+        """The approver's sign-off of a request's outcome (once, after its verdict)."""
+        return requests.sign_off(studio, who, request_id, body.note if body else "")
 
     @api.get("/forget-requests/{request_id}/record", response_class=HTMLResponse)
     def get_record(request_id: PathId, download: bool = False,

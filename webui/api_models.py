@@ -15,12 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from cagul.data.categories import CATEGORIES
 from cagul.methods.registry import INFOS, NAMES
+from storage.erasure import LEGAL_BASES
 from storage.models import JOB_STATUSES, REQUEST_STATUSES
 
 Method = enum.StrEnum("Method", [(n, n) for n in NAMES])
 Method.__doc__ = "A registered unlearning method (cagul.methods.registry)."
 Category = enum.StrEnum("Category", [(c, c) for c in CATEGORIES])
 Category.__doc__ = "A question category of the taxonomy (cagul.data.categories)."
+LegalBasis = Literal[LEGAL_BASES]  # type: ignore[valid-type]
 RequestStatus = Literal[REQUEST_STATUSES]  # type: ignore[valid-type]
 JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 
@@ -85,6 +87,13 @@ class ForgetRequestOut(_Out):
     adapter_sha256: str | None
     report_id: int | None
     metrics: dict[str, float | None] | None
+    subject_ref: str | None = Field(description="the data subject in the officer's own files")
+    legal_basis: str | None
+    received_at: datetime | None
+    due_at: datetime | None = Field(description="one month after receipt (GDPR Art. 12(3))")
+    approved_by: str | None
+    approved_at: datetime | None
+    completed_at: datetime | None
     job_id: int | None = None
 
 
@@ -112,6 +121,8 @@ class QueueRow(_Out):
     adapter_id: int | None
     submitted_at: datetime
     completed_at: datetime | None
+    received_at: datetime | None
+    due_at: datetime | None
 
 
 class JobOut(_Out):
@@ -127,6 +138,10 @@ class JobOut(_Out):
 
 class CancelIn(BaseModel):
     reason: str = Field(default="", max_length=2000, description="why it is cancelled")
+
+
+class SignOffIn(BaseModel):
+    note: str = Field(default="", max_length=2000)
 
 
 class CancelOut(_Out):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from webui import audit, messages
+from webui import audit, messages, requests
 from webui.auth import require
 from webui.messages import SHOWN
 from webui.studio import Studio
+
+HISTORY_COLUMNS = ["id", "at", "actor", "adapter_id", "n", "leak_rate", "verdict", "reasons"]
 
 
 def build(studio: Studio, who) -> gr.Dropdown:
@@ -39,6 +41,9 @@ def build(studio: Studio, who) -> gr.Dropdown:
                              elem_id="audit-table")  # fmt: skip
         rows_state = gr.State([])
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="audit-download")
+        with gr.Accordion("Audit history of this adapter (compare runs)", open=False):
+            runs = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True,
+                                elem_id="audit-history")  # fmt: skip
 
         def on_run(adapter_id, text, shown, request: gr.Request, progress=gr.Progress()):  # noqa: B008
             try:
@@ -61,8 +66,21 @@ def build(studio: Studio, who) -> gr.Dropdown:
         def on_show(rows, shown):
             return _frame(audit.filter_rows(rows or [], shown))
 
+        def on_history(adapter_id, request: gr.Request):
+            try:
+                found = requests.audit_runs(studio, who(request), adapter_id)
+            except SHOWN:
+                found = []
+            return pd.DataFrame([{**r, "at": f"{r['at']:%Y-%m-%d %H:%M:%S}",
+                                  "leak_rate": "–" if r["leak_rate"] is None
+                                  else f"{r['leak_rate']:.1%}",
+                                  "reasons": "; ".join(r["reasons"]) or "none"}
+                                 for r in found], columns=HISTORY_COLUMNS)  # fmt: skip
+
         run.click(on_run, [adapter, prompts, show],
-                  [message, summary, chart, table, download, rows_state])  # fmt: skip
+                  [message, summary, chart, table, download, rows_state]).then(
+            on_history, adapter, runs)  # fmt: skip
+        adapter.change(on_history, adapter, runs)
         show.change(on_show, [rows_state, show], table)
     return adapter
 

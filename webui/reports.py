@@ -86,6 +86,57 @@ def metric_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def compare_rows(studio: Studio, who: SignedIn | None, adapter_ids: list) -> tuple[list, list]:
+    """(columns, rows): each metric with the base model and one column per chosen adapter
+    (a metric shown when any adapter's report has it), then the goal."""
+    if not adapter_ids:
+        raise StudioError("choose at least one adapter")
+    reps = [(studio.adapter_row(a), adapter_report(studio, who, a)) for a in adapter_ids]
+    columns = ["metric", "base model", *(f"#{row.id} {row.method}" for row, _ in reps), "goal"]
+    rows = []
+    for label, path, base_path, goal in METRICS:
+        values = [report_value(rep, path) for _, rep in reps]
+        if all(v is None for v in values):
+            continue
+        base = next((report_value(rep, base_path) for _, rep in reps if base_path
+                     and report_value(rep, base_path) is not None), None)  # fmt: skip
+        rows.append([label, _fmt(base), *map(_fmt, values), goal])
+    rows.append(["verdict", "–", *(stored_verdict(rep)["status"] for _, rep in reps), ""])
+    return columns, rows
+
+
+def reports_bundle(studio: Studio, who: SignedIn | None, adapter_ids: list) -> dict:
+    """Every chosen adapter's report by id (what the download holds)."""
+    return {str(studio.adapter_row(a).id): adapter_report(studio, who, a) for a in adapter_ids}
+
+
+def training_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
+    """The training history of each chosen adapter (losses per epoch and the stopping rule's
+    checks: every number its report's `training.history` holds), one line per series; None
+    when no chosen report has a history."""
+    import plotly.graph_objects as go
+
+    fig, drawn = go.Figure(), False
+    for aid in adapter_ids:
+        row = studio.adapter_row(aid)
+        history = (adapter_report(studio, who, aid).get("training") or {}).get("history") or []
+        keys = sorted({k for h in history if isinstance(h, dict) for k, v in h.items()
+                       if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
+        for key in keys:
+            points = [(str(h.get("epoch", i)), h[key]) for i, h in enumerate(history)
+                      if isinstance(h, dict) and isinstance(h.get(key), int | float)]  # fmt: skip
+            fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                            mode="lines+markers", name=f"#{row.id} {row.method}: {key}")  # fmt: skip
+            drawn = True
+    if not drawn:
+        return None
+    fig.update_layout(height=360, title="Training history (per epoch)",
+                      xaxis={"title": "epoch", "type": "category"}, yaxis={"title": "value"},
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    return fig
+
+
 def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     """Forget / non-private / retain / general metrics of several adapters, grouped bars."""
     import plotly.graph_objects as go
@@ -102,8 +153,10 @@ def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     for aid in adapter_ids:
         rep = adapter_report(studio, who, aid)
         row = studio.adapter_row(aid)
+        # Values written on the bars: a 0 shows as "0.00", not as a missing bar.
         fig.add_bar(name=f"#{row.id} {row.method}", x=[k for k, _ in keys],
-                    y=[report_value(rep, p) for _, p in keys])  # fmt: skip
+                    y=[report_value(rep, p) for _, p in keys], texttemplate="%{y:.2f}",
+                    textposition="outside", cliponaxis=False)  # fmt: skip
     fig.update_layout(barmode="group", height=360, yaxis={"range": [0, 1.05]},
                       margin={"l": 40, "r": 10, "t": 30, "b": 40},
                       title="Unlearned models against the base model",
@@ -139,6 +192,7 @@ def benchmark_tables(folder: Path = BENCHMARK_DIR) -> dict | None:
         },
         # The page's box sets the width; the fixed width is for the PNG.
         "figure": plots.figures(built)["main"].update_layout(width=None),
+        "sweeps": plots.figures(built)["sweeps"].update_layout(width=None),
         "efficiency": main.get("efficiency", {}),
         "meta": main.get("meta", {}),
     }
@@ -155,6 +209,11 @@ def verdict_rows(judged: dict) -> list[list[str]]:
     return rows
 
 
+def _t(t) -> str:
+    """A stored time as the record shows it (UTC, to the second), or a dash."""
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else "–"
+
+
 # ---- the compliance record ---------------------------------------------------------------
 def _e(x) -> str:
     return html.escape(str(x))
@@ -162,7 +221,7 @@ def _e(x) -> str:
 
 def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
     """A printable, self-contained HTML record of one forget request."""
-    from webui.requests import history, visible_request
+    from webui.requests import details_text, history, visible_request
 
     who = require(who, "requests")
     req = visible_request(studio, who, request_id)
@@ -175,15 +234,25 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
             storage.MetricReport.id.desc())).first()  # fmt: skip
         audits = list(storage.events_for(s, "adapter", adapter.id)) if adapter else []
     people = [f"{i} · {studio.person(i).name}" for i in req.individual_ids]
+    ended = {"cancelled": "Cancelled at (UTC)", "failed": "Failed at (UTC)"}.get(
+        req.status, "Completed at (UTC)")  # fmt: skip
+    no_adapter = ("none (cancelled before an adapter was stored)" if req.status == "cancelled"
+                  else "none (training failed)" if req.status == "failed" else "none yet")  # fmt: skip
     facts = [
         ("Request", f"#{req.id}"), ("Status / verdict", req.status),
         ("Requested by (data subject)", req.requester),
+        ("Data-subject reference", req.subject_ref or "–"),
+        ("Legal basis", req.legal_basis or "–"),
+        ("Received (UTC)", _t(req.received_at)),
+        ("Response due (one month, GDPR Art. 12(3))", _t(req.due_at)),
         ("Entered by", submitter.name if submitter else "–"),
-        ("Submitted at (UTC)", req.created_at), ("Completed at (UTC)", req.completed_at or "–"),
+        ("Submitted at (UTC)", _t(req.created_at)), (ended, _t(req.completed_at)),
+        ("Signed off by", f"{req.approved_by} at {_t(req.approved_at)}" if req.approved_by
+         else "not yet"),
         ("People", "; ".join(people)),
         ("Covers", ", ".join(req.categories) if req.categories else "every pair of these people"),
         ("Method", req.method), ("Reason", req.note or "–"),
-        ("Adapter", f"#{adapter.id} at {public_path(adapter.path)}" if adapter else "none yet"),
+        ("Adapter", f"#{adapter.id} at {public_path(adapter.path)}" if adapter else no_adapter),
         ("Adapter sha256", adapter.sha256 if adapter else "–"),
         ("Base model fingerprint", adapter.base_fingerprint if adapter else studio.fingerprint),
     ]  # fmt: skip
@@ -222,7 +291,7 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
     parts.append("<h2>Event trail</h2><table><tr><th>at (UTC)</th><th>actor</th>"
                  "<th>action</th><th>details</th></tr>")  # fmt: skip
     for ev in history(studio, who, req.id):
-        details = json.dumps(ev["details"], default=str)[:300]
+        details = details_text(ev["details"])  # whole: a record is not cut
         parts.append(f"<tr><td>{_e(ev['at'])}</td><td>{_e(ev['actor'])}</td>"
                      f"<td>{_e(ev['action'])}</td><td><code>{_e(details)}</code></td></tr>")  # fmt: skip
     parts.append("</table></body></html>")

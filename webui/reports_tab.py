@@ -29,6 +29,7 @@ def build(studio: Studio, who) -> gr.Dropdown:
         table = gr.Dataframe(headers=["metric", "base model", "unlearned", "goal"],
                              interactive=False, elem_id="reports-table")  # fmt: skip
         chart = gr.Plot(elem_id="reports-chart")
+        curves = gr.Plot(label="Training history", elem_id="reports-training")
         download = gr.DownloadButton("Download report JSON", elem_id="reports-download")
         bench = reports.benchmark_tables()
         if bench:
@@ -38,26 +39,31 @@ def build(studio: Studio, who) -> gr.Dropdown:
             gr.Markdown(f"### Benchmark: every method on the demo bundle\n`{meta.get('command')}`"
                         f" (runs at commit `{commits}`){cost}")  # fmt: skip
             gr.Plot(bench["figure"], elem_id="reports-benchmark-chart")
+            gr.Plot(bench["sweeps"], elem_id="reports-benchmark-sweeps")
             for title, frame in bench["tables"].items():
                 slug = title.lower().replace(" ", "-")
                 with gr.Accordion(title, open=title == "Main"):
-                    gr.Dataframe(frame, interactive=False, elem_id=f"reports-benchmark-{slug}")
+                    # Wide tables scroll inside their box instead of overflowing the page.
+                    gr.Dataframe(frame, interactive=False, wrap=True, max_height=420,
+                                 elem_id=f"reports-benchmark-{slug}")  # fmt: skip
 
         def on_show(ids, request: gr.Request):
             w, ids = who(request), ids or []  # `who`: the session cookie's user, every call
             try:
                 if not ids:
                     raise StudioError("choose at least one adapter")
-                rep = reports.adapter_report(studio, w, ids[0])
-                rows = reports.metric_rows(rep)
+                columns, rows = reports.compare_rows(studio, w, ids)
                 fig = reports.reports_figure(studio, w, ids)
+                history = reports.training_figure(studio, w, ids)
+                bundle = reports.reports_bundle(studio, w, ids)
             except SHOWN as e:
-                return messages.error(e), None, None, gr.update()
-            path = Path(tempfile.mkdtemp(prefix="report-")) / f"adapter-{ids[0]}-report.json"
-            path.write_text(json.dumps(rep, indent=2), encoding="utf-8")
-            frame = pd.DataFrame(rows, columns=["metric", "base model", "unlearned", "goal"])
-            return "", frame, fig, gr.update(value=str(path))
+                return messages.error(e), None, None, None, gr.update()
+            name = "adapter-" + "-".join(bundle) + "-reports.json"
+            path = Path(tempfile.mkdtemp(prefix="report-")) / name
+            path.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+            frame = pd.DataFrame(rows, columns=columns)
+            return "", frame, fig, history, gr.update(value=str(path))
 
-        show.click(on_show, adapter, [message, table, chart, download])
+        show.click(on_show, adapter, [message, table, chart, curves, download])
         refresh.click(lambda: gr.update(choices=studio.adapter_choices()), None, adapter)
     return adapter

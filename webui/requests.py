@@ -16,6 +16,8 @@ from cagul.data import DataError, pair_id, resolve_pair_ids
 from jobs.submit import cancel_forget_request, submit_forget_request
 from jobs.verdict import stored_verdict
 from storage.clock import utcnow
+from storage.erasure import checked_fields, set_erasure_fields
+from storage.erasure import sign_off as store_sign_off
 from webui.auth import SignedIn, require
 from webui.public import scrub
 from webui.studio import Studio, StudioError
@@ -48,7 +50,39 @@ def match_photo(studio: Studio, who: SignedIn | None, image) -> dict:
     out = studio.matcher().match(image).to_json()
     for c in out["candidates"]:
         c["label"] = f"{c['unique_id']} · {c['name']}"
+    scores = [c["score"] for c in out["candidates"]]
+    out["margin"] = scores[0] - scores[1] if len(scores) > 1 else None
+    # A runner-up within AMBIGUOUS_MARGIN: the officer must choose, the page adds nobody itself.
+    out["ambiguous"] = bool(out["matched"] and out["margin"] is not None
+                            and out["margin"] < AMBIGUOUS_MARGIN)  # fmt: skip
+    out["earlier_requests"] = _requests_for(studio, out["unique_id"]) if out["unique_id"] else []
+    out["warnings"] = match_warnings(out)
     return out
+
+
+AMBIGUOUS_MARGIN = 0.02
+
+
+def _requests_for(studio: Studio, unique_id: str) -> list[dict]:
+    """Stored requests naming this person that are open or were forgotten (not failed or
+    cancelled): {id, status}."""
+    keep = (*storage.ACTIVE_REQUEST_STATUSES, "verified", "needs_review")
+    with studio.db.read() as s:
+        found = s.scalars(select(storage.ForgetRequest).where(
+            storage.ForgetRequest.status.in_(keep)).order_by(storage.ForgetRequest.id)).all()  # fmt: skip
+    return [{"id": r.id, "status": r.status} for r in found if unique_id in r.individual_ids]
+
+
+def match_warnings(out: dict) -> list[str]:
+    """What the officer must know before adding a matched person."""
+    warn = []
+    if out.get("ambiguous"):
+        a, b = out["candidates"][0], out["candidates"][1]
+        warn.append(f"close call: {a['label']} {a['score']:.3f} vs {b['label']} {b['score']:.3f}"
+                    " — check the photo before adding")  # fmt: skip
+    for r in out.get("earlier_requests", []):
+        warn.append(f"already in request #{r['id']} ({r['status']})")
+    return warn
 
 
 def submit(
@@ -61,8 +95,14 @@ def submit(
     reason: str = "",
     requester: str | None = None,
     pair_ids: list[str] | None = None,
+    subject_ref: str | None = None,
+    legal_basis: str | None = None,
+    received=None,
 ) -> dict:
     """Store a forget request and queue its job; refused (nothing stored) on bad input.
+
+    `subject_ref`, `legal_basis` and `received` (a date, default now) are the erasure fields
+    (`storage.erasure`); the response deadline is one month after `received`.
 
     `pair_ids` (instead of categories) forgets single pairs of the chosen people: ids as
     `cagul.data.pair_id` writes them ("health/00000004:2"; the category may be left out), stored
@@ -88,6 +128,8 @@ def submit(
     if len(reason) > MAX_REASON_CHARS:
         raise StudioError(f"the reason has {len(reason)} characters; at most {MAX_REASON_CHARS}")
     names = [studio.person(i).name for i in individual_ids]
+    erasure = checked_fields(subject_ref=subject_ref, legal_basis=legal_basis or None,
+                             received=received)  # fmt: skip
     with studio.db.transaction() as s:
         request, job = submit_forget_request(
             s, requester=(requester or ", ".join(names))[:256], individual_ids=individual_ids,
@@ -98,7 +140,17 @@ def submit(
             submitted_by_id=who.user_id, note=reason or None, actor=who.actor,
             model_dir=str(studio.model_dir), data_dir=str(studio.data_dir),
         )  # fmt: skip
+        set_erasure_fields(s, request, erasure)
         return {"id": request.id, "status": request.status, "job_id": job.id}
+
+
+def may(who: SignedIn | None, action: str) -> bool:
+    """Whether `who` may do `action` now (for showing a form; the handlers still check)."""
+    try:
+        require(who, action)
+    except PermissionError:
+        return False
+    return True
 
 
 def visible_request(studio: Studio, who: SignedIn, request_id) -> storage.ForgetRequest:
@@ -118,8 +170,14 @@ def _eta(job: storage.Job | None) -> str:
 
 
 def job_message(job: storage.Job | None) -> str:
-    """What the queue says of a job: its error when it failed, else its last progress note."""
-    return scrub((job.error or job.message or "") if job else "")
+    """What the queue says of a job: its error when it failed, the failing verdict lines when
+    its adapter needs review (the runner's result), else its last progress note."""
+    if job is None:
+        return ""
+    failing = (job.result or {}).get("reasons") if isinstance(job.result, dict) else None
+    if job.status == "succeeded" and failing:
+        return "needs review: " + "; ".join(map(str, failing))
+    return scrub(job.error or job.message or "")
 
 
 def _bar(progress: float) -> str:
@@ -144,7 +202,7 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
     for r in reqs:
         job = jobs.get(r.id)
         rows.append({
-            "id": r.id, "people": ", ".join(r.individual_ids),
+            "id": r.id, "people": ", ".join(f"{i} · {_name(studio, i)}" for i in r.individual_ids),
             "categories": _what(r.categories, r.pair_ids),
             "method": r.method, "status": r.status,
             "progress": _bar(job.progress if job else 0.0),
@@ -153,6 +211,7 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
             "worker": (job.worker_id or "") if job else "",
             "adapter": adapters[r.id].id if r.id in adapters else "",
             "submitted": _short(r.created_at),
+            "deadline": countdown(r.due_at, r.status),
         })  # fmt: skip
     return rows
 
@@ -217,7 +276,7 @@ def request_data(studio: Studio, who: SignedIn | None) -> list[dict]:
             "message": job_message(job), "eta_seconds": _eta_seconds(job),
             "attempts": job.attempts if job else 0, "worker": job.worker_id if job else None,
             "adapter_id": adapters.get(r.id), "submitted_at": r.created_at,
-            "completed_at": r.completed_at,
+            "completed_at": r.completed_at, "received_at": r.received_at, "due_at": r.due_at,
         })  # fmt: skip
     return out
 
@@ -282,4 +341,61 @@ def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
         "adapter_sha256": adapter.sha256 if adapter else None,
         "report_id": report.id if report else None,
         "metrics": {k: getattr(report, k) for k in storage.headline_metrics({})} if report else None,
+        **erasure_fields(req),
     }  # fmt: skip
+
+
+def erasure_fields(req: storage.ForgetRequest) -> dict:
+    """The erasure-workflow fields of a request, as data."""
+    return {"subject_ref": req.subject_ref, "legal_basis": req.legal_basis,
+            "received_at": req.received_at, "due_at": req.due_at,
+            "approved_by": req.approved_by, "approved_at": req.approved_at,
+            "completed_at": req.completed_at}  # fmt: skip
+
+
+def countdown(req_due, status: str, now=None) -> str:
+    """What the queue says of a deadline: days left, overdue, or met (final requests)."""
+    if req_due is None:
+        return ""
+    if status in storage.FINAL_REQUEST_STATUSES:
+        return f"due {req_due:%Y-%m-%d}"
+    days = (req_due - (now or utcnow())).total_seconds() / 86400
+    if days < 0:
+        return f"OVERDUE by {-days:.0f} d ({req_due:%Y-%m-%d})"
+    return f"{days:.0f} d left ({req_due:%Y-%m-%d})"
+
+
+def details_text(details) -> str:
+    """An event's details as people read them ("method: cagul · reasons: none"), whole."""
+    if not details:
+        return ""
+    if not isinstance(details, dict):
+        return str(details)
+
+    def value(v) -> str:
+        if v is None or v == []:
+            return "none"
+        if isinstance(v, list):
+            return ", ".join(value(x) for x in v)
+        if isinstance(v, dict):
+            return "; ".join(f"{k} {value(x)}" for k, x in v.items())
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    return " · ".join(f"{k.replace('_', ' ')}: {value(v)}" for k, v in details.items())
+
+
+def cancel_message(request_id: int, status: str) -> str:
+    """What the page says after a cancel: done, or when a running job will stop."""
+    if status == "cancelled":
+        return f"Request #{request_id} is cancelled."
+    return (f"Request #{request_id}: cancel asked; its job stops at its next training step "
+            f"(status {status} until then).")  # fmt: skip
+
+
+def sign_off(studio: Studio, who: SignedIn | None, request_id, note: str = "") -> dict:
+    """The approver's sign-off of a request's outcome (officers: their own requests)."""
+    who = require(who, "submit")
+    req = visible_request(studio, who, request_id)
+    with studio.db.transaction() as s:
+        store_sign_off(s, req.id, approver=who.actor, note=(note or "").strip() or None)
+    return outcome(studio, who, req.id)

@@ -8,13 +8,16 @@ import gradio as gr
 import pandas as pd
 
 from cagul.methods.registry import NAMES
+from storage.erasure import LEGAL_BASES
 from webui import messages, reports, requests, uploads
 from webui.messages import SHOWN
 from webui.signin_bar import Identity
 from webui.studio import Studio
 
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
-           "attempts", "worker", "adapter", "submitted"]  # fmt: skip
+           "attempts", "worker", "adapter", "submitted", "deadline"]  # fmt: skip
+QUEUE_WIDTHS = ["50px", "180px", "140px", "80px", "110px", "130px", "200px", "70px", "90px",
+                "90px", "80px", "160px", "170px"]  # fmt: skip
 DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
@@ -24,8 +27,10 @@ def build(studio: Studio, who: Identity) -> None:
     with gr.Tab("Forget requests", elem_id="tab-requests"):
         gr.Markdown("Officers submit a request for one or more people; the queue trains an "
                     "adapter, evaluates it and marks it `verified` or `needs_review`.")  # fmt: skip
+        # Forms only for those who may use them (anonymous visitors and auditors see the queue
+        # rules and sign-in, not a Submit button that fails on click); refreshed with the queue.
         with gr.Row():
-            with gr.Column(scale=5):
+            with gr.Column(scale=5, visible=False, elem_id="requests-form") as form:
                 people = gr.Dropdown(studio.person_choices(), multiselect=True, label="People",
                                      elem_id="requests-person")  # fmt: skip
                 with gr.Row(equal_height=True):
@@ -37,6 +42,9 @@ def build(studio: Studio, who: Identity) -> None:
                         find = gr.Button("Find person", size="sm",
                                          elem_id="requests-find-person")  # fmt: skip
                         match = gr.HTML("", elem_id="requests-match")
+                        add_match = gr.Button("Add this person", size="sm", visible=False,
+                                              elem_id="requests-add-match")  # fmt: skip
+                        found = gr.State(None)
                 categories = gr.CheckboxGroup(cats, value=[c for c in DEFAULT_CATEGORIES
                                               if c in cats], label="Categories to forget",
                                               elem_id="requests-categories")  # fmt: skip
@@ -50,20 +58,40 @@ def build(studio: Studio, who: Identity) -> None:
                                          elem_id="requests-method")  # fmt: skip
                     requester = gr.Textbox(label="Requested by (default: the people)",
                                            elem_id="requests-requester", max_lines=1)  # fmt: skip
+                with gr.Row():
+                    subject_ref = gr.Textbox(label="Data-subject reference (your file / ticket)",
+                                             max_lines=1, elem_id="requests-subject-ref")  # fmt: skip
+                    legal_basis = gr.Dropdown(list(LEGAL_BASES), value=None,
+                                              label="Legal basis (GDPR Art. 17(1))",
+                                              elem_id="requests-legal-basis")  # fmt: skip
+                    received = gr.Textbox(label="Received (YYYY-MM-DD, default today); due "
+                                          "one month later", max_lines=1,
+                                          elem_id="requests-received")  # fmt: skip
                 reason = gr.Textbox(label="Reason", lines=2, elem_id="requests-reason")
                 submit = gr.Button("Submit request", variant="primary", elem_id="requests-submit")
             with gr.Column(scale=5):
                 message = gr.HTML("", elem_id="requests-message")
-                pick = gr.Number(label="Request id", precision=0, elem_id="requests-id")
+                pick = gr.Number(value=None, label="Request id (or click a row of the queue)",
+                                 precision=0, elem_id="requests-id")  # fmt: skip
                 with gr.Row():
-                    cancel = gr.Button("Cancel request", elem_id="requests-cancel")
                     show = gr.Button("History and outcome", elem_id="requests-show")
                     # A link to the authenticated REST route (the session cookie goes with it),
                     # not a file in Gradio's cache that any client could fetch by its URL.
                     record = gr.HTML("", elem_id="requests-record")
+                    approve = gr.Button("Sign off outcome", visible=False,
+                                        elem_id="requests-sign-off")  # fmt: skip
+                with gr.Accordion("Cancel this request", open=False, visible=False,
+                                  elem_id="requests-cancel-box") as cancel_box:  # fmt: skip
+                    cancel_reason = gr.Textbox(label="Why cancel (kept in the record)",
+                                               max_lines=2, elem_id="requests-cancel-reason")  # fmt: skip
+                    confirm = gr.Checkbox(label="Yes, cancel this request",
+                                          elem_id="requests-cancel-confirm")  # fmt: skip
+                    cancel = gr.Button("Cancel request", variant="stop",
+                                       elem_id="requests-cancel")  # fmt: skip
                 outcome = gr.Markdown("", elem_id="requests-outcome")
+        # Fixed widths so short headers ("eta", "attempts") never break mid-word.
         queue = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
-                             elem_id="requests-queue")  # fmt: skip
+                             column_widths=QUEUE_WIDTHS, elem_id="requests-queue")  # fmt: skip
         events = gr.Dataframe(headers=["at", "actor", "action", "details"], interactive=False,
                               wrap=True, elem_id="requests-history")  # fmt: skip
         timer = gr.Timer(2.0)
@@ -74,33 +102,56 @@ def build(studio: Studio, who: Identity) -> None:
             except SHOWN:
                 return pd.DataFrame([], columns=COLUMNS)
 
-        def on_tick(request: gr.Request):
-            return table(who(request))
+        def refresh(request: gr.Request):
+            w = who(request)
+            may = requests.may(w, "submit")
+            return (table(w), gr.update(visible=may), gr.update(visible=may),
+                    gr.update(visible=may))  # fmt: skip
 
-        timer.tick(on_tick, None, queue)
+        timer.tick(refresh, None, [queue, form, cancel_box, approve])
+        who.changed.change(refresh, None, [queue, form, cancel_box, approve])
         # Raw payloads (preprocess=False): Gradio's image preprocessing would open whatever
         # path a script sends; `webui.uploads` reads only this session's uploads.
         photo.upload(uploads.register, [uploaded, photo], uploaded, preprocess=False)
 
-        def on_find(image, chosen, known, request: gr.Request):
+        def on_row(frame, evt: gr.SelectData):
+            """Clicking a queue row selects its request."""
+            try:
+                return int(frame.iloc[evt.index[0]]["id"])
+            except (IndexError, KeyError, TypeError, ValueError):
+                return gr.update()
+
+        queue.select(on_row, queue, pick)
+
+        def on_find(image, known, request: gr.Request):
+            """Show the match and its warnings; adding is the officer's click, not ours."""
             try:
                 w = who(request)
                 data = uploads.read_upload(known, image) if image else None
                 out = requests.match_photo(studio, w, data)
             except SHOWN as e:
-                return messages.error(e), gr.update()
+                return messages.error(e), gr.update(visible=False), None
             text = out["message"]
             if len(out["candidates"]) > 1:
                 text += " · next: " + ", ".join(f"{c['label']} {c['score']:.3f}"
                                                 for c in out["candidates"][1:])  # fmt: skip
             if not out["matched"]:
-                return messages.error(text), gr.update()
-            chosen = list(chosen or [])
-            if out["unique_id"] not in chosen:
-                chosen.append(out["unique_id"])
-            return messages.info(text), gr.update(value=chosen)
+                return messages.error(text), gr.update(visible=False), None
+            if out["warnings"]:
+                text += " · WARNING: " + "; ".join(out["warnings"])
+            label = f"Add {out['candidates'][0]['label']}"
+            return (messages.error(text) if out["warnings"] else messages.info(text),
+                    gr.update(visible=True, value=label), out["unique_id"])  # fmt: skip
 
-        find.click(on_find, [photo, people, uploaded], [match, people], preprocess=False)
+        find.click(on_find, [photo, uploaded], [match, add_match, found], preprocess=False)
+
+        def on_add(uid, chosen):
+            chosen = list(chosen or [])
+            if uid and uid not in chosen:
+                chosen.append(uid)
+            return gr.update(value=chosen), gr.update(visible=False)
+
+        add_match.click(on_add, [found, people], [people, add_match])
 
         def on_people(ids, chosen, how):
             try:
@@ -115,30 +166,46 @@ def build(studio: Studio, who: Identity) -> None:
                                   gr.update(visible=how != BY_PAIR)),
                      scope, [pairs, categories])  # fmt: skip
 
-        def on_submit(ids, cs, how, ps, m, req_by, why, request: gr.Request):
+        def on_submit(ids, cs, how, ps, m, req_by, why, ref, basis, got, request: gr.Request):
             w, by_pair = who(request), how == BY_PAIR
             try:
                 out = requests.submit(studio, w, individual_ids=ids or [],
                                       categories_=None if by_pair else cs or [],
                                       pair_ids=(ps or []) if by_pair else None,
-                                      method=m, reason=why, requester=req_by or None)  # fmt: skip
+                                      method=m, reason=why, requester=req_by or None,
+                                      subject_ref=ref or None, legal_basis=basis or None,
+                                      received=(got or "").strip() or None)  # fmt: skip
             except SHOWN as e:
                 return messages.error(e), gr.update(), table(w)
             text = f"Request #{out['id']} is {out['status']} (job {out['job_id']})."
             return messages.info(text), out["id"], table(w)
 
-        submit.click(on_submit, [people, categories, scope, pairs, method, requester, reason],
+        submit.click(on_submit, [people, categories, scope, pairs, method, requester, reason,
+                                 subject_ref, legal_basis, received],
                      [message, pick, queue])  # fmt: skip
 
-        def on_cancel(rid, request: gr.Request):
+        def on_cancel(rid, why, sure, request: gr.Request):
             w = who(request)
+            if not sure:
+                return messages.error("Tick “Yes, cancel this request” first."), table(w), sure
             try:
-                status = requests.cancel(studio, w, rid)
+                status = requests.cancel(studio, w, rid, why)
             except SHOWN as e:
-                return messages.error(e), table(w)
-            return messages.info(f"Request #{int(rid)}: {status}."), table(w)
+                return messages.error(e), table(w), sure
+            return messages.info(requests.cancel_message(int(rid), status)), table(w), False
 
-        cancel.click(on_cancel, pick, [message, queue])
+        cancel.click(on_cancel, [pick, cancel_reason, confirm], [message, queue, confirm])
+
+        def on_approve(rid, request: gr.Request):
+            try:
+                w = who(request)
+                out = requests.sign_off(studio, w, rid)
+            except SHOWN as e:
+                return messages.error(e), gr.update()
+            return (messages.info(f"Request #{out['id']} signed off by {out['approved_by']}."),
+                    _outcome_markdown(out))  # fmt: skip
+
+        approve.click(on_approve, pick, [message, outcome])
 
         def on_show(rid, request: gr.Request):
             try:
@@ -147,7 +214,8 @@ def build(studio: Studio, who: Identity) -> None:
                 trail = requests.history(studio, w, rid)
             except SHOWN as e:
                 return messages.error(e), "", None, ""
-            frame = pd.DataFrame([{**e, "details": str(e["details"])[:200]} for e in trail])
+            frame = pd.DataFrame([{**e, "details": requests.details_text(e["details"])}
+                                  for e in trail])  # fmt: skip
             return "", _outcome_markdown(out), frame, _record_link(out["id"])
 
         show.click(on_show, pick, [message, outcome, events, record])
@@ -163,6 +231,16 @@ def _record_link(request_id: int) -> str:
 def _outcome_markdown(out: dict) -> str:
     lines = [f"**Request #{out['id']}**: `{out['status']}` · method {out['method']} · "
              f"people {', '.join(out['people'])}"]  # fmt: skip
+    if out.get("due_at"):
+        lines.append(f"Received {out['received_at']:%Y-%m-%d} · due {out['due_at']:%Y-%m-%d} · "
+                     f"{requests.countdown(out['due_at'], out['status'])}")  # fmt: skip
+    if out.get("legal_basis") or out.get("subject_ref"):
+        lines.append(f"Legal basis: {out.get('legal_basis') or '–'} · "
+                     f"subject ref: {out.get('subject_ref') or '–'}")  # fmt: skip
+    if out.get("approved_by"):
+        lines.append(
+            f"Signed off by {out['approved_by']} at {out['approved_at']:%Y-%m-%d %H:%M} UTC"
+        )
     if out.get("pair_ids"):
         lines.append("Single pairs: " + ", ".join(f"`{p}`" for p in out["pair_ids"]))
     if out["verdict"]:

@@ -47,6 +47,9 @@ class Identity:
 
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
+        # The bar's status line: its `.change` tells the tabs that the signed-in user changed,
+        # so they show or hide the forms a role may use without waiting for a timer.
+        self.changed: gr.HTML | None = None
 
     def __call__(self, request: gr.Request | None) -> SignedIn | None:
         return from_request(self.studio.db, request)
@@ -61,6 +64,7 @@ def build(studio: Studio, demo: gr.Blocks) -> Identity:
         submit = gr.Button("Sign in", size="sm", elem_id="login-submit", scale=1)
         out = gr.Button("Sign out", size="sm", elem_id="login-signout", scale=1, visible=False)
         status = gr.HTML(messages.info(NOT_SIGNED_IN), elem_id="login-status")
+        who.changed = status
         note = gr.Textbox(visible=False, elem_id="login-note")
 
     def show(note_text: str, request: gr.Request):
