@@ -119,7 +119,7 @@ def test_an_upload_of_this_session_is_answered_and_no_other_session_may_use_it(c
     assert REFUSED in other["output"]["data"][0]
 
 
-def test_the_session_cookie_is_httponly_strict_and_stored_hashed(client, studio):
+def test_the_session_cookie_is_httponly_strict_and_stored_hashed(client, studio, monkeypatch):
     r = client.post("/auth/sign-in", json={"name": "olga", "password": PASSWORD})
     header = r.headers["set-cookie"].lower()
     assert "httponly" in header and "samesite=strict" in header and "path=/" in header
@@ -127,6 +127,10 @@ def test_the_session_cookie_is_httponly_strict_and_stored_hashed(client, studio)
     with studio.db.read() as s:
         hashes = set(s.scalars(select(storage.WebSession.token_hash)))
     assert hashlib.sha256(token.encode()).hexdigest() in hashes and token not in hashes
+    assert "secure" not in header  # plain http (the tests); over https, or when told:
+    monkeypatch.setenv("CAGUL_COOKIE_SECURE", "1")
+    r = client.post("/auth/sign-in", json={"name": "olga", "password": PASSWORD})
+    assert "; secure" in r.headers["set-cookie"].lower()
 
 
 def requests_count(studio) -> int:
