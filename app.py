@@ -43,7 +43,7 @@ def build_ui(studio):
     """The Gradio Blocks of the app over a loaded `webui.studio.Studio`."""
     import gradio as gr
 
-    from webui import audit_tab, explore_tab, reports_tab, requests_tab, signin_bar
+    from webui import audit_tab, explore_tab, public, reports_tab, requests_tab, signin_bar
 
     with gr.Blocks(title="cagul-studio") as demo:
         gr.Markdown(
@@ -58,7 +58,8 @@ def build_ui(studio):
         pickers.append(audit_tab.build(studio, who))
         pickers.append(reports_tab.build(studio, who))
         with gr.Tab("Model", elem_id="tab-model"):
-            gr.Code(json.dumps(studio.vlm.info(), indent=2), language="json", elem_id="model-info")
+            info = public.scrub(studio.vlm.info())  # the model's path relative to the repository
+            gr.Code(json.dumps(info, indent=2), language="json", elem_id="model-info")
         # Adapters trained by the queue since start appear in every picker on page load.
         demo.load(lambda: [gr.update(choices=studio.adapter_choices())] * len(pickers), None,
                   pickers)  # fmt: skip

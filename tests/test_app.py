@@ -33,6 +33,8 @@ def test_ui_builds_with_every_tab_and_stable_ids(tmp_path):
         "reports-adapter", "reports-table", "reports-chart", "reports-download",
     }  # fmt: skip
     assert expected <= ids, sorted(expected - ids)
+    shown = next(b.value for b in demo.blocks.values() if getattr(b, "elem_id", "") == "model-info")
+    assert "assets/demo/models" in shown and "/assets/demo/models" not in shown  # no server path
 
 
 def test_cli_options():

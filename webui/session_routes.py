@@ -9,6 +9,8 @@ expires on its own after `CAGUL_SESSION_HOURS`). Errors use the API's JSON shape
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -49,8 +51,9 @@ def router(studio: Studio) -> APIRouter:
         end_session(studio.db, request.cookies.get(COOKIE))  # a previous user's session ends
         token = open_session(studio.db, who)
         out = JSONResponse({"name": who.name, "role": who.role})
-        out.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
-                       secure=request.url.scheme == "https")  # fmt: skip
+        # Behind a proxy that ends TLS the app sees http: CAGUL_COOKIE_SECURE=1 says https.
+        secure = request.url.scheme == "https" or os.environ.get("CAGUL_COOKIE_SECURE") == "1"
+        out.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/", secure=secure)
         return out
 
     @auth.post("/sign-out")
