@@ -21,6 +21,17 @@ from webui.auth import sign_out as end_session
 from webui.studio import Studio
 
 
+class SignedInOut(BaseModel):
+    """Who the session cookie now belongs to."""
+
+    name: str
+    role: str
+
+
+class SignedOutOut(BaseModel):
+    signed_out: bool = Field(description="whether a session was open and is now revoked")
+
+
 class SignInIn(BaseModel):
     name: str = Field(max_length=MAX_USER_NAME_CHARS)
     password: str = Field(max_length=MAX_PASSWORD_CHARS)
@@ -39,7 +50,7 @@ def client_address(request: Request) -> str | None:
 def router(studio: Studio) -> APIRouter:
     auth = APIRouter(prefix="/auth")
 
-    @auth.post("/sign-in")
+    @auth.post("/sign-in", response_model=SignedInOut)
     def post_sign_in(body: SignInIn, request: Request) -> JSONResponse:
         """Check the password (throttled) and start a session in the cookie."""
         try:
@@ -56,7 +67,7 @@ def router(studio: Studio) -> APIRouter:
         out.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/", secure=secure)
         return out
 
-    @auth.post("/sign-out")
+    @auth.post("/sign-out", response_model=SignedOutOut)
     def post_sign_out(request: Request) -> JSONResponse:
         """Revoke the cookie's session on the server and clear the cookie."""
         who = end_session(studio.db, request.cookies.get(COOKIE))
@@ -64,8 +75,9 @@ def router(studio: Studio) -> APIRouter:
         out.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return out
 
-    @auth.get("/me")
+    @auth.get("/me", response_model=SignedInOut)
     def get_me(request: Request) -> JSONResponse:
+        """The signed-in user of the session cookie (401 without one)."""
         who = from_request(studio.db, request)
         if who is None:
             return _error(401, "unauthorized", "not signed in")
