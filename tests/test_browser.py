@@ -189,7 +189,7 @@ def test_an_officer_submits_with_erasure_fields_selects_a_row_and_cancels_with_a
     )  # the deadline column: one month after receipt
     rid = sqlite3.connect(db).execute("SELECT max(id) FROM forget_requests").fetchone()[0]
     page.fill("#requests-id input", "")
-    page.locator("#requests-queue tbody tr").first.locator("td").nth(2).click()
+    page.locator("#requests-queue").get_by_text("00000021").filter(visible=True).first.click()
     page.wait_for_function(
         f"() => document.querySelector('#requests-id input').value === '{rid}'", timeout=10_000
     )  # clicking a row selects its request

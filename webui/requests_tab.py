@@ -16,8 +16,9 @@ from webui.studio import Studio
 
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
            "attempts", "worker", "adapter", "submitted", "deadline"]  # fmt: skip
-QUEUE_WIDTHS = ["50px", "180px", "140px", "80px", "110px", "130px", "200px", "70px", "90px",
-                "90px", "80px", "160px", "170px"]  # fmt: skip
+NO_ID = "Choose a request first: type its id or click its row in the queue."
+QUEUE_WIDTHS = ["40px", "150px", "110px", "70px", "100px", "110px", "160px", "50px", "75px",
+                "70px", "65px", "140px", "140px"]  # fmt: skip
 DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
@@ -70,8 +71,9 @@ def build(studio: Studio, who: gr.State) -> None:
                 submit = gr.Button("Submit request", variant="primary", elem_id="requests-submit")
             with gr.Column(scale=5):
                 message = gr.HTML("", elem_id="requests-message")
-                pick = gr.Number(value=None, label="Request id (or click a row of the queue)",
-                                 precision=0, elem_id="requests-id")  # fmt: skip
+                # A textbox, not a number: an empty box says "none chosen" (a Number shows 0).
+                pick = gr.Textbox(label="Request id (or click a row of the queue)", max_lines=1,
+                                  elem_id="requests-id")  # fmt: skip
                 with gr.Row():
                     show = gr.Button("History and outcome", elem_id="requests-show")
                     record = gr.DownloadButton("Compliance record", elem_id="requests-record")
@@ -176,6 +178,8 @@ def build(studio: Studio, who: gr.State) -> None:
                      [message, pick, queue])  # fmt: skip
 
         def on_cancel(w, rid, why, sure):
+            if not str(rid or "").strip():
+                return messages.error(NO_ID), table(w), sure
             if not sure:
                 return messages.error("Tick “Yes, cancel this request” first."), table(w), sure
             try:
@@ -187,6 +191,8 @@ def build(studio: Studio, who: gr.State) -> None:
         cancel.click(on_cancel, [who, pick, cancel_reason, confirm], [message, queue, confirm])
 
         def on_approve(w, rid):
+            if not str(rid or "").strip():
+                return messages.error(NO_ID), gr.update()
             try:
                 out = requests.sign_off(studio, w, rid)
             except SHOWN as e:
@@ -197,6 +203,8 @@ def build(studio: Studio, who: gr.State) -> None:
         approve.click(on_approve, [who, pick], [message, outcome])
 
         def on_show(w, rid):
+            if not str(rid or "").strip():
+                return messages.error(NO_ID), "", None, gr.update()
             try:
                 out = requests.outcome(studio, w, rid)
                 trail = requests.history(studio, w, rid)
