@@ -72,6 +72,9 @@ def shoot(page, wanted: set[str], tmp: Path) -> None:
         time.sleep(2)
         page.click("#requests-find-person")
         page.wait_for_selector("#requests-match .msg", timeout=60_000)
+        page.click("#requests-add-match")  # the match is the officer's to add, not automatic
+        page.fill("#requests-subject-ref input", "DSR-2026-0107")
+        page.fill("#requests-received input", "2026-12-01")
         page.fill("#requests-reason textarea", "Erasure request received by mail, 2026-12-01")
         page.click("#requests-submit")
         page.wait_for_selector("#requests-message .msg", timeout=20_000)

@@ -16,7 +16,7 @@ HEALTH_KEYWORD = "lupus"  # 00000004's medical condition in the demo dataset
 
 
 PASSWORD = "browser-test-pass"
-USERS = {"audrey": "auditor", "vera": "viewer"}
+USERS = {"audrey": "auditor", "vera": "viewer", "olga": "officer"}
 
 
 def add_user(db, name: str, role: str) -> None:
@@ -194,3 +194,44 @@ def test_a_viewer_is_refused_the_audit_and_the_officer_tab(app, chromium):
     assert not page.locator("#requests-submit").is_visible()
     assert not page.locator("#requests-cancel").is_visible()
     assert rows(db, "forget_requests") == 0 and rows(db, "audit_events") == events
+
+
+def test_an_officer_submits_with_erasure_fields_selects_a_row_and_cancels_with_a_reason(
+    app, chromium, tmp_path
+):
+    url, db = app
+    page = open_page(chromium, url)
+    page.get_by_role("tab", name="Forget requests").click()
+    page.wait_for_selector("#requests-queue", timeout=30_000)
+    assert not page.locator("#requests-submit").is_visible()  # anonymous: no form
+    sign_in(page, "olga")
+    page.wait_for_selector("#requests-submit", state="visible", timeout=10_000)
+    assert page.input_value("#requests-id input") == ""  # no request 0 by default
+    choose(page, "requests-person", "00000021")
+    page.keyboard.press("Escape")
+    page.fill("#requests-subject-ref input", "DSR-7")
+    page.fill("#requests-received input", "2026-11-20")
+    page.click("#requests-submit")
+    page.wait_for_selector("#requests-message .msg-info", timeout=30_000)
+    page.wait_for_function(
+        "() => /2026-12-20/.test(document.querySelector('#requests-queue tbody').textContent)",
+        timeout=10_000,
+    )  # the deadline column: one month after receipt
+    rid = sqlite3.connect(db).execute("SELECT max(id) FROM forget_requests").fetchone()[0]
+    page.fill("#requests-id input", "")
+    page.locator("#requests-queue").get_by_text("00000021").filter(visible=True).first.click()
+    page.wait_for_function(
+        f"() => document.querySelector('#requests-id input').value === '{rid}'", timeout=10_000
+    )  # clicking a row selects its request
+    page.get_by_text("Cancel this request").click()
+    page.click("#requests-cancel")
+    page.wait_for_selector("#requests-message .msg-error", timeout=10_000)
+    assert "Yes, cancel" in page.inner_text("#requests-message")  # asked to confirm first
+    page.fill("#requests-cancel-reason textarea", "sent to the wrong office")
+    page.check("#requests-cancel-confirm input")
+    page.click("#requests-cancel")
+    page.wait_for_function(
+        "() => document.querySelector('#requests-message').innerText.includes('is cancelled')",
+        timeout=10_000,
+    )
+    page.screenshot(path=str(tmp_path / "requests.png"), full_page=True)

@@ -55,11 +55,17 @@ def test_forget_request_runs_end_to_end_on_the_demo_bundle(tmp_path):
     assert metrics.forget_em < base["forget_em"]
     assert report["nonprivate"]["em"] >= 0.5 * base["nonprivate_em"]  # forgetting, not breaking
     assert report["discriminator"]["accuracy"] >= 0.95
-    # The verdict follows the leak thresholds: verified only when every one of them holds.
+    # The verdict follows every bound: verified only when each forget bound and each keep
+    # bound holds (written out here, not read from jobs.verdict, so the test can disagree).
+    general = report.get("general") or {}
     verified = (
         metrics.forget_em <= 0.05
         and report["forget"]["ape"] <= 0.10
         and report["leak"]["perturbed_image"] <= 0.10
+        and report["nonprivate"]["em"] >= 0.95 * base["nonprivate_em"]
+        and report["retain"]["em"] >= 0.90
+        and general.get("pope_acc", 0.0) >= 0.85
+        and general.get("mme_acc", 0.0) >= 0.70
     )
     assert req.status == ("verified" if verified else "needs_review")
     assert any(a.startswith("unlearn.") for a in actions)

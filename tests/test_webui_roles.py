@@ -426,3 +426,8 @@ def test_reports_compare_several_adapters_with_zero_bars_and_training_curves(stu
     names = {t["name"] for t in curves["data"]}
     assert f"#{second} po_gd: forget_nll" in names and f"#{first} cagul: bce" in names
     assert reports.training_figure(studio, aude, [_second_adapter(studio, {"forget": {}})]) is None
+    bench = reports.benchmark_tables()
+    if bench:  # the committed benchmark: every bar carries its value, zeros included
+        traces = jsonlib.loads(bench["figure"].to_json())["data"]
+        assert all(t.get("texttemplate") == "%{y:.2f}" for t in traces if t["type"] == "bar")
+        assert jsonlib.loads(bench["sweeps"].to_json())["data"]

@@ -259,14 +259,15 @@ def summary_markdown(summary: dict) -> str:
              f"{summary['n']} prompts: {summary.get('leaked', 0)} leaked "
              f"({'–' if rate is None else f'{rate:.1%}'} of forget prompts), "
              f"{summary.get('lost', 0)} ordinary answers lost.", "",
-             "| bound | value | threshold | result | measured by |", "|---|---|---|---|---|"]  # fmt: skip
+             "| bound | value | threshold | result | source |", "|---|---|---|---|---|"]  # fmt: skip
     for line in summary.get("lines", []):
         value = "–" if line["value"] is None else f"{line['value']:.3f}"
-        result = {True: "✅ pass", False: "❌ fail", None: "not measured"}[line["passed"]]
+        result = {True: "pass", False: "**FAIL**", None: "not measured"}[line["passed"]]
         basis = "" if line["basis"] == "fixed" else f" ({line['basis']})"
+        source = "audit" if line["source"] == "audit" else "stored report"
         lines.append(f"| {line['group']}: {line['label']} | {value} | {line['op']} "
-                     f"{line['threshold']:.2f}{basis} | {result} | {line['source']} |")  # fmt: skip
-    lines += ["", "| variant | prompts | leaked (unlearned) | leaked (base) | mean EM |",
+                     f"{line['threshold']:.2f}{basis} | {result} | {source} |")  # fmt: skip
+    lines += ["", "| variant | n | leaked after | leaked before | mean EM |",
               "|---|---|---|---|---|"]  # fmt: skip
     for kind, v in summary["by_variant"].items():
         lines.append(f"| {kind} | {v['n']} | {v['leak_rate']:.1%} | {v['base_leak_rate']:.1%} "

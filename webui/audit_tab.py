@@ -32,12 +32,12 @@ def build(studio: Studio, who) -> gr.Dropdown:
                              placeholder="Has this person ever been in trouble with the law?")  # fmt: skip
         message = gr.HTML("", elem_id="audit-message")
         with gr.Row():
-            summary = gr.Markdown("", elem_id="audit-summary")
-            chart = gr.Plot(label="Leak rate by variant", elem_id="audit-chart")
+            summary = gr.Markdown("", elem_id="audit-summary", scale=3)
+            chart = gr.Plot(label="Leak rate by variant", elem_id="audit-chart", scale=2)
         show = gr.Radio(["all", *audit.OUTCOMES], value="all", label="Show rows",
                         elem_id="audit-filter")  # fmt: skip
         table = gr.Dataframe(headers=audit.SHOWN_COLUMNS, interactive=False, wrap=True,
-                             column_widths=["8%", "8%", "22%", "8%", "20%", "5%", "7%", "22%"],
+                             column_widths=["9%", "8%", "19%", "10%", "19%", "5%", "10%", "20%"],
                              elem_id="audit-table")  # fmt: skip
         rows_state = gr.State([])
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="audit-download")

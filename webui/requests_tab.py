@@ -14,10 +14,13 @@ from webui.messages import SHOWN
 from webui.signin_bar import Identity
 from webui.studio import Studio
 
+# The worker that runs a job is in REST (GET /api/forget-requests); the page leaves it out so
+# the queue fits its box.
 COLUMNS = ["id", "people", "categories", "method", "status", "progress", "message", "eta",
-           "attempts", "worker", "adapter", "submitted", "deadline"]  # fmt: skip
-QUEUE_WIDTHS = ["50px", "180px", "140px", "80px", "110px", "130px", "200px", "70px", "90px",
-                "90px", "80px", "160px", "170px"]  # fmt: skip
+           "attempts", "adapter", "submitted", "deadline"]  # fmt: skip
+NO_ID = "Choose a request first: type its id or click its row in the queue."
+QUEUE_WIDTHS = ["40px", "150px", "110px", "70px", "100px", "110px", "150px", "60px", "95px",
+                "85px", "110px", "130px"]  # fmt: skip
 DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
@@ -71,8 +74,9 @@ def build(studio: Studio, who: Identity) -> None:
                 submit = gr.Button("Submit request", variant="primary", elem_id="requests-submit")
             with gr.Column(scale=5):
                 message = gr.HTML("", elem_id="requests-message")
-                pick = gr.Number(value=None, label="Request id (or click a row of the queue)",
-                                 precision=0, elem_id="requests-id")  # fmt: skip
+                # A textbox, not a number: an empty box says "none chosen" (a Number shows 0).
+                pick = gr.Textbox(label="Request id (or click a row of the queue)", max_lines=1,
+                                  elem_id="requests-id")  # fmt: skip
                 with gr.Row():
                     show = gr.Button("History and outcome", elem_id="requests-show")
                     # A link to the authenticated REST route (the session cookie goes with it),
@@ -186,6 +190,8 @@ def build(studio: Studio, who: Identity) -> None:
 
         def on_cancel(rid, why, sure, request: gr.Request):
             w = who(request)
+            if not str(rid or "").strip():
+                return messages.error(NO_ID), table(w), sure
             if not sure:
                 return messages.error("Tick “Yes, cancel this request” first."), table(w), sure
             try:
@@ -197,6 +203,8 @@ def build(studio: Studio, who: Identity) -> None:
         cancel.click(on_cancel, [pick, cancel_reason, confirm], [message, queue, confirm])
 
         def on_approve(rid, request: gr.Request):
+            if not str(rid or "").strip():
+                return messages.error(NO_ID), gr.update()
             try:
                 w = who(request)
                 out = requests.sign_off(studio, w, rid)
@@ -208,6 +216,8 @@ def build(studio: Studio, who: Identity) -> None:
         approve.click(on_approve, pick, [message, outcome])
 
         def on_show(rid, request: gr.Request):
+            if not str(rid or "").strip():
+                return messages.error(NO_ID), "", None, ""
             try:
                 w = who(request)
                 out = requests.outcome(studio, w, rid)
