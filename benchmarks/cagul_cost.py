@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cagul.adapter import CagulAdapter
 from cagul.data import generate_dataset, make_split
+from cagul.methods.cagul.adapter import CagulAdapter
+from cagul.methods.cagul.train import CagulTrainingArguments, train_cagul
 from cagul.models import load_vlm
 from cagul.models.tiny import build_tiny_vlm
-from cagul.train_cagul import CagulTrainingArguments, train_cagul
 
 
 def main() -> None:

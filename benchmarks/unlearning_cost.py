@@ -106,9 +106,9 @@ class _PeakMemory:
 
 
 def _config(method: str, epochs: int):
-    from cagul.methods.cagul import CagulMethodConfig
+    from cagul.methods.cagul.method import CagulMethodConfig
+    from cagul.methods.cagul.train import CagulTrainingArguments
     from cagul.pipeline import method_config
-    from cagul.train_cagul import CagulTrainingArguments
 
     if method == "cagul":
         return CagulMethodConfig(

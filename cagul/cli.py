@@ -293,9 +293,9 @@ def read_retrain_report(path: str | None) -> list | None:
 
 def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.data import PRIVATE_CATEGORIES, load_dataset, resolve_forget_ids
+    from cagul.methods.cagul.train import CagulTrainingArguments
     from cagul.paths import default_data_dir
     from cagul.pipeline import method_config, run_unlearning
-    from cagul.train_cagul import CagulTrainingArguments
 
     out_dir = check_adapter_out(args.out, args.overwrite, inputs=(args.model, args.data))
     check_out_file(args.report, "--report")
@@ -400,7 +400,7 @@ def load_model(vlm, dirs: list[str] | None):
     """The unlearned model `--adapter DIR` names: one artifact of any registered method, or
     stacked CAGUL adapters (repeat --adapter); None without --adapter."""
     from cagul.inference import load_adapters
-    from cagul.methods.cagul import CagulUnlearned
+    from cagul.methods.cagul.method import CagulUnlearned
 
     other = load_other_method(vlm, dirs)
     if other is not None:
@@ -599,8 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cagul.adapter import AdapterError
     from cagul.data import DataError
+    from cagul.methods.cagul.adapter import AdapterError
     from cagul.models import VLMError
 
     args = build_parser().parse_args(argv)

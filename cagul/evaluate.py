@@ -276,7 +276,7 @@ def discriminator_report(vlm: VLM, adapters: list, split: Split, probes: ProbeSe
 
 
 def _flags(vlm, adapters, batch) -> list[bool]:
-    from cagul.adapter import vote
+    from cagul.methods.cagul.adapter import vote
 
     _, above = vote(adapters, vlm.visual_tokens(batch), batch.layouts)
     return above.any(0).tolist()
@@ -285,7 +285,7 @@ def _flags(vlm, adapters, batch) -> list[bool]:
 def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int = 64) -> dict:
     """EM on the forget questions asked about perturbed copies of the forget people's images
     (JPEG 70, 4-pixel shifts, ±10 % brightness, all at once): a re-saved photo must not leak."""
-    from cagul.adapter import plan
+    from cagul.methods.cagul.adapter import plan
 
     return image_leak(vlm, split, lambda b: plan(vlm, adapters, b).replacement, batch_size)
 
@@ -328,7 +328,7 @@ def evaluate_adapters(
 ) -> dict:
     """The §8 report with CAGUL adapters applied, plus the discriminator block, the
     perturbed-image leak and (with `base`) the base model's forget / non-private EM beside."""
-    from cagul.adapter import plan
+    from cagul.methods.cagul.adapter import plan
 
     report = evaluate(
         vlm, split, probes, replacement_for=lambda b: plan(vlm, adapters, b).replacement, **kwargs

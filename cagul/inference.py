@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 
 from cagul import metrics
-from cagul.adapter import CagulAdapter, plan
 from cagul.answering import cut_answer
+from cagul.methods.cagul.adapter import CagulAdapter, plan
 from cagul.models import VLM, InputError, TokenReplacement
 
 

@@ -12,13 +12,13 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cagul.adapter import CagulAdapter
 from cagul.data import PRIVATE_CATEGORIES, load_dataset, load_probes, make_split
 from cagul.evaluate import evaluate_unlearned
 from cagul.methods import METHODS, check_method, get_method
-from cagul.methods.cagul import CagulMethodConfig, default_k
+from cagul.methods.cagul.adapter import CagulAdapter
+from cagul.methods.cagul.method import CagulMethodConfig, default_k
+from cagul.methods.cagul.train import CagulTrainingArguments
 from cagul.models import load_vlm
-from cagul.train_cagul import CagulTrainingArguments
 
 __all__ = ["METHODS", "consolidate", "default_k", "method_config", "run_unlearning"]
 

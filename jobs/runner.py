@@ -101,7 +101,7 @@ QUICK_ENV = "CAGUL_QUICK_UNLEARN"
 
 
 def quick_cagul_settings() -> dict[str, Any]:
-    from cagul.train_cagul import CagulTrainingArguments
+    from cagul.methods.cagul.train import CagulTrainingArguments
 
     return {"training": CagulTrainingArguments(disc_epochs=1, epochs=3), "max_retain": 16}
 

@@ -85,7 +85,7 @@ def test_vlm_refuses_an_oversized_decoded_image(tiny_vlms):
 
 @pytest.fixture
 def saved_adapter(tiny_vlms, tmp_path):
-    from cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.adapter import CagulAdapter
 
     vlm = tiny_vlms["qwen2_5_vl"]
     out = CagulAdapter.for_model(vlm, k=2).save_pretrained(tmp_path / "adapter")
@@ -131,7 +131,7 @@ _DROP = object()
     ],
 )  # fmt: skip
 def test_bad_adapter_configs_fail_before_allocation(saved_adapter, monkeypatch, changes, message):
-    import cagul.adapter as A
+    import cagul.methods.cagul.adapter as A
 
     vlm, out = saved_adapter
     _with_config(out, **changes)
@@ -147,7 +147,7 @@ def test_bad_adapter_configs_fail_before_allocation(saved_adapter, monkeypatch, 
 
 
 def test_a_good_adapter_still_loads(saved_adapter):
-    from cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.adapter import CagulAdapter
 
     vlm, out = saved_adapter
     assert CagulAdapter.from_pretrained(vlm, out).config.k == 2
@@ -155,7 +155,12 @@ def test_a_good_adapter_still_loads(saved_adapter):
 
 def test_a_foreign_adapter_with_a_forged_fingerprint_fails_on_its_sizes(tiny_vlms, tmp_path):
     """A fingerprint copied from the base, on an adapter of another width: a typed error."""
-    from cagul.adapter import AdapterMismatchError, CagulAdapter, CagulConfig, base_fingerprint
+    from cagul.methods.cagul.adapter import (
+        AdapterMismatchError,
+        CagulAdapter,
+        CagulConfig,
+        base_fingerprint,
+    )
 
     vlm = tiny_vlms["qwen2_5_vl"]
     cfg = CagulConfig(family=vlm.family, hidden_size=32, base_fingerprint=base_fingerprint(vlm))

@@ -10,7 +10,9 @@ import json
 import pytest
 import torch
 
-from cagul.adapter import (
+from cagul.cli import main
+from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.methods.cagul.adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterError,
@@ -20,11 +22,9 @@ from cagul.adapter import (
     base_fingerprint,
     plan,
 )
-from cagul.cli import main
-from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.methods.cagul.selection import SelectionError, select_tokens
+from cagul.methods.cagul.train import CagulTrainingArguments, train_cagul
 from cagul.models import load_vlm
-from cagul.selection import SelectionError, select_tokens
-from cagul.train_cagul import CagulTrainingArguments, train_cagul
 
 # Clean encoder samples only: the perturbed-view path has its own tests below.
 FAST = CagulTrainingArguments(
@@ -292,7 +292,7 @@ def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split)
 
 
 def test_hard_weights_favour_the_samples_still_unfitted_within_their_role():
-    from cagul.objective import hard_weights
+    from cagul.methods.cagul.objective import hard_weights
 
     nan = float("nan")
     last = torch.tensor([1.0, 3.0, nan, 0.5, 1.5])

@@ -28,13 +28,13 @@ from safetensors.torch import load_file
 from cagul.data import generate_dataset, load_dataset, make_split
 from cagul.evaluate import evaluate_unlearned
 from cagul.methods import get_method, load_unlearned
-from cagul.methods.cagul import CagulMethodConfig
+from cagul.methods.cagul.method import CagulMethodConfig
+from cagul.methods.cagul.train import CagulTrainingArguments
 from cagul.methods.lora import LoraArguments
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments
 from cagul.models import load_vlm
 from cagul.models.tiny import build_tiny_vlm
-from cagul.train_cagul import CagulTrainingArguments
 
 FIXTURE = Path(__file__).parent / "fixtures" / "equivalence.json"
 

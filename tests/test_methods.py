@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from cagul import losses
-from cagul.adapter import AdapterMismatchError, AdapterTamperedError
 from cagul.data import REFUSALS, generate_dataset, load_dataset, make_split
 from cagul.methods import METHODS, UnknownMethodError, get_method, load_unlearned
-from cagul.methods.cagul import CagulMethodConfig
+from cagul.methods.cagul.adapter import AdapterMismatchError, AdapterTamperedError
+from cagul.methods.cagul.method import CagulMethodConfig
+from cagul.methods.cagul.train import CagulTrainingArguments
 from cagul.methods.lora import LoraArguments, _probe_nll, copy_vlm
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments, key_token_weights, unseen_faces
-from cagul.train_cagul import CagulTrainingArguments
 from tests.workerproc import REPO
 
 LORA = dict(epochs=2, batch_size=4, lr=1e-2, probe_size=4, check_every=1, early_stop=False)
@@ -226,7 +226,7 @@ def test_retrain_uses_the_shipped_model_only_for_the_bundle_split(split, tmp_pat
 def test_cagul_refuses_a_k_above_the_token_count_before_training(vlm, split, tmp_path):
     from dataclasses import replace
 
-    from cagul.adapter import AdapterError
+    from cagul.methods.cagul.adapter import AdapterError
 
     n = vlm.prepare([split.forget_set[0].image_path], ["?"]).layouts[0].n_tokens
     cfg = replace(fast_config("cagul", ""), k=n + 1)

@@ -71,8 +71,8 @@ def method_config(run: Run, overrides: dict):
     """The run's method config: the method's defaults, the run's seed / k / epochs / switches,
     then `overrides` (a dict of fields; for CAGUL its `training` fields)."""
     from cagul.methods import get_method
-    from cagul.methods.cagul import CagulMethodConfig
-    from cagul.train_cagul import CagulTrainingArguments
+    from cagul.methods.cagul.method import CagulMethodConfig
+    from cagul.methods.cagul.train import CagulTrainingArguments
 
     if run.method != "cagul":
         return _with(get_method(run.method).config_class(), {"seed": run.seed, **overrides})

@@ -5,7 +5,7 @@ A method is `train(vlm, split, config, ...) -> Artifact` (it writes an artifact 
 `adapter_config.json` (the method's name, the base model's fingerprint, the weights' sha256 and
 the request's people, setting and categories, plus the method's own fields) and
 `adapter_model.safetensors`; `read_artifact` refuses it over another base model or with altered
-files, reusing CAGUL's fingerprint (`cagul.adapter.base_fingerprint`) and hashing.
+files, reusing CAGUL's fingerprint (`cagul.methods.cagul.adapter.base_fingerprint`) and hashing.
 
 An `UnlearnedModel` is what evaluation, answering and the app use without knowing the method:
 `vlm` is the model that answers (the base itself for CAGUL, a LoRA-injected or retrained copy
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cagul.adapter import (
+from cagul.data import Split
+from cagul.methods.cagul.adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterError,
@@ -33,7 +34,6 @@ from cagul.adapter import (
     load_checked_weights,
     read_adapter_config,
 )
-from cagul.data import Split
 from cagul.models import VLM, TokenReplacement
 
 Progress = Callable[[float, str], None] | None

@@ -45,7 +45,6 @@ from typing import Any
 import torch
 
 from cagul import losses
-from cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.data import REFUSALS, Split
 from cagul.data.splits import Sample
 from cagul.methods.base import (
@@ -58,6 +57,7 @@ from cagul.methods.base import (
     request_fields,
     write_artifact,
 )
+from cagul.methods.cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.models import VLM
 from cagul.models.base import Batch
 

@@ -28,7 +28,7 @@ class MethodInfo:
 
 
 _INFOS = (
-    MethodInfo("cagul", "cagul.methods.cagul", "CAGUL (frozen VLM, gated visual-token rewrite)",
+    MethodInfo("cagul", "cagul.methods.cagul.method", "CAGUL (frozen VLM, gated visual-token rewrite)",
                True),
     MethodInfo("ga", "cagul.methods.ga", "Gradient ascent (LoRA)", False),
     MethodInfo("ga_gd", "cagul.methods.ga_gd", "Gradient ascent + gradient descent (LoRA)", False),

@@ -19,7 +19,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.data import PRIVATE_CATEGORIES
 from cagul.methods.base import (
     Artifact,
@@ -29,6 +28,7 @@ from cagul.methods.base import (
     request_fields,
     write_artifact,
 )
+from cagul.methods.cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.methods.lora import copy_vlm
 from cagul.models import load_vlm
 

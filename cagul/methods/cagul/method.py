@@ -1,7 +1,7 @@
 """CAGUL as a method: the frozen VLM, a discriminator that flags the forget people's images and
-a token encoder that rewrites their k least-attended visual tokens (`cagul.adapter`,
-`cagul.train_cagul`, `cagul.selection`). Its unlearned model is the base model itself plus a
-per-batch rewrite, and it explains itself: forget probability, selected tokens, scores.
+a token encoder that rewrites their k least-attended visual tokens (this package's `adapter`,
+`train`, `selection`). Its unlearned model is the base model itself plus a per-batch rewrite,
+and it explains itself: forget probability, selected tokens, scores.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cagul.adapter import AdapterError, CagulAdapter, plan
 from cagul.methods.base import Artifact, UnlearnedModel
-from cagul.train_cagul import CagulTrainingArguments, negatives_from, train_cagul
+from cagul.methods.cagul.adapter import AdapterError, CagulAdapter, plan
+from cagul.methods.cagul.train import CagulTrainingArguments, negatives_from, train_cagul
 
 
 def default_k(n_visual_tokens: int) -> int:

@@ -1,10 +1,10 @@
 """Training a CAGUL adapter: the discriminator first, then both jointly.
 
 `train_cagul` is a short loop over CAGUL's parts, each in its own module:
-- token selection, `cagul.selection`: each encoder sample's k least-attended tokens, fixed once;
-- the discriminator, `cagul.discriminator_training`: cached image views and a BCE epoch;
-- the token encoder, `cagul.encoder_training`: its samples and an epoch;
-- the objective, `cagul.objective`: PO+GD (or GA+GD, GA+KL) over `cagul.losses`, with the
+- token selection, `selection`: each encoder sample's k least-attended tokens, fixed once;
+- the discriminator, `train_discriminator`: cached image views and a BCE epoch;
+- the token encoder, `train_encoder`: its samples and an epoch;
+- the objective, `objective`: PO+GD (or GA+GD, GA+KL) over `cagul.losses`, with the
   hard-sample weights.
 
 What is frozen is exploited: visual tokens are computed once per
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from cagul.adapter import CagulAdapter
 from cagul.data import Split
-from cagul.discriminator_training import DiscriminatorTrainer, cache_views
-from cagul.encoder_training import EncoderTrainer, encoder_samples
+from cagul.methods.cagul.adapter import CagulAdapter
+from cagul.methods.cagul.train_discriminator import DiscriminatorTrainer, cache_views
+from cagul.methods.cagul.train_encoder import EncoderTrainer, encoder_samples
 from cagul.models import VLM
 
 Progress = Callable[[float, str], None] | None

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cagul.methods.cagul.selection import select_tokens
 from cagul.models import VLM, TokenReplacement
 from cagul.models.base import Batch, ImageLayout
-from cagul.selection import select_tokens
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.adapter import CagulAdapter
     from cagul.models import VLM
 
 
