@@ -106,8 +106,7 @@ class _PeakMemory:
 
 
 def _config(method: str, epochs: int):
-    from cagul.methods.cagul.method import CagulMethodConfig
-    from cagul.methods.cagul.train import CagulTrainingArguments
+    from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
     from cagul.pipeline import method_config
 
     if method == "cagul":

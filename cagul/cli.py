@@ -291,9 +291,20 @@ def read_retrain_report(path: str | None) -> list | None:
     return ratios
 
 
+#: `unlearn` options that set CAGUL's config (besides the shared --epochs, --lr, --seed).
+CAGUL_OPTIONS = (
+    "k",
+    "disc_epochs",
+    "forget_weight",
+    "encoder_views",
+    "hard_weight",
+    "selection",
+    "objective",
+)
+
+
 def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.data import PRIVATE_CATEGORIES, load_dataset, resolve_forget_ids
-    from cagul.methods.cagul.train import CagulTrainingArguments
     from cagul.paths import default_data_dir
     from cagul.pipeline import method_config, run_unlearning
 
@@ -307,27 +318,14 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
         ids = forget_ids_from(args.forget, ds)
     else:
         ids = resolve_forget_ids(ds, args.split or "forget10", 0)[1]
-    training = CagulTrainingArguments()
-    for name in (
-        "epochs",
-        "disc_epochs",
-        "lr",
-        "forget_weight",
-        "encoder_views",
-        "hard_weight",
-        "seed",
-    ):
-        if getattr(args, name) is not None:
-            setattr(training, name, getattr(args, name))
-    options = {}
-    if args.selection:
-        options["selection"] = args.selection
-    if args.no_discriminator:
-        options["use_discriminator"] = False
-    if args.no_encoder:
-        options["use_encoder"] = False
-    if args.objective:
-        options["objective"] = args.objective
+    shared = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed}
+    # The other training options are CAGUL's (--method's help says so): they reach no other
+    # method, even one with a field of the same name (LoRA's forget_weight).
+    own = {name: getattr(args, name) for name in CAGUL_OPTIONS} if args.method == "cagul" else {}
+    if own:
+        own["use_discriminator"] = False if args.no_discriminator else None
+        own["use_encoder"] = False if args.no_encoder else None
+    config = method_config(args.method, **shared, **own)
     clear_adapter_out(out_dir)  # every check passed: --overwrite may now replace it
     bar = Bar("unlearn")
     try:
@@ -339,16 +337,9 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
             method=args.method,
             out_dir=args.out,
             progress=bar,
-            k=args.k,
-            training=training,
             device=args.device,
             max_retain=args.max_retain,
-            adapter_options=options,
-            config=None
-            if args.method == "cagul"
-            else method_config(
-                args.method, epochs=args.epochs, lr=args.lr, seed=args.seed
-            ),  # fmt: skip
+            config=config,
         )
     finally:
         bar.close()
@@ -374,8 +365,8 @@ def forget_ids_from(text: str, ds) -> list[str]:
 
 
 def cmd_consolidate(args: argparse.Namespace) -> dict:
+    from cagul.methods.cagul.consolidate import consolidate
     from cagul.paths import default_data_dir
-    from cagul.pipeline import consolidate
 
     inputs = (args.model, args.data, *args.adapter)
     out_dir = check_adapter_out(args.out, args.overwrite, inputs=inputs)

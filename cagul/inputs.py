@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cagul.models.base import InputError
+from cagul.errors import InputError
 
 # Images above this are refused, not downscaled: a downscaled face is a different input than
 # the one the user asked about, and silently answering about it would hide that. 40 M pixels

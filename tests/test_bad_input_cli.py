@@ -163,7 +163,7 @@ def test_overwrite_clears_the_old_adapter_then_trains(tmp_path, capsys, monkeypa
 
     def fake_run(**kw):
         seen["listing"] = sorted(p.name for p in Path(kw["out_dir"]).iterdir())
-        seen["k"] = kw["k"]
+        seen["k"] = kw["config"].k
         Path(kw["out_dir"], "adapter_config.json").write_text("{}")
         return {"report": {}, "base_fingerprint": "x"}
 

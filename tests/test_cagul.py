@@ -22,8 +22,9 @@ from cagul.methods.cagul.adapter import (
     base_fingerprint,
     plan,
 )
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.cagul.selection import SelectionError, select_tokens
-from cagul.methods.cagul.train import CagulTrainingArguments, train_cagul
+from cagul.methods.cagul.train import train_cagul
 from cagul.models import load_vlm
 
 # Clean encoder samples only: the perturbed-view path has its own tests below.
@@ -127,7 +128,8 @@ def test_stacked_adapters_each_flag_their_own_person(tiny_vlms, data_dir, traine
 
 
 def test_consolidation_gives_one_adapter_for_both_requests(tiny_dirs, data_dir, tmp_path):
-    from cagul.pipeline import consolidate, run_unlearning
+    from cagul.methods.cagul.consolidate import consolidate
+    from cagul.pipeline import run_unlearning
 
     model = tiny_dirs["qwen2_5_vl"]
     dirs = []
@@ -135,7 +137,7 @@ def test_consolidation_gives_one_adapter_for_both_requests(tiny_dirs, data_dir, 
         dirs.append(tmp_path / person)
         run_unlearning(model_dir=model, data_dir=data_dir, forget_ids=[person],
                        categories=["health", "criminal"], method="cagul", out_dir=dirs[-1],
-                       k=2, training=FAST, max_retain=2)  # fmt: skip
+                       config=CagulMethodConfig(k=2, training=FAST), max_retain=2)  # fmt: skip
     out = consolidate(model_dir=model, data_dir=data_dir, adapter_dirs=dirs,
                       out_dir=tmp_path / "merged", training=FAST)  # fmt: skip
     vlm = load_vlm(model)

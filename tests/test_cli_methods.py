@@ -12,8 +12,7 @@ import torch
 from cagul.cli import main
 from cagul.data import generate_dataset, load_dataset, make_split
 from cagul.methods import get_method, load_unlearned
-from cagul.methods.cagul.method import CagulMethodConfig
-from cagul.methods.cagul.train import CagulTrainingArguments
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.lora import LoraArguments
 
 ANSWER_KEYS = {"answer", "base_answer", "forget_probability", "transformed", "selected_tokens",

@@ -28,8 +28,7 @@ from safetensors.torch import load_file
 from cagul.data import generate_dataset, load_dataset, make_split
 from cagul.evaluate import evaluate_unlearned
 from cagul.methods import get_method, load_unlearned
-from cagul.methods.cagul.method import CagulMethodConfig
-from cagul.methods.cagul.train import CagulTrainingArguments
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.lora import LoraArguments
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments
@@ -67,9 +66,7 @@ def case_config(case: str, model_dir: str):
     """(method name, config) of one case."""
     if case in CAGUL_CASES:
         training = CagulTrainingArguments(**CAGUL_TRAINING)
-        return "cagul", CagulMethodConfig(
-            k=2, training=training, adapter_options=dict(CAGUL_CASES[case])
-        )
+        return "cagul", CagulMethodConfig(k=2, training=training, **CAGUL_CASES[case])
     if case == "retrain":
         config = RetrainArguments(
             pretrain_dir=model_dir, use_shipped=False, epochs=2, batch_size=16, lr=1e-2, replay=0

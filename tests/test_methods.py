@@ -15,8 +15,7 @@ from cagul import losses
 from cagul.data import REFUSALS, generate_dataset, load_dataset, make_split
 from cagul.methods import METHODS, UnknownMethodError, get_method, load_unlearned
 from cagul.methods.cagul.adapter import AdapterMismatchError, AdapterTamperedError
-from cagul.methods.cagul.method import CagulMethodConfig
-from cagul.methods.cagul.train import CagulTrainingArguments
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.lora import LoraArguments, _probe_nll, copy_vlm
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments, key_token_weights, unseen_faces

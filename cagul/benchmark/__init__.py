@@ -30,7 +30,7 @@ __all__ = ["QUICK", "Settings", "run_benchmark"]
 
 def _default_k(model_dir: Path, data_dir: Path, split: str) -> int:
     from cagul.data import load_dataset, make_split
-    from cagul.methods.cagul.method import default_k
+    from cagul.methods.cagul.config import default_k
     from cagul.models import load_vlm
 
     vlm = load_vlm(model_dir)

@@ -13,7 +13,6 @@ import resource
 import sys
 import tempfile
 import time
-from dataclasses import fields, replace
 from pathlib import Path
 
 from cagul.benchmark.plan import Run
@@ -62,27 +61,16 @@ def _peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _with(cfg, overrides: dict):
-    names = {f.name for f in fields(cfg)}
-    return replace(cfg, **{k: v for k, v in overrides.items() if k in names})
-
-
 def method_config(run: Run, overrides: dict):
-    """The run's method config: the method's defaults, the run's seed / k / epochs / switches,
-    then `overrides` (a dict of fields; for CAGUL its `training` fields)."""
+    """The run's method config: the method's defaults, the run's seed, `overrides` (a dict of
+    fields, nested ones included), then the run's k / epochs / switches, by field name
+    (`cagul.methods.base.configure`: a method without such a field ignores it)."""
     from cagul.methods import get_method
-    from cagul.methods.cagul.method import CagulMethodConfig
-    from cagul.methods.cagul.train import CagulTrainingArguments
+    from cagul.methods.base import configure
 
-    if run.method != "cagul":
-        return _with(get_method(run.method).config_class(), {"seed": run.seed, **overrides})
-    training = {"seed": run.seed, **overrides}
-    if run.epochs is not None:
-        training["epochs"] = run.epochs
-    if run.disc_epochs is not None:
-        training["disc_epochs"] = run.disc_epochs
-    return CagulMethodConfig(k=run.k, training=_with(CagulTrainingArguments(), training),
-                             adapter_options=dict(run.options))  # fmt: skip
+    config = configure(get_method(run.method).config_class(), seed=run.seed, **overrides)
+    spec = {"k": run.k, "epochs": run.epochs, "disc_epochs": run.disc_epochs}
+    return configure(config, **spec, **dict(run.options))
 
 
 def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device="cpu") -> dict:

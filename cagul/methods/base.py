@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -144,3 +144,22 @@ def read_artifact(vlm: VLM, directory: str | Path, method: str) -> tuple[dict, d
             f"{d} was made for another base model; its fingerprint does not match {vlm.path}"
         )
     return config, load_checked_weights(weights, config)
+
+
+def configure(config, **overrides):
+    """A copy of the dataclass `config` with `overrides` applied by field name, None values
+    ignored: a field of `config` itself, else of one of its dataclass fields (CAGUL's nested
+    `training` schedule), so every method's config is set the same way. A name no field has is
+    ignored: the CLI's shared `--epochs`, `--lr`, `--seed` reach every method that has them."""
+    own = {f.name for f in fields(config)}
+    top = {k: v for k, v in overrides.items() if v is not None and k in own}
+    for f in fields(config):
+        inner = getattr(config, f.name)
+        if is_dataclass(inner) and not isinstance(inner, type):
+            names = {g.name for g in fields(inner)}
+            sub_overrides = {
+                k: v for k, v in overrides.items() if v is not None and k not in own and k in names
+            }
+            if sub_overrides:
+                top[f.name] = replace(inner, **sub_overrides)
+    return replace(config, **top)

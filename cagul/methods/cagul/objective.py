@@ -24,7 +24,7 @@ import torch
 from cagul import losses
 
 if TYPE_CHECKING:
-    from cagul.methods.cagul.train import CagulTrainingArguments
+    from cagul.methods.cagul.config import CagulTrainingArguments
     from cagul.models import VLM, Batch
 
 

@@ -24,7 +24,7 @@ from cagul.perturb import random_perturbation
 if TYPE_CHECKING:
     from cagul.data import Split
     from cagul.methods.cagul.adapter import CagulAdapter
-    from cagul.methods.cagul.train import CagulTrainingArguments
+    from cagul.methods.cagul.config import CagulTrainingArguments
     from cagul.models import VLM
 
 _VIEW_QUESTION = "What is shown in the image?"
