@@ -116,8 +116,10 @@ _DROP = object()
         ({"hidden_size": -5}, "hidden_size must lie in 1..65,536, got -5"),
         ({"hidden_size": 64}, "hidden_size 64 does not match the base model's 128"),
         ({"disc_channels": 10**9}, "disc_channels must lie in 1..4,096"),
-        ({"disc_channels": 4096, "encoder_hidden": 65_536, "hidden_size": 65_536},
-         "parameters; at most"),
+        (
+            {"disc_channels": 4096, "encoder_hidden": 65_536, "hidden_size": 65_536},
+            "parameters; at most",
+        ),
         ({"encoder_hidden": True}, "encoder_hidden must be an integer, got bool"),
         ({"format_version": "1"}, "format_version must be an integer, got '1'"),
         ({"format_version": 2}, "adapter format 2 is not supported"),
@@ -129,7 +131,7 @@ _DROP = object()
         ({"setting": "everything"}, "setting must be private or identity"),
         ({"hidden_size": _DROP}, "lacks required keys ['hidden_size']"),
     ],
-)  # fmt: skip
+)
 def test_bad_adapter_configs_fail_before_allocation(saved_adapter, monkeypatch, changes, message):
     import cagul.methods.cagul.adapter as A
 
@@ -248,8 +250,14 @@ def test_probe_image_paths_stay_in_the_probes_folder(tmp_path):
 
     from cagul.data import UnsafePathError, load_probe_file
 
-    probe = {"image_path": "../../etc/passwd", "question": "q", "answer": "yes", "kind": "pope",
-             "subset": "random", "group": "g"}  # fmt: skip
+    probe = {
+        "image_path": "../../etc/passwd",
+        "question": "q",
+        "answer": "yes",
+        "kind": "pope",
+        "subset": "random",
+        "group": "g",
+    }
     path = tmp_path / "pope.json"
     path.write_text(json.dumps([probe]))
     with pytest.raises(UnsafePathError, match="lies outside"):

@@ -44,10 +44,20 @@ def git_commit() -> str | None:
 
     here = Path(__file__).parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=here, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, cwd=here.parent, check=True).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=here,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            cwd=here.parent,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -96,8 +106,9 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
     vlm = load_vlm(base_dir, device=device)
     load_mb = _peak_mb(device)
     ds = load_dataset(data_dir)
-    split = make_split(ds, resolve_forget_ids(ds, run.split)[1], "private",
-                       private_categories=PRIVATE_CATEGORIES)  # fmt: skip
+    split = make_split(
+        ds, resolve_forget_ids(ds, run.split)[1], "private", private_categories=PRIVATE_CATEGORIES
+    )
     probes = load_probes(data_dir / "probes") if (data_dir / "probes").is_dir() else None
     t0, stats, peak = time.time(), {}, load_mb
     common = dict(max_retain=max_retain, progress=False)
@@ -107,13 +118,20 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
         chosen = get_method(run.method)
         cfg = method_config(run, (overrides or {}).get(run.method, {}))
         with tempfile.TemporaryDirectory() as out:
-            art = chosen.train(vlm, split, cfg, out_dir=out, data_dir=data_dir,
-                               progress=Bar(run.label, leave=False))  # fmt: skip
+            art = chosen.train(
+                vlm,
+                split,
+                cfg,
+                out_dir=out,
+                data_dir=data_dir,
+                progress=Bar(run.label, leave=False),
+            )
             peak = _peak_mb(device)
             stats = art.stats
             unlearned = art.model or chosen.load(vlm, out)
-            report = evaluate_unlearned(vlm, unlearned, split, probes, base=False,
-                                        training=stats, **common)  # fmt: skip
+            report = evaluate_unlearned(
+                vlm, unlearned, split, probes, base=False, training=stats, **common
+            )
     row = {"label": run.label, "key": run.key, "run": run.as_dict(), "commit": git_commit()}
     for key, block, name in REPORT_FIELDS:
         row[key] = (report.get(block) or {}).get(name)
@@ -138,9 +156,14 @@ def main() -> int:
 
         torch.set_num_threads(int(spec["threads"]))
     run = Run(**{**spec["run"], "options": tuple(sorted(spec["run"]["options"].items()))})
-    row = execute(run, model_dir=spec["model_dir"], data_dir=spec["data_dir"],
-                  max_retain=spec["max_retain"], overrides=spec.get("overrides"),
-                  device=spec.get("device", "cpu"))  # fmt: skip
+    row = execute(
+        run,
+        model_dir=spec["model_dir"],
+        data_dir=spec["data_dir"],
+        max_retain=spec["max_retain"],
+        overrides=spec.get("overrides"),
+        device=spec.get("device", "cpu"),
+    )
     print(json.dumps(row))
     return 0
 

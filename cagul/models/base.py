@@ -229,8 +229,10 @@ class VLM:
 
         if isinstance(img, Image.Image):  # already decoded: only the size can be wrong
             if img.width * img.height > self.max_image_pixels:
-                raise UserInputError(f"image has {img.width}x{img.height} pixels; too large "
-                                     f"(at most {self.max_image_pixels:,})")  # fmt: skip
+                raise UserInputError(
+                    f"image has {img.width}x{img.height} pixels; too large "
+                    f"(at most {self.max_image_pixels:,})"
+                )
             return img.convert("RGB")
         try:
             return open_image(img, max_pixels=self.max_image_pixels)
