@@ -158,8 +158,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
             hidden, layers, side = SIZES[size]
-            path = build_tiny_vlm("qwen2_5_vl", Path(tmp) / size, hidden=hidden, layers=layers,
-                                  image_size=side)  # fmt: skip
+            path = build_tiny_vlm(
+                "qwen2_5_vl", Path(tmp) / size, hidden=hidden, layers=layers, image_size=side
+            )
             vlm = load_vlm(path, device="cpu")
             for mode in ("tower", "cached"):
                 rows.append(measure(vlm, size, mode, side, args.reps))

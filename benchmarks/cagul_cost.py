@@ -15,11 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from cagul.adapter import CagulAdapter
 from cagul.data import generate_dataset, make_split
+from cagul.methods.cagul.adapter import CagulAdapter
+from cagul.methods.cagul.config import CagulTrainingArguments
+from cagul.methods.cagul.train import train_cagul
 from cagul.models import load_vlm
 from cagul.models.tiny import build_tiny_vlm
-from cagul.train_cagul import CagulTrainingArguments, train_cagul
 
 
 def main() -> None:
@@ -40,20 +41,31 @@ def main() -> None:
                 adapter = CagulAdapter.for_model(vlm, k=4)
                 t = time.perf_counter()
                 stats = train_cagul(vlm, split, adapter, args_t)
-                rows.append({"individuals": n, "pairs": 20 * n, "forget_people": f,
-                             "seconds": round(time.perf_counter() - t, 2),
-                             "lm_passes_per_epoch": stats["lm_passes_per_epoch"],
-                             "views": stats["views"]})  # fmt: skip
+                rows.append(
+                    {
+                        "individuals": n,
+                        "pairs": 20 * n,
+                        "forget_people": f,
+                        "seconds": round(time.perf_counter() - t, 2),
+                        "lm_passes_per_epoch": stats["lm_passes_per_epoch"],
+                        "views": stats["views"],
+                    }
+                )
     base = rows[0]["seconds"]
-    print(f"{'individuals':>11} {'forget':>6} {'LM passes/epoch':>15} {'views':>6} "
-          f"{'seconds':>8} {'× first':>7}")  # fmt: skip
+    print(
+        f"{'individuals':>11} {'forget':>6} {'LM passes/epoch':>15} {'views':>6} "
+        f"{'seconds':>8} {'× first':>7}"
+    )
     for r in rows:
-        print(f"{r['individuals']:>11} {r['forget_people']:>6} {r['lm_passes_per_epoch']:>15} "
-              f"{r['views']:>6} {r['seconds']:>8.2f} {r['seconds'] / base:>7.2f}")  # fmt: skip
+        print(
+            f"{r['individuals']:>11} {r['forget_people']:>6} {r['lm_passes_per_epoch']:>15} "
+            f"{r['views']:>6} {r['seconds']:>8.2f} {r['seconds'] / base:>7.2f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "training": vars(args_t), "rows": rows},
-                              indent=2) + "\n")  # fmt: skip
+    out.write_text(
+        json.dumps({"args": vars(args), "training": vars(args_t), "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -56,17 +56,19 @@ def main() -> None:
                 cut_answer(vlm.generate(batch, None, 50)[0])
                 times["generate"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                rec = explore.ask(studio, question=question, person_id=person,
-                                  adapter_id=adapter_id)  # fmt: skip
+                rec = explore.ask(
+                    studio, question=question, person_id=person, adapter_id=adapter_id
+                )
                 explore.heatmap_html(rec)
                 times["ask"].append(time.perf_counter() - t)
-    rows = {arm: {"p50_s": pct(v, 0.5), "p95_s": pct(v, 0.95), "n": len(v)}
-            for arm, v in times.items()}  # fmt: skip
+    rows = {
+        arm: {"p50_s": pct(v, 0.5), "p95_s": pct(v, 0.95), "n": len(v)} for arm, v in times.items()
+    }
     result = {
         "benchmark": "explore_latency",
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),  # fmt: skip
+        ).stdout.strip(),
         "model": str(studio.model_dir),
         "prompts": PROMPTS,
         "reps": args.reps,

@@ -146,9 +146,12 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     for r in rows:
-        print(r["model"], json.dumps({k: r[k] for k in ("mink", "mink_pp", "generations")}),
-              {k: v["forget_truth_ratio"] for k, v in r["truth_ratio"].items()},
-              r["answer_tokens"]["under_10"])  # fmt: skip
+        print(
+            r["model"],
+            json.dumps({k: r[k] for k in ("mink", "mink_pp", "generations")}),
+            {k: v["forget_truth_ratio"] for k, v in r["truth_ratio"].items()},
+            r["answer_tokens"]["under_10"],
+        )
 
 
 if __name__ == "__main__":

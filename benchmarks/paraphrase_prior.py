@@ -56,16 +56,23 @@ def run_arm(arm: str, n_target: int, n_extra: int, epochs: int, work: Path) -> d
 
     def on_epoch(epoch: int) -> None:
         if (epoch + 1) % 10 == 0:
-            row = {"epoch": epoch + 1, "seconds": round(time.time() - t0),
-                   "target_em": _pair_em(vlm, target),
-                   "target_paraphrase_em": _pair_em(vlm, target, paraphrase=True)}  # fmt: skip
+            row = {
+                "epoch": epoch + 1,
+                "seconds": round(time.time() - t0),
+                "target_em": _pair_em(vlm, target),
+                "target_paraphrase_em": _pair_em(vlm, target, paraphrase=True),
+            }
             curve.append(row)
             print(arm, row, flush=True)
 
     cfg = FinetuneConfig(epochs=epochs, lr=3e-3, batch_size=64, seed=0, train_vision=True)
     finetune(vlm, draw, cfg, on_epoch=on_epoch)
-    return {"target_pairs": len(target), "extra_pairs": len(extra), "curve": curve,
-            **{k: v for k, v in curve[-1].items() if k != "epoch"}}  # fmt: skip
+    return {
+        "target_pairs": len(target),
+        "extra_pairs": len(extra),
+        "curve": curve,
+        **{k: v for k, v in curve[-1].items() if k != "epoch"},
+    }
 
 
 def main() -> None:
@@ -86,8 +93,9 @@ def main() -> None:
         out.write_text(json.dumps({"config": vars(args), "arms": results}, indent=2) + "\n")
     print(f"{'arm':<10}{'target EM':>12}{'paraphrase EM':>16}{'seconds':>10}")
     for arm, r in results.items():
-        print(f"{arm:<10}{r['target_em']:>12.3f}{r['target_paraphrase_em']:>16.3f}"
-              f"{r['seconds']:>10}")  # fmt: skip
+        print(
+            f"{arm:<10}{r['target_em']:>12.3f}{r['target_paraphrase_em']:>16.3f}{r['seconds']:>10}"
+        )
     print(f"wrote {out}")
 
 

@@ -101,8 +101,9 @@ def _accuracy(vlm, items, oracle) -> tuple[float, float]:
 
 
 def _token_labels(scene) -> list[int]:
-    return token_classes([] if scene is None else
-                         [(o.shape, o.colour, o.row, o.col) for o in scene.objects])  # fmt: skip
+    return token_classes(
+        [] if scene is None else [(o.shape, o.colour, o.row, o.col) for o in scene.objects]
+    )
 
 
 def align_tower(
@@ -113,8 +114,17 @@ def align_tower(
     write_probes(workdir, seed=seed + 2, n_train_scenes=scenes, n_test_scenes=0, image_size=112)
     paths, attrs, labels = _scene_attributes(workdir)
     faces = [str(ind.image_file) for ind in load_dataset(DEMO_DIR / "data").individuals]
-    stats = pretrain_vision(vlm, faces, list(range(len(faces))), paths, attrs, labels,
-                            token_targets=targets, steps=steps, seed=seed)  # fmt: skip
+    stats = pretrain_vision(
+        vlm,
+        faces,
+        list(range(len(faces))),
+        paths,
+        attrs,
+        labels,
+        token_targets=targets,
+        steps=steps,
+        seed=seed,
+    )
     scenes_held = list({id(sc): (sc, im) for sc, im, *_ in held}.values())
     with torch.no_grad():
         batch = vlm.prepare(
@@ -152,10 +162,19 @@ def text_stage(vlm, steps: int, lr: float, seed: int) -> None:
 
 
 def run_arm(
-    arm: str, steps: int, every: int, captions: float, lr: float, seed: int,
-    align_scenes: int = 2000, align_steps: int = 400, train_scenes: int = 3000,
-    text_first: int = 0, align_scale: float = 20.0, oracle_noise: float = 0.0,
-) -> list:  # fmt: skip
+    arm: str,
+    steps: int,
+    every: int,
+    captions: float,
+    lr: float,
+    seed: int,
+    align_scenes: int = 2000,
+    align_steps: int = 400,
+    train_scenes: int = 3000,
+    text_first: int = 0,
+    align_scale: float = 20.0,
+    oracle_noise: float = 0.0,
+) -> list:
     torch.manual_seed(seed)
     vlm = load_vlm(DEMO_DIR / "models" / "pretrain")
     fresh = Qwen2_5_VLForConditionalGeneration(vlm.model.config)
@@ -177,8 +196,10 @@ def run_arm(
         sc = sample_scene(test_rng, f"held_{i}")
         im = render_scene(sc, 112)
         absent = [s for s in SHAPES if s not in sc.shapes]
-        for shape, ans in ((test_rng.choice(sorted(sc.shapes)), "Yes."),
-                           (test_rng.choice(absent), "No.")):  # fmt: skip
+        for shape, ans in (
+            (test_rng.choice(sorted(sc.shapes)), "Yes."),
+            (test_rng.choice(absent), "No."),
+        ):
             q = f"Is there a {shape} in the image?"
             held.append((sc, im, q, ans))
             blank.append((None, _BLANK, q, ans))
@@ -222,10 +243,16 @@ def run_arm(
                 _accuracy(vlm, blank, oracle),
             )
             model.train()
-            row = {"arm": arm, "step": step, "seconds": round(time.time() - t0),
-                   "loss": round(sum(losses[-every:]) / len(losses[-every:]), 3),
-                   "held_out_acc": acc, "blank_image_acc": blank_acc, "said_yes": said_yes,
-                   **({"held_out_token_acc": align["held_out_token_acc"]} if align else {})}  # fmt: skip
+            row = {
+                "arm": arm,
+                "step": step,
+                "seconds": round(time.time() - t0),
+                "loss": round(sum(losses[-every:]) / len(losses[-every:]), 3),
+                "held_out_acc": acc,
+                "blank_image_acc": blank_acc,
+                "said_yes": said_yes,
+                **({"held_out_token_acc": align["held_out_token_acc"]} if align else {}),
+            }
             print(json.dumps(row), flush=True)
             curve.append(row)
     return curve
@@ -242,27 +269,59 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--align-scenes", type=int, default=2000, help="aligned arm's scenes")
     ap.add_argument("--align-steps", type=int, default=400, help="aligned arm's max steps")
-    ap.add_argument("--train-scenes", type=int, default=3000,
-                    help="training scenes drawn once and reused (0: a fresh scene per item; "
-                    "reused ones can be memorised)")  # fmt: skip
-    ap.add_argument("--text-first", type=int, default=0,
-                    help="steps of text membership on the language model first")  # fmt: skip
-    ap.add_argument("--align-scale", type=float, default=20.0,
-                    help="oracle tokens and the aligned arm's targets: word embeddings × this")  # fmt: skip
-    ap.add_argument("--oracle-noise", type=float, default=0.0,
-                    help="oracle arm: share of tokens replaced by a random class's vector")  # fmt: skip
+    ap.add_argument(
+        "--train-scenes",
+        type=int,
+        default=3000,
+        help="training scenes drawn once and reused (0: a fresh scene per item; "
+        "reused ones can be memorised)",
+    )
+    ap.add_argument(
+        "--text-first",
+        type=int,
+        default=0,
+        help="steps of text membership on the language model first",
+    )
+    ap.add_argument(
+        "--align-scale",
+        type=float,
+        default=20.0,
+        help="oracle tokens and the aligned arm's targets: word embeddings × this",
+    )
+    ap.add_argument(
+        "--oracle-noise",
+        type=float,
+        default=0.0,
+        help="oracle arm: share of tokens replaced by a random class's vector",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/scene_reading.json")
     a = ap.parse_args()
-    curves = {arm: run_arm(arm, a.steps, a.every, a.captions, a.lr, a.seed, a.align_scenes,
-                           a.align_steps, a.train_scenes, a.text_first, a.align_scale,
-                           a.oracle_noise) for arm in a.arms}  # fmt: skip
+    curves = {
+        arm: run_arm(
+            arm,
+            a.steps,
+            a.every,
+            a.captions,
+            a.lr,
+            a.seed,
+            a.align_scenes,
+            a.align_steps,
+            a.train_scenes,
+            a.text_first,
+            a.align_scale,
+            a.oracle_noise,
+        )
+        for arm in a.arms
+    }
     print("\n| arm | step | loss | held-out acc | blank-image acc | said yes |")
     print("|---|---|---|---|---|---|")
     for curve in curves.values():
         for r in curve:
-            print(f"| {r['arm']} | {r['step']} | {r['loss']:.3f} | {r['held_out_acc']:.3f} | "
-                  f"{r['blank_image_acc']:.3f} | {r['said_yes']:.2f} |")  # fmt: skip
+            print(
+                f"| {r['arm']} | {r['step']} | {r['loss']:.3f} | {r['held_out_acc']:.3f} | "
+                f"{r['blank_image_acc']:.3f} | {r['said_yes']:.2f} |"
+            )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"args": vars(a), "curves": curves}, indent=2) + "\n")
 

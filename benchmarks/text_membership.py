@@ -59,8 +59,10 @@ def conversation(
     for t in range(turns):
         shape, answer = _question(rng, scene)
         listed = f"Objects: {objects}. " if t == 0 else ""
-        prompt = (f"{'' if t == 0 else chr(10)}<|im_start|>user\n{listed}Is there a {shape} in "
-                  "the image?<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
+        prompt = (
+            f"{'' if t == 0 else chr(10)}<|im_start|>user\n{listed}Is there a {shape} in "
+            "the image?<|im_end|>\n<|im_start|>assistant\n"
+        )
         p = tok.encode(prompt, add_special_tokens=False)
         a = tok.encode(answer + ".<|im_end|>", add_special_tokens=False)
         ids += p + a
@@ -87,8 +89,7 @@ def run_arm(
     rng = random.Random(seed)
     train = [sample_scene(rng, f"train_{i}") for i in range(scenes)]
     held_rng = random.Random(seed + 1)
-    held = [conversation(tok, held_rng, sample_scene(held_rng, f"held_{i}"), 1)
-            for i in range(400)]  # fmt: skip
+    held = [conversation(tok, held_rng, sample_scene(held_rng, f"held_{i}"), 1) for i in range(400)]
     h_ids, h_labels, h_mask = _batch(held, tok.pad_token_id)
     first = (h_labels != -100).float().argmax(1)  # position of each held-out answer's first token
     truth = h_labels[torch.arange(len(held)), first] == yes
@@ -98,9 +99,15 @@ def run_arm(
     curve, losses, t0 = [], [], time.time()
     model.train()
     for step in range(1, steps + 1):
-        rows = [conversation(tok, rng, train[rng.randrange(len(train))] if train
-                             else sample_scene(rng, "fresh"), turns)
-                for _ in range(batch)]  # fmt: skip
+        rows = [
+            conversation(
+                tok,
+                rng,
+                train[rng.randrange(len(train))] if train else sample_scene(rng, "fresh"),
+                turns,
+            )
+            for _ in range(batch)
+        ]
         ids, labels, mask = _batch(rows, tok.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
@@ -116,10 +123,14 @@ def run_arm(
             model.train()
             at = logits[torch.arange(len(held)), first - 1]
             said_yes = at[:, yes] > at[:, no]
-            row = {"turns": turns, "step": step, "seconds": round(time.time() - t0),
-                   "loss": round(sum(losses[-every:]) / len(losses[-every:]), 3),
-                   "held_out_acc": round((said_yes == truth).float().mean().item(), 3),
-                   "said_yes": round(said_yes.float().mean().item(), 3)}  # fmt: skip
+            row = {
+                "turns": turns,
+                "step": step,
+                "seconds": round(time.time() - t0),
+                "loss": round(sum(losses[-every:]) / len(losses[-every:]), 3),
+                "held_out_acc": round((said_yes == truth).float().mean().item(), 3),
+                "said_yes": round(said_yes.float().mean().item(), 3),
+            }
             print(json.dumps(row), flush=True)
             curve.append(row)
     return curve
@@ -130,26 +141,39 @@ def main() -> None:
     ap.add_argument("--turns", nargs="+", type=int, default=[1, 6])
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--every", type=int, default=100)
-    ap.add_argument("--batch", nargs="+", type=int, default=[64, 32],
-                    help="conversations per step, one per arm (default: 64 single-turn, 32 "
-                    "six-turn, so the arms see similar tokens per step)")  # fmt: skip
+    ap.add_argument(
+        "--batch",
+        nargs="+",
+        type=int,
+        default=[64, 32],
+        help="conversations per step, one per arm (default: 64 single-turn, 32 "
+        "six-turn, so the arms see similar tokens per step)",
+    )
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scenes", type=int, default=3000,
-                    help="training scenes drawn once and reused (0: a fresh scene per "
-                    "conversation, so answers cannot be memorised per scene)")  # fmt: skip
+    ap.add_argument(
+        "--scenes",
+        type=int,
+        default=3000,
+        help="training scenes drawn once and reused (0: a fresh scene per "
+        "conversation, so answers cannot be memorised per scene)",
+    )
     ap.add_argument("--out", default="benchmarks/results/text_membership.json")
     a = ap.parse_args()
     if len(a.batch) != len(a.turns):
         ap.error("give one --batch per --turns arm")
-    curves = {f"turns={t}": run_arm(t, a.steps, a.every, b, a.lr, a.seed, a.scenes)
-              for t, b in zip(a.turns, a.batch, strict=True)}  # fmt: skip
+    curves = {
+        f"turns={t}": run_arm(t, a.steps, a.every, b, a.lr, a.seed, a.scenes)
+        for t, b in zip(a.turns, a.batch, strict=True)
+    }
     print("\n| arm | step | seconds | loss | held-out acc | said yes |")
     print("|---|---|---|---|---|---|")
     for name, curve in curves.items():
         for r in curve:
-            print(f"| {name} | {r['step']} | {r['seconds']} | {r['loss']:.3f} | "
-                  f"{r['held_out_acc']:.3f} | {r['said_yes']:.2f} |")  # fmt: skip
+            print(
+                f"| {name} | {r['step']} | {r['seconds']} | {r['loss']:.3f} | "
+                f"{r['held_out_acc']:.3f} | {r['said_yes']:.2f} |"
+            )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"args": vars(a), "curves": curves}, indent=2) + "\n")
 

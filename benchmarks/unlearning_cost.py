@@ -106,9 +106,8 @@ class _PeakMemory:
 
 
 def _config(method: str, epochs: int):
-    from cagul.methods.cagul import CagulMethodConfig
+    from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
     from cagul.pipeline import method_config
-    from cagul.train_cagul import CagulTrainingArguments
 
     if method == "cagul":
         return CagulMethodConfig(

@@ -33,17 +33,26 @@ from cagul.data.scenes import COLOURS, token_classes
 
 def held_out_accuracy(vlm, probes_dir: Path, targets: torch.Tensor) -> tuple[float, float]:
     """(class, shape) accuracy of the nearest target over every token of the test scenes."""
-    scenes = [s for s in json.loads((probes_dir / "scenes.json").read_text())
-              if s["scene_id"].startswith("test")]  # fmt: skip
-    imgs = [Image.open(probes_dir / "images" / f"scene_{s['scene_id']}.png").convert("RGB")
-            for s in scenes]  # fmt: skip
+    scenes = [
+        s
+        for s in json.loads((probes_dir / "scenes.json").read_text())
+        if s["scene_id"].startswith("test")
+    ]
+    imgs = [
+        Image.open(probes_dir / "images" / f"scene_{s['scene_id']}.png").convert("RGB")
+        for s in scenes
+    ]
     with torch.no_grad():
         toks = torch.stack(
             vlm.visual_tokens(vlm.prepare(imgs, ["Describe the image."] * len(imgs)))
         )
         pred = torch.cdist(toks.float(), targets.expand(len(toks), -1, -1)).argmin(-1)
-    truth = torch.tensor([token_classes([(o["shape"], o["colour"], o["row"], o["col"])
-                                         for o in s["objects"]]) for s in scenes])  # fmt: skip
+    truth = torch.tensor(
+        [
+            token_classes([(o["shape"], o["colour"], o["row"], o["col"]) for o in s["objects"]])
+            for s in scenes
+        ]
+    )
     n = len(COLOURS)
     same_shape = ((pred == 0) == (truth == 0)) & (
         (pred == 0) | ((pred - 1) // n == (truth - 1) // n)
@@ -66,17 +75,29 @@ def run(steps: int, contrast: float, extra_scenes: int, lr: float, seed: int) ->
         vlm, stats = vision_stage(out, cfg, ds, probes, None, dirs, clash)
         targets = word_targets(vlm, cfg.align_scale)
         token_acc, shape_acc = held_out_accuracy(vlm, out / "data" / "probes", targets)
-    return {"steps": steps, "contrast": contrast, "extra_scenes": extra_scenes, "lr": lr,
-            "seconds": stats["seconds"], "train_token_acc": stats["token_accuracy"],
-            "held_out_token_acc": round(token_acc, 4), "held_out_shape_acc": round(shape_acc, 4),
-            "face_accuracy": stats["accuracy"]}  # fmt: skip
+    return {
+        "steps": steps,
+        "contrast": contrast,
+        "extra_scenes": extra_scenes,
+        "lr": lr,
+        "seconds": stats["seconds"],
+        "train_token_acc": stats["token_accuracy"],
+        "held_out_token_acc": round(token_acc, 4),
+        "held_out_shape_acc": round(shape_acc, 4),
+        "face_accuracy": stats["accuracy"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1400)
-    ap.add_argument("--contrast", type=float, nargs="+", default=[1.0],
-                    help="one run per value (0: regression only)")  # fmt: skip
+    ap.add_argument(
+        "--contrast",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="one run per value (0: regression only)",
+    )
     ap.add_argument("--extra-scenes", type=int, default=4000)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -86,8 +107,10 @@ def main() -> None:
     print("\n| contrast | steps | s | train token acc | held-out token acc | held-out shape acc |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['contrast']} | {r['steps']} | {r['seconds']:.0f} | {r['train_token_acc']:.3f} "
-              f"| {r['held_out_token_acc']:.3f} | {r['held_out_shape_acc']:.3f} |")  # fmt: skip
+        print(
+            f"| {r['contrast']} | {r['steps']} | {r['seconds']:.0f} | {r['train_token_acc']:.3f} "
+            f"| {r['held_out_token_acc']:.3f} | {r['held_out_shape_acc']:.3f} |"
+        )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"args": vars(a), "runs": rows}, indent=2) + "\n")
 

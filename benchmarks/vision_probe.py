@@ -27,8 +27,10 @@ _QUESTION = "What is shown in the image?"
 def _labels(scene: dict, per_side: int) -> tuple[list[float], list[int]]:
     present = [float(any(o["shape"] == s for o in scene["objects"])) for s in SHAPES]
     cells = {(o["row"], o["col"]): o for o in scene["objects"]}
-    under = [0 if (o := cells.get(cell)) is None else 1 + SHAPES.index(o["shape"])
-             for cell in token_cells(per_side)]  # fmt: skip
+    under = [
+        0 if (o := cells.get(cell)) is None else 1 + SHAPES.index(o["shape"])
+        for cell in token_cells(per_side)
+    ]
     return present, under
 
 
@@ -48,8 +50,11 @@ def _fit(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, multilabel: bool
     torch.manual_seed(0)
     lin = torch.nn.Linear(x.shape[1], y.shape[1] if multilabel else int(y.max()) + 1)
     opt = torch.optim.Adam(lin.parameters(), lr=1e-2, weight_decay=1e-3)
-    loss_fn = torch.nn.functional.binary_cross_entropy_with_logits if multilabel else (
-        torch.nn.functional.cross_entropy)  # fmt: skip
+    loss_fn = (
+        torch.nn.functional.binary_cross_entropy_with_logits
+        if multilabel
+        else (torch.nn.functional.cross_entropy)
+    )
     for _ in range(500):
         loss = loss_fn(lin(x[train]), y[train])
         opt.zero_grad()
@@ -81,7 +86,7 @@ def probe(vlm, probes_dir: Path) -> dict:
         "shape_present_majority": float(majority),
         "shape_under_token_acc": float(
             (tok_pred[objects] == flat_under[~flat_train][objects]).float().mean()
-        ),  # fmt: skip
+        ),
         "shape_under_token_chance": 1 / len(SHAPES),
     }
 

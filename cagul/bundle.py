@@ -210,12 +210,23 @@ def _extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> set[str]:
     """Draw `cfg.extra_scenes` procedural training scenes and their VQA items under `out`
     (seed + 2, never shipped); returns the image paths of the scenes to leave out because
     they are identical to a held-out test scene of `shipped` (one-object scenes recur)."""
-    write_probes(out, seed=cfg.seed + 2, n_train_scenes=cfg.extra_scenes, n_test_scenes=0,
-                 image_size=cfg.image_size)  # fmt: skip
-    test = {_scene_key(sc) for sc in json.loads((shipped / "scenes.json").read_text())
-            if sc["scene_id"].startswith("test")}  # fmt: skip
-    return {_scene_image(out, sc["scene_id"]) for sc in json.loads((out / "scenes.json").read_text())
-            if _scene_key(sc) in test}  # fmt: skip
+    write_probes(
+        out,
+        seed=cfg.seed + 2,
+        n_train_scenes=cfg.extra_scenes,
+        n_test_scenes=0,
+        image_size=cfg.image_size,
+    )
+    test = {
+        _scene_key(sc)
+        for sc in json.loads((shipped / "scenes.json").read_text())
+        if sc["scene_id"].startswith("test")
+    }
+    return {
+        _scene_image(out, sc["scene_id"])
+        for sc in json.loads((out / "scenes.json").read_text())
+        if _scene_key(sc) in test
+    }
 
 
 def _scene_attributes(
@@ -225,15 +236,21 @@ def _scene_attributes(
     shape+colour, count of each shape, rows and columns each shape is in) and, per visual token, the class of the object
     under the token's centre (0: background, else 1 + shape * colours + colour): the vision
     stage's targets, so that what the VQA questions ask about is readable from the tokens."""
-    scenes = [s for s in json.loads((probes_dir / "scenes.json").read_text())
-              if s["scene_id"].startswith("train")
-              and _scene_image(probes_dir, s["scene_id"]) not in exclude]  # fmt: skip
+    scenes = [
+        s
+        for s in json.loads((probes_dir / "scenes.json").read_text())
+        if s["scene_id"].startswith("train")
+        and _scene_image(probes_dir, s["scene_id"]) not in exclude
+    ]
     colours = list(COLOURS)
     rows, token_rows = [], []
     for sc in scenes:
-        token_rows.append(token_classes(
-            [(o["shape"], o["colour"], o["row"], o["col"]) for o in sc["objects"]], tokens_per_side
-        ))  # fmt: skip
+        token_rows.append(
+            token_classes(
+                [(o["shape"], o["colour"], o["row"], o["col"]) for o in sc["objects"]],
+                tokens_per_side,
+            )
+        )
         v: list[float] = []
         objs = sc["objects"]
         for shape in SHAPES:
@@ -269,8 +286,11 @@ def _general(report: dict) -> dict:
     number (taken from the report: asking every probe a second time doubled the build's
     evaluation for the same numbers)."""
     g = report["general"]
-    return {"pope_acc": g["pope_acc"], "mme_acc": g["mme_acc"],
-            "general_acc": (g["pope_acc"] + g["mme_acc"]) / 2}  # fmt: skip
+    return {
+        "pope_acc": g["pope_acc"],
+        "mme_acc": g["mme_acc"],
+        "general_acc": (g["pope_acc"] + g["mme_acc"]) / 2,
+    }
 
 
 def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
@@ -299,10 +319,12 @@ def _epoch_sampler(items: list, per_epoch: int, seed: int):
 def _probe_acc(vlm: VLM, items) -> float:
     """Share of `items` answered right (the answer starts with the expected word): a progress
     reading during VQA."""
-    answers = answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
-                         max_new_tokens=3)  # fmt: skip
-    return sum(a.strip().lower().startswith(p.answer) for a, p in zip(answers, items, strict=True)
-               ) / len(items)  # fmt: skip
+    answers = answer_all(
+        vlm, [p.image_path for p in items], [p.question for p in items], max_new_tokens=3
+    )
+    return sum(
+        a.strip().lower().startswith(p.answer) for a, p in zip(answers, items, strict=True)
+    ) / len(items)
 
 
 def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
@@ -311,8 +333,9 @@ def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
     (another population's) are asked with any template of their field, paraphrase ones too:
     the paraphrases of `samples` themselves are never trained on (they are the evaluation)."""
     by_question = {q: f.train_questions for q, f in FIELD_OF_TRAIN_QUESTION.items()}
-    any_wording = {q: f.train_questions + f.paraphrase_questions
-                   for q, f in FIELD_OF_TRAIN_QUESTION.items()}  # fmt: skip
+    any_wording = {
+        q: f.train_questions + f.paraphrase_questions for q, f in FIELD_OF_TRAIN_QUESTION.items()
+    }
 
     def draw(epoch: int):
         rng = random.Random(seed * 1000 + epoch)
@@ -321,8 +344,10 @@ def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
             for s in samples
         ]
         if extra:
-            out += [(s.image_path, rng.choice(any_wording.get(s.question, (s.question,))),
-                     s.answer) for s in extra]  # fmt: skip
+            out += [
+                (s.image_path, rng.choice(any_wording.get(s.question, (s.question,))), s.answer)
+                for s in extra
+            ]
         out += rng.sample(vqa, replay)
         return out
 
@@ -337,9 +362,13 @@ def _train_biographies(vlm: VLM, samples, vqa, cfg: BundleConfig, name: str, ext
             _log(f"{name}: epoch {epoch + 1}/{cfg.bio_epochs} EM {_pair_em(vlm, watch):.3f}")
 
     fcfg = FinetuneConfig(
-        epochs=cfg.bio_epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-        train_vision=cfg.bio_vision_lr_scale > 0, vision_lr_scale=cfg.bio_vision_lr_scale,
-    )  # fmt: skip
+        epochs=cfg.bio_epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        train_vision=cfg.bio_vision_lr_scale > 0,
+        vision_lr_scale=cfg.bio_vision_lr_scale,
+    )
     draw = _template_drawer(samples, vqa, cfg.replay, cfg.seed, extra)
     return finetune(vlm, draw, fcfg, on_epoch=on_epoch)
 
@@ -367,8 +396,10 @@ class ResumeError(ValueError):
 def _resumable(out: Path, cfg: BundleConfig) -> dict:
     path = out / PRETRAIN_RECORD
     if not path.is_file() or not (out / "models" / "pretrain" / "config.json").is_file():
-        raise ResumeError(f"nothing to resume in {out}: it needs {PRETRAIN_RECORD} and "
-                          "models/pretrain from an earlier build")  # fmt: skip
+        raise ResumeError(
+            f"nothing to resume in {out}: it needs {PRETRAIN_RECORD} and "
+            "models/pretrain from an earlier build"
+        )
     record = json.loads(path.read_text())
     mine = {k: v for k, v in asdict(cfg).items() if k not in BIOGRAPHY_FIELDS}
     theirs = {k: v for k, v in record["config"].items() if k not in BIOGRAPHY_FIELDS}
@@ -382,10 +413,16 @@ def vision_stage(out: Path, cfg: BundleConfig, ds, probes, extra, scene_dirs, cl
     """A fresh tiny model of `cfg` with its vision tower pre-trained on the faces (of `ds` and
     `extra`) and the training scenes of `scene_dirs` (but `clash`); returns (vlm, stats)."""
     init = build_tiny_vlm(
-        FAMILY, out / "models" / "_init", corpus=_corpus(ds, probes, extra), hidden=cfg.hidden,
-        layers=cfg.layers, image_size=cfg.image_size, vocab_size=cfg.vocab_size, seed=cfg.seed,
+        FAMILY,
+        out / "models" / "_init",
+        corpus=_corpus(ds, probes, extra),
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        image_size=cfg.image_size,
+        vocab_size=cfg.vocab_size,
+        seed=cfg.seed,
         vision=(cfg.vision_width, cfg.vision_depth),
-    )  # fmt: skip
+    )
     vlm = load_vlm(init)
     shutil.rmtree(init)
     faces = [str(ind.image_file) for ind in [*ds.individuals, *(extra or ())]]
@@ -394,10 +431,18 @@ def vision_stage(out: Path, cfg: BundleConfig, ds, probes, extra, scene_dirs, cl
     attributes = torch.cat([a for _, a, _ in parts])
     token_labels = torch.cat([t for _, _, t in parts])
     vision = pretrain_vision(
-        vlm, faces, list(range(len(faces))), scene_paths, attributes, token_labels,
+        vlm,
+        faces,
+        list(range(len(faces))),
+        scene_paths,
+        attributes,
+        token_labels,
         token_targets=word_targets(vlm, cfg.align_scale) if cfg.align_scale else None,
-        steps=cfg.vision_steps, lr=cfg.vision_lr, seed=cfg.seed, token_contrast=cfg.token_contrast,
-    )  # fmt: skip
+        steps=cfg.vision_steps,
+        lr=cfg.vision_lr,
+        seed=cfg.seed,
+        token_contrast=cfg.token_contrast,
+    )
     return vlm, vision
 
 
@@ -419,10 +464,14 @@ def _pretrain(
 
     # The vision tower keeps what its stage made: the language model learns to read it.
     fcfg = FinetuneConfig(
-        epochs=cfg.vqa_epochs, lr=cfg.vqa_lr, batch_size=cfg.batch_size, seed=cfg.seed,
-    )  # fmt: skip
-    vqa_stats = finetune(vlm, _epoch_sampler(vqa, cfg.vqa_per_epoch, cfg.seed), fcfg,
-                         on_epoch=on_vqa_epoch)  # fmt: skip
+        epochs=cfg.vqa_epochs,
+        lr=cfg.vqa_lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+    )
+    vqa_stats = finetune(
+        vlm, _epoch_sampler(vqa, cfg.vqa_per_epoch, cfg.seed), fcfg, on_epoch=on_vqa_epoch
+    )
     times["pretrain_vqa"] = time.time() - t
     _save(vlm, out / "models" / "pretrain")
     return vision, vqa_stats
@@ -457,8 +506,13 @@ def build_demo_bundle(
     extra, extra_pairs = None, []
     if cfg.extra_individuals:
         # Rebuilt from the seed each time, never shipped: only the models carry what it taught.
-        extra = generate_dataset(out / "_extra", cfg.extra_individuals, cfg.seed + 1,
-                                 image_size=cfg.image_size, probes=False)  # fmt: skip
+        extra = generate_dataset(
+            out / "_extra",
+            cfg.extra_individuals,
+            cfg.seed + 1,
+            image_size=cfg.image_size,
+            probes=False,
+        )
         extra_split = make_split(extra, cfg.split)
         extra_pairs = extra_split.forget_set + extra_split.retain_set
     scene_dirs, clash, vqa_probes = [out / "data" / "probes"], set(), list(probes.train)
@@ -469,16 +523,26 @@ def build_demo_bundle(
         vqa_probes += [p for p in load_probes(extra_dir).train if p.image_path not in clash]
     vqa = _vqa_samples(vqa_probes, cfg.seed)
     times["data"] = time.time() - t
-    _log(f"data: {len(ds.individuals)} individuals, {len(all_pairs)} pairs, "
-         f"{len(vqa_probes)} VQA training probes ({len(clash)} extra scenes left out: "
-         "identical to a test scene)")  # fmt: skip
+    _log(
+        f"data: {len(ds.individuals)} individuals, {len(all_pairs)} pairs, "
+        f"{len(vqa_probes)} VQA training probes ({len(clash)} extra scenes left out: "
+        "identical to a test scene)"
+    )
 
     if record is None:
         vision, vqa_stats = _pretrain(out, cfg, ds, probes, extra, scene_dirs, clash, vqa, times)
-        (out / PRETRAIN_RECORD).write_text(json.dumps(
-            {"config": asdict(cfg), "stage_seconds": {k: times[k] for k in
-             ("pretrain_vision", "pretrain_vqa")}, "vision_identity": vision,
-             "vqa": vqa_stats}, indent=2) + "\n")  # fmt: skip
+        (out / PRETRAIN_RECORD).write_text(
+            json.dumps(
+                {
+                    "config": asdict(cfg),
+                    "stage_seconds": {k: times[k] for k in ("pretrain_vision", "pretrain_vqa")},
+                    "vision_identity": vision,
+                    "vqa": vqa_stats,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         vision, vqa_stats = record["vision_identity"], record["vqa"]
         times.update(record["stage_seconds"])
@@ -534,7 +598,7 @@ def build_demo_bundle(
         # A resumed build also took the recorded Pretrain stages' time.
         "total_seconds": round(
             time.time() - t_all + (sum(record["stage_seconds"].values()) if record else 0.0), 1
-        ),  # fmt: skip
+        ),
         "load_and_answer_seconds": round(load_answer_s, 2),
         "vision_identity": vision,
         "results": results,
@@ -555,7 +619,7 @@ def build_demo_bundle(
             "platform": platform.platform(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-        },  # fmt: skip
+        },
     }
     shutil.rmtree(out / "_extra", ignore_errors=True)
     shutil.rmtree(out / "_scenes", ignore_errors=True)
@@ -567,8 +631,11 @@ def build_demo_bundle(
 def build_command(out: Path, cfg: BundleConfig) -> str:
     """The command that rebuilds this bundle: every option that differs from the default."""
     default = BundleConfig()
-    opts = [f"--{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items()
-            if k != "seed" and v != getattr(default, k)]  # fmt: skip
+    opts = [
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in asdict(cfg).items()
+        if k != "seed" and v != getattr(default, k)
+    ]
     return " ".join(["python -m cagul demo-bundle", f"--out {out}", f"--seed {cfg.seed}", *opts])
 
 

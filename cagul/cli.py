@@ -192,26 +192,39 @@ def cmd_benchmark(args: argparse.Namespace) -> dict:
     if args.sweep_epochs:
         settings = replace(settings, sweep_epochs=args.sweep_epochs)
     return run_benchmark(
-        args.out, settings, model_dir=args.model or default_model_dir(),
-        data_dir=args.data or default_data_dir(), jobs=args.jobs, threads=args.threads,
-        device=args.device, command="python -m cagul " + " ".join(sys.argv[1:]),
-    )  # fmt: skip
+        args.out,
+        settings,
+        model_dir=args.model or default_model_dir(),
+        data_dir=args.data or default_data_dir(),
+        jobs=args.jobs,
+        threads=args.threads,
+        device=args.device,
+        command="python -m cagul " + " ".join(sys.argv[1:]),
+    )
 
 
 def bundle_config(args: argparse.Namespace):
     """The `BundleConfig` a parsed `demo-bundle` command asks for (unset options: defaults)."""
     from cagul.bundle import BundleConfig
 
-    return BundleConfig(**{f.name: getattr(args, f.name) for f in fields(BundleConfig)
-                           if getattr(args, f.name, None) is not None})  # fmt: skip
+    return BundleConfig(
+        **{
+            f.name: getattr(args, f.name)
+            for f in fields(BundleConfig)
+            if getattr(args, f.name, None) is not None
+        }
+    )
 
 
 def cmd_demo_bundle(args: argparse.Namespace) -> dict:
     from cagul.bundle import build_demo_bundle
 
     bundle = build_demo_bundle(args.out, bundle_config(args), resume=args.resume)
-    return {"out": str(args.out), "acceptance": bundle["acceptance"],
-            "stage_seconds": bundle["stage_seconds"]}  # fmt: skip
+    return {
+        "out": str(args.out),
+        "acceptance": bundle["acceptance"],
+        "stage_seconds": bundle["stage_seconds"],
+    }
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
@@ -240,8 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         forget, setting = unlearned.config["forget_ids"], unlearned.config["setting"]
     split = make_split(ds, forget or "forget10", setting=setting)
     probes = load_probes(data_dir / "probes") if (data_dir / "probes").is_dir() else None
-    common = dict(retrain_truth_x=retrain_x, max_retain=args.max_retain,
-                  batch_size=args.batch_size)  # fmt: skip
+    common = dict(retrain_truth_x=retrain_x, max_retain=args.max_retain, batch_size=args.batch_size)
     if unlearned:
         from cagul.evaluate import evaluate_unlearned
 
@@ -291,11 +303,22 @@ def read_retrain_report(path: str | None) -> list | None:
     return ratios
 
 
+#: `unlearn` options that set CAGUL's config (besides the shared --epochs, --lr, --seed).
+CAGUL_OPTIONS = (
+    "k",
+    "disc_epochs",
+    "forget_weight",
+    "encoder_views",
+    "hard_weight",
+    "selection",
+    "objective",
+)
+
+
 def cmd_unlearn(args: argparse.Namespace) -> dict:
     from cagul.data import PRIVATE_CATEGORIES, load_dataset, resolve_forget_ids
     from cagul.paths import default_data_dir
     from cagul.pipeline import method_config, run_unlearning
-    from cagul.train_cagul import CagulTrainingArguments
 
     out_dir = check_adapter_out(args.out, args.overwrite, inputs=(args.model, args.data))
     check_out_file(args.report, "--report")
@@ -307,27 +330,14 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
         ids = forget_ids_from(args.forget, ds)
     else:
         ids = resolve_forget_ids(ds, args.split or "forget10", 0)[1]
-    training = CagulTrainingArguments()
-    for name in (
-        "epochs",
-        "disc_epochs",
-        "lr",
-        "forget_weight",
-        "encoder_views",
-        "hard_weight",
-        "seed",
-    ):
-        if getattr(args, name) is not None:
-            setattr(training, name, getattr(args, name))
-    options = {}
-    if args.selection:
-        options["selection"] = args.selection
-    if args.no_discriminator:
-        options["use_discriminator"] = False
-    if args.no_encoder:
-        options["use_encoder"] = False
-    if args.objective:
-        options["objective"] = args.objective
+    shared = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed}
+    # The other training options are CAGUL's (--method's help says so): they reach no other
+    # method, even one with a field of the same name (LoRA's forget_weight).
+    own = {name: getattr(args, name) for name in CAGUL_OPTIONS} if args.method == "cagul" else {}
+    if own:
+        own["use_discriminator"] = False if args.no_discriminator else None
+        own["use_encoder"] = False if args.no_encoder else None
+    config = method_config(args.method, **shared, **own)
     clear_adapter_out(out_dir)  # every check passed: --overwrite may now replace it
     bar = Bar("unlearn")
     try:
@@ -339,24 +349,16 @@ def cmd_unlearn(args: argparse.Namespace) -> dict:
             method=args.method,
             out_dir=args.out,
             progress=bar,
-            k=args.k,
-            training=training,
             device=args.device,
             max_retain=args.max_retain,
-            adapter_options=options,
-            config=None
-            if args.method == "cagul"
-            else method_config(
-                args.method, epochs=args.epochs, lr=args.lr, seed=args.seed
-            ),  # fmt: skip
+            config=config,
         )
     finally:
         bar.close()
     report = out["report"]
     if args.report:  # beside, never inside, the adapter dir: it holds config + weights only
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
-    return {"adapter": str(args.out), "base_fingerprint": out["base_fingerprint"],
-            "report": report}  # fmt: skip
+    return {"adapter": str(args.out), "base_fingerprint": out["base_fingerprint"], "report": report}
 
 
 def forget_ids_from(text: str, ds) -> list[str]:
@@ -374,8 +376,8 @@ def forget_ids_from(text: str, ds) -> list[str]:
 
 
 def cmd_consolidate(args: argparse.Namespace) -> dict:
+    from cagul.methods.cagul.consolidate import consolidate
     from cagul.paths import default_data_dir
-    from cagul.pipeline import consolidate
 
     inputs = (args.model, args.data, *args.adapter)
     out_dir = check_adapter_out(args.out, args.overwrite, inputs=inputs)
@@ -392,15 +394,18 @@ def cmd_consolidate(args: argparse.Namespace) -> dict:
         )
     finally:
         bar.close()
-    return {"adapter": str(args.out), "base_fingerprint": out["base_fingerprint"],
-            "report": out["report"]}  # fmt: skip
+    return {
+        "adapter": str(args.out),
+        "base_fingerprint": out["base_fingerprint"],
+        "report": out["report"],
+    }
 
 
 def load_model(vlm, dirs: list[str] | None):
     """The unlearned model `--adapter DIR` names: one artifact of any registered method, or
     stacked CAGUL adapters (repeat --adapter); None without --adapter."""
     from cagul.inference import load_adapters
-    from cagul.methods.cagul import CagulUnlearned
+    from cagul.methods.cagul.method import CagulUnlearned
 
     other = load_other_method(vlm, dirs)
     if other is not None:
@@ -436,9 +441,13 @@ def cmd_audit(args: argparse.Namespace) -> dict:
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
     model = load_model(vlm, args.adapter)
     rows = audit(vlm, model, prompts, ids, images=images)
-    return {"rows": rows, "n": len(rows), "leaks": sum(r["leaked"] for r in rows),
-            "base_leaks": sum(r["base_em"] > 0 for r in rows),
-            "method": model.method if model is not None else None}  # fmt: skip
+    return {
+        "rows": rows,
+        "n": len(rows),
+        "leaks": sum(r["leaked"] for r in rows),
+        "base_leaks": sum(r["base_em"] > 0 for r in rows),
+        "method": model.method if model is not None else None,
+    }
 
 
 def check_model_data(vlm, ds) -> None:
@@ -476,8 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--setting", default="private", choices=["private", "identity"])
     p.add_argument("--retrain-report", help="a Retrain model's report, for forget quality (KS)")
-    p.add_argument("--max-retain", type=int_at_least(1), default=None,
-                   help="evaluate at most N retain pairs")  # fmt: skip
+    p.add_argument(
+        "--max-retain", type=int_at_least(1), default=None, help="evaluate at most N retain pairs"
+    )
     p.add_argument("--batch-size", type=int_at_least(1), default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--csv", help="append a row here (default: next to --out)")
@@ -489,9 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="FIUBench-format directory (default: the demo bundle's)")
     from cagul.methods.registry import NAMES as METHOD_NAMES  # torch-free: the one list
 
-    p.add_argument("--method", default="cagul", choices=METHOD_NAMES,
-                   help="unlearning method; --epochs, --lr and --seed also apply to the "
-                        "non-CAGUL ones, the other training options are CAGUL's")  # fmt: skip
+    p.add_argument(
+        "--method",
+        default="cagul",
+        choices=METHOD_NAMES,
+        help="unlearning method; --epochs, --lr and --seed also apply to the "
+        "non-CAGUL ones, the other training options are CAGUL's",
+    )
     p.add_argument("--forget", help="comma-separated individual ids")
     p.add_argument("--split", help="split name in split.json (default forget10)")
     p.add_argument("--setting", default="private", choices=["private", "identity"])
@@ -503,14 +517,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int_at_least(1), help="joint epochs")
     p.add_argument("--disc-epochs", dest="disc_epochs", type=int_at_least(0))
     p.add_argument("--lr", type=float_at_least(0.0, strict=True))
-    p.add_argument("--forget-weight", dest="forget_weight", type=float_at_least(0.0),
-                   help="PO/GA weight")  # fmt: skip
-    p.add_argument("--encoder-views", dest="encoder_views", type=int_at_least(0),
-                   help="perturbed copies per forget pair for the encoder (default 8; 0: "
-                        "faster, but a re-saved or shifted photo leaks more)")  # fmt: skip
-    p.add_argument("--hard-weight", dest="hard_weight", type=float_at_least(0.0),
-                   help="weight samples by last loss / role mean to this power (default 1; "
-                        "0: uniform)")  # fmt: skip
+    p.add_argument(
+        "--forget-weight", dest="forget_weight", type=float_at_least(0.0), help="PO/GA weight"
+    )
+    p.add_argument(
+        "--encoder-views",
+        dest="encoder_views",
+        type=int_at_least(0),
+        help="perturbed copies per forget pair for the encoder (default 8; 0: "
+        "faster, but a re-saved or shifted photo leaks more)",
+    )
+    p.add_argument(
+        "--hard-weight",
+        dest="hard_weight",
+        type=float_at_least(0.0),
+        help="weight samples by last loss / role mean to this power (default 1; 0: uniform)",
+    )
     p.add_argument("--seed", type=int, help="training seed (default 0)")
     p.add_argument("--selection", choices=["least_attended", "random"])
     p.add_argument("--objective", choices=["po_gd", "ga_gd", "ga_kl"])
@@ -519,8 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retain", type=int_at_least(1), default=200, help="retain pairs evaluated")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="adapter directory to write")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace what --out holds (an earlier adapter); refused without it")  # fmt: skip
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what --out holds (an earlier adapter); refused without it",
+    )
     p.add_argument("--report", help="also write the evaluation report here")
     p.set_defaults(func=cmd_unlearn, out_is_dir=True)
 
@@ -535,8 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("answer", help="answer one question, before and after unlearning")
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
-    p.add_argument("--adapter", action="append",
-                   help="artifact directory of any method (repeat to stack CAGUL adapters)")  # fmt: skip
+    p.add_argument(
+        "--adapter",
+        action="append",
+        help="artifact directory of any method (repeat to stack CAGUL adapters)",
+    )
     p.add_argument("--image", required=True)
     p.add_argument("--question", required=True)
     p.add_argument("--device", default="cpu")
@@ -546,40 +574,64 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="probe for leaks with prompts from a JSONL file")
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
     p.add_argument("--data", help="dataset, to resolve individual ids (default: the bundle's)")
-    p.add_argument("--adapter", action="append",
-                   help="artifact directory of any method (repeat to stack CAGUL adapters)")  # fmt: skip
+    p.add_argument(
+        "--adapter",
+        action="append",
+        help="artifact directory of any method (repeat to stack CAGUL adapters)",
+    )
     p.add_argument("--prompts", required=True, help="JSONL: image, question, keywords")
-    p.add_argument("--image-root", dest="image_root",
-                   help="folder that prompt image paths resolve in and must stay inside "
-                        "(default: the prompts file's folder)")  # fmt: skip
+    p.add_argument(
+        "--image-root",
+        dest="image_root",
+        help="folder that prompt image paths resolve in and must stay inside "
+        "(default: the prompts file's folder)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo-bundle", help="generate the demo data and train its tiny VLMs")
     p.add_argument("--out", default=str(DEMO_DIR), help="bundle directory (default: %(default)s)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the Pretrain model an earlier build of the same recipe left in "
-                   "--out (only the biography options may differ) and run the later stages")  # fmt: skip
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the Pretrain model an earlier build of the same recipe left in "
+        "--out (only the biography options may differ) and run the later stages",
+    )
     from cagul.bundle import BundleConfig  # its fields are the options (imports torch)
 
     # Every recipe field is an option, so the command bundle.json records always parses.
     for f in fields(BundleConfig):
         default = f.default if f.default is not MISSING else None
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(default),
-                       default=None, help=f"{f.metadata.get('help', '')} (default {default})".replace("%", "%%"))  # fmt: skip
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=type(default),
+            default=None,
+            help=f"{f.metadata.get('help', '')} (default {default})".replace("%", "%%"),
+        )
     p.set_defaults(func=cmd_demo_bundle, out_is_dir=True)
 
-    p = sub.add_parser("benchmark", help="the paper's main, efficiency and ablation tables and "
-                       "its k and forget-size sweeps, every method in one run")  # fmt: skip
+    p = sub.add_parser(
+        "benchmark",
+        help="the paper's main, efficiency and ablation tables and "
+        "its k and forget-size sweeps, every method in one run",
+    )
     p.add_argument("--out", required=True, help="results folder (an earlier run there resumes)")
-    p.add_argument("--quick", action="store_true",
-                   help="one seed, short CAGUL schedules, two points per sweep (minutes)")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="one seed, short CAGUL schedules, two points per sweep (minutes)",
+    )
     p.add_argument("--model", help="local checkpoint directory (default: the demo bundle's)")
     p.add_argument("--data", help="dataset directory (default: the demo bundle's)")
     p.add_argument("--seeds", help="comma-separated seeds of CAGUL and the strongest baseline")
-    p.add_argument("--sweep-epochs", dest="sweep_epochs", type=int_at_least(1),
-                   help="CAGUL joint epochs of the ablation and sweep runs")  # fmt: skip
+    p.add_argument(
+        "--sweep-epochs",
+        dest="sweep_epochs",
+        type=int_at_least(1),
+        help="CAGUL joint epochs of the ablation and sweep runs",
+    )
     p.add_argument("--jobs", type=int_at_least(1), default=1, help="runs at once")
     p.add_argument("--threads", type=int_at_least(1), help="torch threads per run")
     p.add_argument("--device", default="cpu")
@@ -599,15 +651,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cagul.adapter import AdapterError
     from cagul.data import DataError
+    from cagul.methods.cagul.adapter import AdapterError
     from cagul.models import VLMError
 
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (VLMError, DataError, AdapterError, ValueError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError) as e:  # fmt: skip
+    except (
+        VLMError,
+        DataError,
+        AdapterError,
+        ValueError,
+        FileNotFoundError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     _emit(result, None if getattr(args, "out_is_dir", False) else getattr(args, "out", None))

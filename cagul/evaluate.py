@@ -113,15 +113,22 @@ def general_metrics(vlm, probes: ProbeSet, rep=None, bs: int = 64, bar=None) -> 
     """POPE and MME accuracy on the general probes (with `rep`, under an adapter)."""
 
     def ask(items):
-        return answer_all(vlm, [p.image_path for p in items], [p.question for p in items],
-                          batch_size=bs, replacement_for=rep, progress=bar)  # fmt: skip
+        return answer_all(
+            vlm,
+            [p.image_path for p in items],
+            [p.question for p in items],
+            batch_size=bs,
+            replacement_for=rep,
+            progress=bar,
+        )
 
     out: dict = {}
     if probes.pope:
         out["pope_acc"] = metrics.pope_accuracy(ask(probes.pope), [p.answer for p in probes.pope])
     if probes.mme:
-        m = metrics.mme_metrics(ask(probes.mme), [p.answer for p in probes.mme],
-                                [p.group for p in probes.mme])  # fmt: skip
+        m = metrics.mme_metrics(
+            ask(probes.mme), [p.answer for p in probes.mme], [p.group for p in probes.mme]
+        )
         out["mme_acc"], out["mme_acc_plus"] = m["acc"], m["acc_plus"]
     return out
 
@@ -196,10 +203,22 @@ def evaluate(
 
 
 CSV_COLUMNS = [
-    "model", "adapter", "split", "setting", "forget_em", "forget_ape", "forget_rouge_l",
-    "forget_truth_ratio", "forget_quality", "nonprivate_em", "retain_em", "retain_rouge_l",
-    "pope_acc", "mme_acc", "eval_seconds",
-]  # fmt: skip
+    "model",
+    "adapter",
+    "split",
+    "setting",
+    "forget_em",
+    "forget_ape",
+    "forget_rouge_l",
+    "forget_truth_ratio",
+    "forget_quality",
+    "nonprivate_em",
+    "retain_em",
+    "retain_rouge_l",
+    "pope_acc",
+    "mme_acc",
+    "eval_seconds",
+]
 
 
 def append_csv_row(report: dict, path: str | Path) -> None:
@@ -208,14 +227,22 @@ def append_csv_row(report: dict, path: str | Path) -> None:
         report.get(k) or {} for k in ("forget", "nonprivate", "retain", "general", "meta")
     )
     row = {
-        "model": m.get("model"), "adapter": m.get("adapter"), "split": m.get("name"),
-        "setting": m.get("setting"), "forget_em": f.get("em"), "forget_ape": f.get("ape"),
-        "forget_rouge_l": f.get("rouge_l"), "forget_truth_ratio": f.get("truth_ratio"),
-        "forget_quality": f.get("forget_quality"), "nonprivate_em": np_.get("em"),
-        "retain_em": r.get("em"), "retain_rouge_l": r.get("rouge_l"),
-        "pope_acc": g.get("pope_acc"), "mme_acc": g.get("mme_acc"),
+        "model": m.get("model"),
+        "adapter": m.get("adapter"),
+        "split": m.get("name"),
+        "setting": m.get("setting"),
+        "forget_em": f.get("em"),
+        "forget_ape": f.get("ape"),
+        "forget_rouge_l": f.get("rouge_l"),
+        "forget_truth_ratio": f.get("truth_ratio"),
+        "forget_quality": f.get("forget_quality"),
+        "nonprivate_em": np_.get("em"),
+        "retain_em": r.get("em"),
+        "retain_rouge_l": r.get("rouge_l"),
+        "pope_acc": g.get("pope_acc"),
+        "mme_acc": g.get("mme_acc"),
         "eval_seconds": m.get("eval_seconds"),
-    }  # fmt: skip
+    }
     path = Path(path)
     new = not path.exists()
     with path.open("a", newline="") as fh:
@@ -276,7 +303,7 @@ def discriminator_report(vlm: VLM, adapters: list, split: Split, probes: ProbeSe
 
 
 def _flags(vlm, adapters, batch) -> list[bool]:
-    from cagul.adapter import vote
+    from cagul.methods.cagul.adapter import vote
 
     _, above = vote(adapters, vlm.visual_tokens(batch), batch.layouts)
     return above.any(0).tolist()
@@ -285,7 +312,7 @@ def _flags(vlm, adapters, batch) -> list[bool]:
 def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int = 64) -> dict:
     """EM on the forget questions asked about perturbed copies of the forget people's images
     (JPEG 70, 4-pixel shifts, ±10 % brightness, all at once): a re-saved photo must not leak."""
-    from cagul.adapter import plan
+    from cagul.methods.cagul.adapter import plan
 
     return image_leak(vlm, split, lambda b: plan(vlm, adapters, b).replacement, batch_size)
 
@@ -311,8 +338,10 @@ def image_leak(vlm: VLM, split: Split, replacement_for: ReplacementFor, batch_si
             names.append(name)
     preds = answer_all(vlm, imgs, qs, batch_size=batch_size, replacement_for=replacement_for)
     hits = [metrics.keyword_em(p, k) for p, k in zip(preds, kws, strict=True)]
-    by_kind = {n: float(np.mean([h for h, m in zip(hits, names, strict=True) if m == n]))
-               for n in dict.fromkeys(names)}  # fmt: skip
+    by_kind = {
+        n: float(np.mean([h for h, m in zip(hits, names, strict=True) if m == n]))
+        for n in dict.fromkeys(names)
+    }
     return {"perturbed_image": float(np.mean(hits)), "by_perturbation": by_kind, "n": len(hits)}
 
 
@@ -328,7 +357,7 @@ def evaluate_adapters(
 ) -> dict:
     """The §8 report with CAGUL adapters applied, plus the discriminator block, the
     perturbed-image leak and (with `base`) the base model's forget / non-private EM beside."""
-    from cagul.adapter import plan
+    from cagul.methods.cagul.adapter import plan
 
     report = evaluate(
         vlm, split, probes, replacement_for=lambda b: plan(vlm, adapters, b).replacement, **kwargs
@@ -345,8 +374,9 @@ def base_em(vlm: VLM, split: Split, bs: int = 64) -> dict:
     out = {}
     for name, samples in (("forget", split.forget_set), ("nonprivate", split.nonprivate_set)):
         if samples:
-            preds = answer_all(vlm, [s.image_path for s in samples],
-                               [s.question for s in samples], batch_size=bs)  # fmt: skip
+            preds = answer_all(
+                vlm, [s.image_path for s in samples], [s.question for s in samples], batch_size=bs
+            )
             out[f"{name}_em"] = metrics.mean_em(preds, [list(s.keywords) for s in samples])
     return out
 
@@ -378,8 +408,9 @@ def evaluate_unlearned(
     the rewrite they give (`unlearned.replacement_for`: none but CAGUL's)."""
     adapters = getattr(unlearned, "adapters", None)
     if adapters is not None:
-        return evaluate_adapters(vlm, adapters, split, probes, base=base, training=training,
-                                 **kwargs)  # fmt: skip
+        return evaluate_adapters(
+            vlm, adapters, split, probes, base=base, training=training, **kwargs
+        )
     bs = kwargs.get("batch_size", 64)
     rep = unlearned.replacement_for
     report = evaluate(unlearned.vlm, split, probes, replacement_for=rep, **kwargs)

@@ -284,8 +284,12 @@ def pretrain_vision(
         if step % eval_every == 0 and step >= min_steps:
             clean, shifted, attr_acc = accuracy()
             aligned = token_targets is None or (token_acc and token_acc[-1] >= 0.98)
-            if clean == 1.0 and shifted == 1.0 and (attr_acc is None or attr_acc >= 0.98) \
-                    and aligned:  # fmt: skip
+            if (
+                clean == 1.0
+                and shifted == 1.0
+                and (attr_acc is None or attr_acc >= 0.98)
+                and aligned
+            ):
                 break
     if clean is None:
         clean, shifted, attr_acc = accuracy()

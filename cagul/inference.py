@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 
 from cagul import metrics
-from cagul.adapter import CagulAdapter, plan
 from cagul.answering import cut_answer
+from cagul.methods.cagul.adapter import CagulAdapter, plan
 from cagul.models import VLM, InputError, TokenReplacement
 
 
@@ -86,8 +86,9 @@ def _before_and_after(vlm: VLM, image, question: str, rewrite: TokenReplacement)
     """Both answers in one batched generation: the same prompt twice, the second copy with its
     tokens rewritten (a batch of two costs about one generation, not two)."""
     pair = vlm.prepare([image, image], [question, question])
-    both = TokenReplacement(module=None, indices=[None, rewrite.indices[0]],
-                            modules=[None, rewrite.module_for(0)])  # fmt: skip
+    both = TokenReplacement(
+        module=None, indices=[None, rewrite.indices[0]], modules=[None, rewrite.module_for(0)]
+    )
     base, after = vlm.generate(pair, both, 50, stop_at_period=True)
     return cut_answer(base), cut_answer(after)
 
@@ -118,8 +119,9 @@ def _check_prompt(obj, where: str) -> dict:
         raise InputError(f"{where}: needs image, question and keywords")
     image = obj["image"]
     if isinstance(image, bool) or not isinstance(image, (str, int)) or not str(image).strip():
-        raise InputError(f"{where}: image must be a path or an individual id (text), "
-                         f"got {type(image).__name__}")  # fmt: skip
+        raise InputError(
+            f"{where}: image must be a path or an individual id (text), got {type(image).__name__}"
+        )
     try:
         question = clean_question(obj["question"])
     except InputError as e:
@@ -204,8 +206,16 @@ def audit(
         r = answer_record(vlm, model, image, p["question"])
         em = metrics.keyword_em(r["answer"], p["keywords"])
         base_em = metrics.keyword_em(r["base_answer"], p["keywords"])
-        out.append({**p, "answer": r["answer"], "base_answer": r["base_answer"], "em": em,
-                    "base_em": base_em, "leaked": em > 0,
-                    "forget_probability": r["forget_probability"],
-                    "transformed": r["transformed"]})  # fmt: skip
+        out.append(
+            {
+                **p,
+                "answer": r["answer"],
+                "base_answer": r["base_answer"],
+                "em": em,
+                "base_em": base_em,
+                "leaked": em > 0,
+                "forget_probability": r["forget_probability"],
+                "transformed": r["transformed"],
+            }
+        )
     return out

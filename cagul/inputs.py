@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cagul.models.base import InputError
+from cagul.errors import InputError
 
 # What the product needs of an image: VLM processors resize to about 1 M pixels and the photo
 # matcher to less, so a longest side of 2048 loses nothing a model sees. Larger images are

@@ -79,10 +79,14 @@ class Match:
         if b is None:
             return "nobody to match against"
         if self.matched:
-            return (f"matched {b.unique_id} · {b.name}: similarity {b.score:.3f} "
-                    f"(threshold {self.threshold:.2f})")  # fmt: skip
-        return (f"nobody matches: the most similar person is {b.unique_id} · {b.name} at "
-                f"{b.score:.3f}, below the threshold {self.threshold:.2f}; nobody was selected")  # fmt: skip
+            return (
+                f"matched {b.unique_id} · {b.name}: similarity {b.score:.3f} "
+                f"(threshold {self.threshold:.2f})"
+            )
+        return (
+            f"nobody matches: the most similar person is {b.unique_id} · {b.name} at "
+            f"{b.score:.3f}, below the threshold {self.threshold:.2f}; nobody was selected"
+        )
 
     def to_json(self) -> dict:
         return {

@@ -19,8 +19,13 @@ def jpeg(img: Image.Image, quality: int = 70) -> Image.Image:
 
 def shift(img: Image.Image, dx: int, dy: int) -> Image.Image:
     # Edge pixels are repeated rather than filled black: a re-crop, not a new border.
-    return img.transform(img.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy),
-                         resample=Image.Resampling.NEAREST, fillcolor=img.getpixel((0, 0)))  # fmt: skip
+    return img.transform(
+        img.size,
+        Image.Transform.AFFINE,
+        (1, 0, -dx, 0, 1, -dy),
+        resample=Image.Resampling.NEAREST,
+        fillcolor=img.getpixel((0, 0)),
+    )
 
 
 def brightness(img: Image.Image, factor: float) -> Image.Image:

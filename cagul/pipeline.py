@@ -12,25 +12,20 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cagul.adapter import CagulAdapter
 from cagul.data import PRIVATE_CATEGORIES, load_dataset, load_probes, make_split
 from cagul.evaluate import evaluate_unlearned
 from cagul.methods import METHODS, check_method, get_method
-from cagul.methods.cagul import CagulMethodConfig, default_k
+from cagul.methods.base import configure
 from cagul.models import load_vlm
-from cagul.train_cagul import CagulTrainingArguments
 
-__all__ = ["METHODS", "consolidate", "default_k", "method_config", "run_unlearning"]
+__all__ = ["METHODS", "method_config", "run_unlearning"]
 
 
 def method_config(method: str, **overrides):
     """The method's default config with `overrides` (None values ignored) applied to the fields
-    it has, e.g. `epochs`, `lr`, `seed` from the command line."""
-    from dataclasses import fields, replace
-
-    cls = get_method(method).config_class
-    names = {f.name for f in fields(cls)}
-    return replace(cls(), **{k: v for k, v in overrides.items() if v is not None and k in names})
+    it has, nested ones included (`cagul.methods.base.configure`), e.g. `epochs`, `lr`, `seed`
+    from the command line."""
+    return configure(get_method(method).config_class(), **overrides)
 
 
 def run_unlearning(
@@ -43,11 +38,8 @@ def run_unlearning(
     out_dir: str | Path,
     progress: Callable[..., None] | None = None,
     check_cancel: Callable[[], None] | None = None,
-    k: int | None = None,
-    training: CagulTrainingArguments | None = None,
     device: str = "cpu",
     max_retain: int | None = 200,
-    adapter_options: dict | None = None,
     config=None,
     pair_ids: Sequence[str] | None = None,
 ) -> dict:
@@ -56,9 +48,8 @@ def run_unlearning(
     `pair_ids` (pairs of `forget_ids`, `cagul.data.resolve_pair_ids`) forgets exactly those
     pairs instead; the people's other pairs are the non-private set (the private setting).
 
-    `config` is the method's config (its `config_class`); for CAGUL, `k`, `training` and
-    `adapter_options` build it when it is not given. `progress(fraction, message)` gets
-    training as 0-0.8 and evaluation as 0.8-1.
+    `config` is the method's config (its `config_class`, e.g. from `method_config`; None: its
+    defaults). `progress(fraction, message)` gets training as 0-0.8 and evaluation as 0.8-1.
     """
     check_method(method)
     if not forget_ids:
@@ -81,11 +72,6 @@ def run_unlearning(
     )
     probes_dir = Path(data_dir) / "probes"
     probes = load_probes(probes_dir) if probes_dir.is_dir() else None
-    if method == "cagul" and config is None:
-        config = CagulMethodConfig(
-            k=k, training=training or CagulTrainingArguments(),
-            adapter_options=dict(adapter_options or {}),
-        )  # fmt: skip
     chosen = get_method(method)
     artifact = chosen.train(
         vlm,
@@ -113,38 +99,3 @@ def run_unlearning(
     report_progress(1.0, "done")
     saved = json.loads((Path(out_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     return {"report": report, "base_fingerprint": saved["base_fingerprint"]}
-
-
-def consolidate(
-    *,
-    model_dir: str | Path,
-    data_dir: str | Path,
-    adapter_dirs: Sequence[str | Path],
-    out_dir: str | Path,
-    progress: Callable[..., None] | None = None,
-    training: CagulTrainingArguments | None = None,
-    device: str = "cpu",
-) -> dict:
-    """Replace a stack of CAGUL adapters by one trained on the union of their requests.
-
-    Stacking keeps each request's adapter untouched (a new request trains only its own); after
-    many requests, one adapter is cheaper at inference (one discriminator, one encoder). Its
-    discriminator must learn every forget person at once, which only retraining on the union
-    gives, so that is what this does; the stacked adapters stay valid until it is verified.
-    """
-    vlm = load_vlm(model_dir, device=device)
-    adapters = [CagulAdapter.from_pretrained(vlm, d) for d in adapter_dirs]
-    if not adapters:
-        raise ValueError("no adapters to consolidate")
-    ids = sorted({i for a in adapters for i in a.config.forget_ids})
-    identity = any(a.config.setting == "identity" for a in adapters)
-    categories = None if identity else sorted({c for a in adapters for c in a.config.categories})
-    first = adapters[0].config
-    options = {"selection": first.selection, "objective": first.objective,
-               "score_layers": first.score_layers}  # fmt: skip
-    del vlm, adapters
-    return run_unlearning(
-        model_dir=model_dir, data_dir=data_dir, forget_ids=ids, categories=categories,
-        method="cagul", out_dir=out_dir, progress=progress, k=first.k, training=training,
-        device=device, adapter_options=options,
-    )  # fmt: skip

@@ -15,12 +15,19 @@ from tqdm import tqdm
 class Bar:
     """A tqdm bar on stderr; without `total` it runs 0..1 by fraction."""
 
-    def __init__(self, desc: str, total: int | None = None, enabled: bool = True,
-                 leave: bool = True):  # fmt: skip
+    def __init__(
+        self, desc: str, total: int | None = None, enabled: bool = True, leave: bool = True
+    ):
         self.by_fraction = total is None
         fmt = "{l_bar}{bar}| {postfix}" if self.by_fraction else None
-        self.bar = tqdm(total=1000 if self.by_fraction else total, desc=desc, file=sys.stderr,
-                        disable=not enabled, leave=leave, bar_format=fmt)  # fmt: skip
+        self.bar = tqdm(
+            total=1000 if self.by_fraction else total,
+            desc=desc,
+            file=sys.stderr,
+            disable=not enabled,
+            leave=leave,
+            bar_format=fmt,
+        )
 
     def __call__(self, frac: float, msg: str = "") -> None:
         self.bar.n = int(1000 * min(1.0, max(0.0, frac)))

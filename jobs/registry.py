@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jobs.errors import DuplicateJobKindError, UnknownJobKindError
 
-if TYPE_CHECKING:
-    from jobs.context import JobContext
-
-Handler = Callable[["JobContext"], dict[str, Any] | None]
+# A handler takes the job's `jobs.context.JobContext`; it is not imported here, since the
+# context imports the queue, which reads this registry.
+Handler = Callable[[Any], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)

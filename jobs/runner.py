@@ -95,9 +95,9 @@ QUICK_ENV = "CAGUL_QUICK_UNLEARN"
 
 
 def quick_cagul_settings() -> dict[str, Any]:
-    from cagul.train_cagul import CagulTrainingArguments
+    from cagul.pipeline import method_config
 
-    return {"training": CagulTrainingArguments(disc_epochs=1, epochs=3), "max_retain": 16}
+    return {"config": method_config("cagul", disc_epochs=1, epochs=3), "max_retain": 16}
 
 
 @dataclass(frozen=True)

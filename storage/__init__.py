@@ -13,7 +13,8 @@ from storage.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS, sha256_file, veri
 from storage.audit import events_for, record_event
 from storage.clock import db_now, utcnow
 from storage.config import default_sqlite_path, resolve_url
-from storage.engine import Database, connect, make_engine
+from storage.connection import connect
+from storage.engine import Database, make_engine
 from storage.errors import (
     AdapterIntegrityError,
     DuplicateActiveRequestError,

@@ -103,18 +103,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def connect(url: str | None = None, *, upgrade: bool = False, **engine_kwargs: Any) -> Database:
-    """Open the database at ``url`` (default: ``DATABASE_URL`` or the SQLite file).
-
-    ``upgrade=True`` first brings the schema to the newest migration, as the app and the worker
-    do on start.
-    """
-    url = resolve_url(url)
-    if upgrade:
-        from storage.migrate import upgrade as _upgrade
-
-        _upgrade(url)
-    engine = make_engine(url, **engine_kwargs)
-    return Database(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))

@@ -13,7 +13,7 @@ import sys
 
 from sqlalchemy import select
 
-from storage.engine import connect
+from storage.connection import connect
 from storage.errors import UserError
 from storage.models import ROLES, User
 

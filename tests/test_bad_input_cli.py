@@ -69,8 +69,16 @@ def _fails(argv, capsys, message, work, tmp_path):
 
 
 def _unlearn(tmp_path, *extra):
-    return ["unlearn", "--data", str(DATA), "--forget", "00000001", "--out",
-            str(tmp_path / "adapter"), *extra]  # fmt: skip
+    return [
+        "unlearn",
+        "--data",
+        str(DATA),
+        "--forget",
+        "00000001",
+        "--out",
+        str(tmp_path / "adapter"),
+        *extra,
+    ]
 
 
 # ---- item 1: empty choices are refused, never read as "the default" -------------------------
@@ -115,8 +123,15 @@ def test_unlearn_out_that_is_a_file_is_refused(tmp_path, capsys, work):
 
 def test_unlearn_out_under_a_file_is_refused(tmp_path, capsys, work):
     (tmp_path / "f").write_text("x")
-    argv = ["unlearn", "--data", str(DATA), "--forget", "00000001", "--out",
-            str(tmp_path / "f" / "adapter")]  # fmt: skip
+    argv = [
+        "unlearn",
+        "--data",
+        str(DATA),
+        "--forget",
+        "00000001",
+        "--out",
+        str(tmp_path / "f" / "adapter"),
+    ]
     _fails(argv, capsys, "is a file, not a directory", work, tmp_path)
 
 
@@ -163,7 +178,7 @@ def test_overwrite_clears_the_old_adapter_then_trains(tmp_path, capsys, monkeypa
 
     def fake_run(**kw):
         seen["listing"] = sorted(p.name for p in Path(kw["out_dir"]).iterdir())
-        seen["k"] = kw["k"]
+        seen["k"] = kw["config"].k
         Path(kw["out_dir"], "adapter_config.json").write_text("{}")
         return {"report": {}, "base_fingerprint": "x"}
 
@@ -264,8 +279,13 @@ def test_audit_refuses_bad_prompts_before_the_model(tmp_path, capsys, work, line
 def test_audit_names_a_non_utf8_prompts_file(tmp_path, capsys, work):
     prompts = tmp_path / "latin1.jsonl"
     prompts.write_bytes('{"image": "00000001", "question": "Qui êtes-vous?"}'.encode("latin-1"))
-    err = _fails(["audit", "--data", str(DATA), "--prompts", str(prompts)], capsys,
-                 "is not UTF-8 text", work, tmp_path)  # fmt: skip
+    err = _fails(
+        ["audit", "--data", str(DATA), "--prompts", str(prompts)],
+        capsys,
+        "is not UTF-8 text",
+        work,
+        tmp_path,
+    )
     assert "latin1.jsonl" in err
 
 
@@ -273,8 +293,13 @@ def test_audit_names_a_non_utf8_prompts_file(tmp_path, capsys, work):
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cagul", *argv], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cagul", *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_real_command_exits_2_with_one_line(tmp_path):

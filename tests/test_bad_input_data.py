@@ -85,7 +85,7 @@ def test_vlm_refuses_an_oversized_decoded_image(tiny_vlms):
 
 @pytest.fixture
 def saved_adapter(tiny_vlms, tmp_path):
-    from cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.adapter import CagulAdapter
 
     vlm = tiny_vlms["qwen2_5_vl"]
     out = CagulAdapter.for_model(vlm, k=2).save_pretrained(tmp_path / "adapter")
@@ -116,8 +116,10 @@ _DROP = object()
         ({"hidden_size": -5}, "hidden_size must lie in 1..65,536, got -5"),
         ({"hidden_size": 64}, "hidden_size 64 does not match the base model's 128"),
         ({"disc_channels": 10**9}, "disc_channels must lie in 1..4,096"),
-        ({"disc_channels": 4096, "encoder_hidden": 65_536, "hidden_size": 65_536},
-         "parameters; at most"),
+        (
+            {"disc_channels": 4096, "encoder_hidden": 65_536, "hidden_size": 65_536},
+            "parameters; at most",
+        ),
         ({"encoder_hidden": True}, "encoder_hidden must be an integer, got bool"),
         ({"format_version": "1"}, "format_version must be an integer, got '1'"),
         ({"format_version": 2}, "adapter format 2 is not supported"),
@@ -129,9 +131,9 @@ _DROP = object()
         ({"setting": "everything"}, "setting must be private or identity"),
         ({"hidden_size": _DROP}, "lacks required keys ['hidden_size']"),
     ],
-)  # fmt: skip
+)
 def test_bad_adapter_configs_fail_before_allocation(saved_adapter, monkeypatch, changes, message):
-    import cagul.adapter as A
+    import cagul.methods.cagul.adapter as A
 
     vlm, out = saved_adapter
     _with_config(out, **changes)
@@ -147,7 +149,7 @@ def test_bad_adapter_configs_fail_before_allocation(saved_adapter, monkeypatch, 
 
 
 def test_a_good_adapter_still_loads(saved_adapter):
-    from cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.adapter import CagulAdapter
 
     vlm, out = saved_adapter
     assert CagulAdapter.from_pretrained(vlm, out).config.k == 2
@@ -155,7 +157,12 @@ def test_a_good_adapter_still_loads(saved_adapter):
 
 def test_a_foreign_adapter_with_a_forged_fingerprint_fails_on_its_sizes(tiny_vlms, tmp_path):
     """A fingerprint copied from the base, on an adapter of another width: a typed error."""
-    from cagul.adapter import AdapterMismatchError, CagulAdapter, CagulConfig, base_fingerprint
+    from cagul.methods.cagul.adapter import (
+        AdapterMismatchError,
+        CagulAdapter,
+        CagulConfig,
+        base_fingerprint,
+    )
 
     vlm = tiny_vlms["qwen2_5_vl"]
     cfg = CagulConfig(family=vlm.family, hidden_size=32, base_fingerprint=base_fingerprint(vlm))
@@ -243,8 +250,14 @@ def test_probe_image_paths_stay_in_the_probes_folder(tmp_path):
 
     from cagul.data import UnsafePathError, load_probe_file
 
-    probe = {"image_path": "../../etc/passwd", "question": "q", "answer": "yes", "kind": "pope",
-             "subset": "random", "group": "g"}  # fmt: skip
+    probe = {
+        "image_path": "../../etc/passwd",
+        "question": "q",
+        "answer": "yes",
+        "kind": "pope",
+        "subset": "random",
+        "group": "g",
+    }
     path = tmp_path / "pope.json"
     path.write_text(json.dumps([probe]))
     with pytest.raises(UnsafePathError, match="lies outside"):

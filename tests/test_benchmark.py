@@ -17,16 +17,26 @@ from cagul.models.tiny import build_tiny_vlm
 
 LORA = {"epochs": 1, "batch_size": 4, "probe_size": 4, "check_every": 1, "early_stop": False}
 TINY = Settings(
-    seeds=(0, 1), ks=(1, 2), forget_splits=("forget1", "forget20"), cagul_epochs=1,
-    cagul_disc_epochs=1, sweep_epochs=1, max_retain=4,
+    seeds=(0, 1),
+    ks=(1, 2),
+    forget_splits=("forget1", "forget20"),
+    cagul_epochs=1,
+    cagul_disc_epochs=1,
+    sweep_epochs=1,
+    max_retain=4,
     method_overrides={
-        "cagul": {"views": 1, "batch_size": 8, "disc_batch_size": 8, "encoder_views": 0,
-                  "max_negatives": 4},
+        "cagul": {
+            "views": 1,
+            "batch_size": 8,
+            "disc_batch_size": 8,
+            "encoder_views": 0,
+            "max_negatives": 4,
+        },
         "retrain": {"use_shipped": False, "epochs": 1, "batch_size": 16, "replay": 0},
         "viker": {**LORA, "n_images": 2},
         **{m: LORA for m in ("ga", "ga_gd", "ga_kl", "po_gd", "npo")},
     },
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +52,32 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def results(bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
-    summary = run_benchmark(out, TINY, model_dir=bundle / "models" / "finetune",
-                            data_dir=bundle / "data", isolate=False, png=False)  # fmt: skip
+    summary = run_benchmark(
+        out,
+        TINY,
+        model_dir=bundle / "models" / "finetune",
+        data_dir=bundle / "data",
+        isolate=False,
+        png=False,
+    )
     return out, summary
 
 
 def test_plan_shares_equal_runs_between_tables():
     tables = plan(TINY, default_k=2)
     assert [r.label for r in tables["main"]] == [
-        "Pretrain", "Finetune", "Retrain", "GA", "GA+GD", "GA+KL", "PO+GD", "PO+GD", "NPO",
-        "ViKeR", "CAGUL"]  # fmt: skip
+        "Pretrain",
+        "Finetune",
+        "Retrain",
+        "GA",
+        "GA+GD",
+        "GA+KL",
+        "PO+GD",
+        "PO+GD",
+        "NPO",
+        "ViKeR",
+        "CAGUL",
+    ]
     # The ablation's reference (seed 0, same schedule) is the main CAGUL row; k=2 is default k.
     runs = unique_runs(tables)
     assert len(runs) == 11 + 1 + 5 + 1 + 2
@@ -64,8 +90,17 @@ def test_every_table_has_its_rows_with_numbers(results):
     main = json.loads((out / "main.json").read_text())
     assert [r["method"] for r in main["main"]] == [label for label, _ in MAIN]
     for row in main["main"]:
-        for key in ("forget_em", "forget_rouge_l", "forget_ape", "nonprivate_em", "retain_em",
-                    "retain_truth_ratio", "pope_acc", "mme_acc", "model_utility"):  # fmt: skip
+        for key in (
+            "forget_em",
+            "forget_rouge_l",
+            "forget_ape",
+            "nonprivate_em",
+            "retain_em",
+            "retain_truth_ratio",
+            "pope_acc",
+            "mme_acc",
+            "model_utility",
+        ):
             assert 0.0 <= row[key] <= 1.0, (row["method"], key, row[key])
         assert row["forget_quality"] is not None  # every main row shares Retrain's split
     by = {r["method"]: r for r in main["main"]}
@@ -81,8 +116,12 @@ def test_every_table_has_its_rows_with_numbers(results):
     ablation = json.loads((out / "ablation.json").read_text())["ablation"]
     assert ablation[0]["method"] == "CAGUL" and ablation[0]["seeds"] == 2
     assert [r["method"] for r in ablation][1:] == [
-        "w/o discriminator", "w/o encoder (uniform noise)", "random selection", "with GA+GD",
-        "with GA+KL"]  # fmt: skip
+        "w/o discriminator",
+        "w/o encoder (uniform noise)",
+        "random selection",
+        "with GA+GD",
+        "with GA+KL",
+    ]
     assert ablation[1]["run"]["options"] == {"use_discriminator": False}
     sweeps = json.loads((out / "sweeps.json").read_text())
     assert [r["run"]["k"] for r in sweeps["k"]] == [1, 2]
@@ -113,8 +152,14 @@ def test_a_second_start_resumes_without_rerunning(bundle, results, tmp_path):
     lines = (copy / "rows.jsonl").read_text().splitlines()
     # Drop the last run: only it is trained again.
     (copy / "rows.jsonl").write_text("\n".join(lines[:-1]) + "\n")
-    run_benchmark(copy, TINY, model_dir=bundle / "models" / "finetune", data_dir=bundle / "data",
-                  isolate=False, png=False)  # fmt: skip
+    run_benchmark(
+        copy,
+        TINY,
+        model_dir=bundle / "models" / "finetune",
+        data_dir=bundle / "data",
+        isolate=False,
+        png=False,
+    )
     again = (copy / "rows.jsonl").read_text().splitlines()
     assert len(again) == len(lines)
     assert json.loads(again[-1])["key"] == json.loads(lines[-1])["key"]
@@ -124,8 +169,13 @@ def test_a_run_in_its_own_process_reports_its_row(bundle):
     from cagul.benchmark import _in_child
 
     run = Run("Finetune", None, split="forget1")
-    spec = {"model_dir": str(bundle / "models" / "finetune"), "data_dir": str(bundle / "data"),
-            "max_retain": 4, "overrides": {}, "threads": 1}  # fmt: skip
+    spec = {
+        "model_dir": str(bundle / "models" / "finetune"),
+        "data_dir": str(bundle / "data"),
+        "max_retain": 4,
+        "overrides": {},
+        "threads": 1,
+    }
     row = _in_child(run, spec)
     assert row["key"] == run.key and 0.0 <= row["forget_em"] <= 1.0
     assert row["load_memory_mb"] > 0
@@ -136,8 +186,13 @@ def test_the_reports_tab_shows_the_benchmark_tables(results, tmp_path):
 
     out, _ = results
     shown = benchmark_tables(out)
-    assert list(shown["tables"]) == ["Main", "Efficiency", "Ablation", "k sweep",
-                                     "Forget-size sweep"]  # fmt: skip
+    assert list(shown["tables"]) == [
+        "Main",
+        "Efficiency",
+        "Ablation",
+        "k sweep",
+        "Forget-size sweep",
+    ]
     main = shown["tables"]["Main"]
     assert list(main["method"]) == [label for label, _ in MAIN]
     assert "±" in main.set_index("method").loc["PO+GD", "forget EM ↓"]  # two seeds: a spread

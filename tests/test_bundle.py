@@ -34,7 +34,7 @@ NOT_MET: dict[str, str] = {}
         if k in NOT_MET
         else k
         for k in ACCEPTANCE
-    ],  # fmt: skip
+    ],
 )
 def test_acceptance_bound_recorded_at_build(bundle, key):
     assert bundle["acceptance"][key]["ok"], bundle["acceptance"][key]
@@ -157,10 +157,21 @@ def test_build_runs_every_stage_with_an_extra_population(tmp_path, monkeypatch):
         return real(vlm, *args, **kwargs)
 
     monkeypatch.setattr(cagul.evaluate, "general_metrics", counting)
-    cfg = BundleConfig(n_individuals=10, extra_individuals=3, hidden=32, layers=1,
-                       vision_width=32, vision_depth=1, vision_steps=2, vqa_epochs=1,
-                       vqa_per_epoch=16, extra_scenes=6, bio_epochs=1, replay=8,
-                       log_every=1)  # fmt: skip
+    cfg = BundleConfig(
+        n_individuals=10,
+        extra_individuals=3,
+        hidden=32,
+        layers=1,
+        vision_width=32,
+        vision_depth=1,
+        vision_steps=2,
+        vqa_epochs=1,
+        vqa_per_epoch=16,
+        extra_scenes=6,
+        bio_epochs=1,
+        replay=8,
+        log_every=1,
+    )
     bundle = build_demo_bundle(tmp_path, cfg)
     assert sorted(asked) == ["finetune", "pretrain", "retrain"]
     for name in ("pretrain", "finetune", "retrain"):
@@ -202,8 +213,12 @@ def test_resume_refuses_a_pretrain_of_another_recipe(tmp_path):
         build_demo_bundle(tmp_path, BundleConfig(), resume=True)
     (tmp_path / "models" / "pretrain").mkdir(parents=True)
     (tmp_path / "models" / "pretrain" / "config.json").write_text("{}")
-    record = {"config": asdict(BundleConfig(vqa_lr=3e-3)), "stage_seconds": {},
-              "vision_identity": {}, "vqa": {}}  # fmt: skip
+    record = {
+        "config": asdict(BundleConfig(vqa_lr=3e-3)),
+        "stage_seconds": {},
+        "vision_identity": {},
+        "vqa": {},
+    }
     (tmp_path / PRETRAIN_RECORD).write_text(json.dumps(record))
     with pytest.raises(ResumeError, match="vqa_lr"):
         build_demo_bundle(tmp_path, BundleConfig(), resume=True)

@@ -10,7 +10,9 @@ import json
 import pytest
 import torch
 
-from cagul.adapter import (
+from cagul.cli import main
+from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.methods.cagul.adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterError,
@@ -20,11 +22,10 @@ from cagul.adapter import (
     base_fingerprint,
     plan,
 )
-from cagul.cli import main
-from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
+from cagul.methods.cagul.selection import SelectionError, select_tokens
+from cagul.methods.cagul.train import train_cagul
 from cagul.models import load_vlm
-from cagul.selection import SelectionError, select_tokens
-from cagul.train_cagul import CagulTrainingArguments, train_cagul
 
 # Clean encoder samples only: the perturbed-view path has its own tests below.
 FAST = CagulTrainingArguments(
@@ -55,10 +56,20 @@ def test_bottom_k_picks_least_attended_per_layer_and_on_the_mean():
 
 def test_random_selection_ignores_scores_and_is_seeded():
     scores = torch.arange(16.0).repeat(2, 1)
-    a = select_tokens(scores, 4, per_layer=False, random_selection=True,
-                      generator=torch.Generator().manual_seed(3))  # fmt: skip
-    b = select_tokens(scores, 4, per_layer=False, random_selection=True,
-                      generator=torch.Generator().manual_seed(3))  # fmt: skip
+    a = select_tokens(
+        scores,
+        4,
+        per_layer=False,
+        random_selection=True,
+        generator=torch.Generator().manual_seed(3),
+    )
+    b = select_tokens(
+        scores,
+        4,
+        per_layer=False,
+        random_selection=True,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert a.tolist() == b.tolist() and len(set(a.tolist())) == 4
     assert select_tokens(scores, 4, per_layer=True, random_selection=True).shape == (2, 4)
 
@@ -120,24 +131,40 @@ def test_stacked_adapters_each_flag_their_own_person(tiny_vlms, data_dir, traine
     split2 = make_split(ds, ["00000003"], "private")
     second = CagulAdapter.for_model(vlm, k=3, forget_ids=["00000003"])
     train_cagul(vlm, split2, second, FAST)
-    imgs = [split.forget_set[0].image_path, split2.forget_set[0].image_path,
-            ds.individuals[5].image_file]  # fmt: skip
+    imgs = [
+        split.forget_set[0].image_path,
+        split2.forget_set[0].image_path,
+        ds.individuals[5].image_file,
+    ]
     decided = plan(vlm, [first, second], vlm.prepare(imgs, ["Who is this?"] * 3))
     assert decided.adapter_index == [0, 1, None]
 
 
 def test_consolidation_gives_one_adapter_for_both_requests(tiny_dirs, data_dir, tmp_path):
-    from cagul.pipeline import consolidate, run_unlearning
+    from cagul.methods.cagul.consolidate import consolidate
+    from cagul.pipeline import run_unlearning
 
     model = tiny_dirs["qwen2_5_vl"]
     dirs = []
     for person in ("00000001", "00000003"):
         dirs.append(tmp_path / person)
-        run_unlearning(model_dir=model, data_dir=data_dir, forget_ids=[person],
-                       categories=["health", "criminal"], method="cagul", out_dir=dirs[-1],
-                       k=2, training=FAST, max_retain=2)  # fmt: skip
-    out = consolidate(model_dir=model, data_dir=data_dir, adapter_dirs=dirs,
-                      out_dir=tmp_path / "merged", training=FAST)  # fmt: skip
+        run_unlearning(
+            model_dir=model,
+            data_dir=data_dir,
+            forget_ids=[person],
+            categories=["health", "criminal"],
+            method="cagul",
+            out_dir=dirs[-1],
+            config=CagulMethodConfig(k=2, training=FAST),
+            max_retain=2,
+        )
+    out = consolidate(
+        model_dir=model,
+        data_dir=data_dir,
+        adapter_dirs=dirs,
+        out_dir=tmp_path / "merged",
+        training=FAST,
+    )
     vlm = load_vlm(model)
     merged = CagulAdapter.from_pretrained(vlm, tmp_path / "merged")
     assert merged.config.forget_ids == ["00000001", "00000003"] and merged.config.k == 2
@@ -227,10 +254,37 @@ def test_ablation_switches(tiny_vlms, split):
 def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, capsys):
     model = tiny_dirs["qwen2_5_vl"]
     out = tmp_path / "adapter"
-    rc = main(["unlearn", "--model", model, "--data", str(data_dir), "--forget", "00000001",
-               "--epochs", "1", "--disc-epochs", "1", "--k", "2", "--max-retain", "5",
-               "--seed", "3", "--forget-weight", "2", "--encoder-views", "1",
-               "--hard-weight", "0.5", "--out", str(out), "--report", str(tmp_path / "r.json")])  # fmt: skip
+    rc = main(
+        [
+            "unlearn",
+            "--model",
+            model,
+            "--data",
+            str(data_dir),
+            "--forget",
+            "00000001",
+            "--epochs",
+            "1",
+            "--disc-epochs",
+            "1",
+            "--k",
+            "2",
+            "--max-retain",
+            "5",
+            "--seed",
+            "3",
+            "--forget-weight",
+            "2",
+            "--encoder-views",
+            "1",
+            "--hard-weight",
+            "0.5",
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
@@ -243,16 +297,51 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
         assert key in rep
     assert rep["efficiency"]["trainable_params"] > 0
     img = str(data_dir / "images" / "00000001.png")
-    assert main(["answer", "--model", model, "--adapter", str(out), "--image", img,
-                 "--question", "Who is this?"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "answer",
+                "--model",
+                model,
+                "--adapter",
+                str(out),
+                "--image",
+                img,
+                "--question",
+                "Who is this?",
+            ]
+        )
+        == 0
+    )
     ans = json.loads(capsys.readouterr().out)
-    assert set(ans) >= {"answer", "base_answer", "forget_probability", "transformed",
-                        "selected_tokens", "scores", "grid"}  # fmt: skip
+    assert set(ans) >= {
+        "answer",
+        "base_answer",
+        "forget_probability",
+        "transformed",
+        "selected_tokens",
+        "scores",
+        "grid",
+    }
     assert ans["grid"] == [4, 4] and len(ans["scores"][0]) == 16
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"image": "00000001", "question": "Who is this?", "keywords": ["x"]}\n')
-    assert main(["audit", "--model", model, "--data", str(data_dir), "--adapter", str(out),
-                 "--prompts", str(prompts)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "audit",
+                "--model",
+                model,
+                "--data",
+                str(data_dir),
+                "--adapter",
+                str(out),
+                "--prompts",
+                str(prompts),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert set(rows[0]) >= {"answer", "base_answer", "em", "base_em", "leaked"}
     prompts.write_text('{"image": "nobody", "question": "Who?", "keywords": ["x"]}\n')
@@ -260,8 +349,22 @@ def test_cli_unlearn_answer_audit_and_bad_input(tiny_dirs, data_dir, tmp_path, c
         main(["audit", "--model", model, "--data", str(data_dir), "--prompts", str(prompts)]) == 2
     )
     assert "neither a file nor a known individual" in capsys.readouterr().err
-    assert main(["answer", "--model", tiny_dirs["llava"], "--adapter", str(out), "--image", img,
-                 "--question", "Who?"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "answer",
+                "--model",
+                tiny_dirs["llava"],
+                "--adapter",
+                str(out),
+                "--image",
+                img,
+                "--question",
+                "Who?",
+            ]
+        )
+        == 2
+    )
     assert "qwen2_5_vl" in capsys.readouterr().err
 
 
@@ -292,7 +395,7 @@ def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split)
 
 
 def test_hard_weights_favour_the_samples_still_unfitted_within_their_role():
-    from cagul.objective import hard_weights
+    from cagul.methods.cagul.objective import hard_weights
 
     nan = float("nan")
     last = torch.tensor([1.0, 3.0, nan, 0.5, 1.5])

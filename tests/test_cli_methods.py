@@ -12,12 +12,18 @@ import torch
 from cagul.cli import main
 from cagul.data import generate_dataset, load_dataset, make_split
 from cagul.methods import get_method, load_unlearned
-from cagul.methods.cagul import CagulMethodConfig
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.lora import LoraArguments
-from cagul.train_cagul import CagulTrainingArguments
 
-ANSWER_KEYS = {"answer", "base_answer", "forget_probability", "transformed", "selected_tokens",
-               "scores", "grid"}  # fmt: skip
+ANSWER_KEYS = {
+    "answer",
+    "base_answer",
+    "forget_probability",
+    "transformed",
+    "selected_tokens",
+    "scores",
+    "grid",
+}
 QUESTION = "Who is this?"
 
 
@@ -34,11 +40,21 @@ def artifacts(tiny_vlms, data_dir, tmp_path_factory):
     vlm = tiny_vlms["qwen2_5_vl"]
     split = make_split(load_dataset(data_dir), ["00000001"], "private")
     root = tmp_path_factory.mktemp("cli_methods_out")
-    po = LoraArguments(epochs=2, batch_size=4, lr=5e-2, probe_size=4, check_every=1,
-                       early_stop=False)  # fmt: skip
-    cagul = CagulMethodConfig(k=2, training=CagulTrainingArguments(
-        disc_epochs=1, epochs=1, views=1, batch_size=8, disc_batch_size=8, encoder_views=0,
-        max_negatives=2))  # fmt: skip
+    po = LoraArguments(
+        epochs=2, batch_size=4, lr=5e-2, probe_size=4, check_every=1, early_stop=False
+    )
+    cagul = CagulMethodConfig(
+        k=2,
+        training=CagulTrainingArguments(
+            disc_epochs=1,
+            epochs=1,
+            views=1,
+            batch_size=8,
+            disc_batch_size=8,
+            encoder_views=0,
+            max_negatives=2,
+        ),
+    )
     out = {}
     for name, cfg in (("po_gd", po), ("cagul", cagul)):
         get_method(name).train(vlm, split, cfg, out_dir=root / name, data_dir=data_dir)
@@ -94,11 +110,20 @@ def test_audit_with_a_lora_artifact_scores_the_unlearned_models_answers(
     person = next(ind for ind in ds if ind.unique_id == "00000001")
     qa = person.qa_list[0]
     prompts = tmp_path / "p.jsonl"
-    lines = [{"image": "00000001", "question": qa.question, "keywords": [qa.answer.split()[0]]},
-             {"image": "00000001", "question": QUESTION, "keywords": ["x"]}]  # fmt: skip
+    lines = [
+        {"image": "00000001", "question": qa.question, "keywords": [qa.answer.split()[0]]},
+        {"image": "00000001", "question": QUESTION, "keywords": ["x"]},
+    ]
     prompts.write_text("".join(json.dumps(p) + "\n" for p in lines))
-    argv = ["audit", "--model", tiny_dirs["qwen2_5_vl"], "--data", str(data_dir),
-            "--prompts", str(prompts)]  # fmt: skip
+    argv = [
+        "audit",
+        "--model",
+        tiny_dirs["qwen2_5_vl"],
+        "--data",
+        str(data_dir),
+        "--prompts",
+        str(prompts),
+    ]
     po = _run(capsys, [*argv, "--adapter", artifacts["po_gd"]])
     cagul = _run(capsys, [*argv, "--adapter", artifacts["cagul"]])
 
@@ -118,8 +143,15 @@ def test_audit_with_a_lora_artifact_scores_the_unlearned_models_answers(
 def test_stacked_cagul_adapters_still_answer_and_other_methods_do_not_stack(
     tiny_dirs, artifacts, data_dir, capsys
 ):
-    argv = ["answer", "--model", tiny_dirs["qwen2_5_vl"], "--image", _image(data_dir),
-            "--question", QUESTION]  # fmt: skip
+    argv = [
+        "answer",
+        "--model",
+        tiny_dirs["qwen2_5_vl"],
+        "--image",
+        _image(data_dir),
+        "--question",
+        QUESTION,
+    ]
     two = _run(capsys, [*argv, "--adapter", artifacts["cagul"], "--adapter", artifacts["cagul"]])
     assert two["method"] == "cagul" and two["explains"] is True
     assert main([*argv, "--adapter", artifacts["cagul"], "--adapter", artifacts["po_gd"]]) == 2
@@ -132,8 +164,10 @@ def test_an_artifact_of_another_base_model_is_refused(
 ):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"image": "00000001", "question": "Who?", "keywords": ["x"]}\n')
-    rest = {"answer": ["--image", _image(data_dir), "--question", QUESTION],
-            "audit": ["--data", str(data_dir), "--prompts", str(prompts)]}[command]  # fmt: skip
+    rest = {
+        "answer": ["--image", _image(data_dir), "--question", QUESTION],
+        "audit": ["--data", str(data_dir), "--prompts", str(prompts)],
+    }[command]
     argv = [command, "--model", tiny_dirs["llava"], "--adapter", artifacts["po_gd"], *rest]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -368,8 +368,10 @@ def test_real_mme_loader(tmp_path):
     ex = tmp_path / "MME" / "existence"
     ex.mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(ex / "0001.jpg")
-    (ex / "0001.txt").write_text("Is there a dog? Please answer yes or no.\tYes\n"
-                                 "Is there a cat? Please answer yes or no.\tNo\n")  # fmt: skip
+    (ex / "0001.txt").write_text(
+        "Is there a dog? Please answer yes or no.\tYes\n"
+        "Is there a cat? Please answer yes or no.\tNo\n"
+    )
     art = tmp_path / "MME" / "artwork"
     (art / "images").mkdir(parents=True)
     (art / "questions_answers_YN").mkdir()

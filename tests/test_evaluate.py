@@ -26,8 +26,16 @@ def _run(*args):
 
 def test_evaluate_writes_every_report_key(tiny_dirs, data_dir, tmp_path):
     out = tmp_path / "report.json"
-    proc = _run("--model", tiny_dirs["qwen2_5_vl"], "--data", str(data_dir),
-                "--split", "forget20", "--out", str(out))  # fmt: skip
+    proc = _run(
+        "--model",
+        tiny_dirs["qwen2_5_vl"],
+        "--data",
+        str(data_dir),
+        "--split",
+        "forget20",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "evaluate" in proc.stderr  # the progress bar goes to stderr
     report = json.loads(out.read_text())
@@ -47,8 +55,20 @@ def test_evaluate_writes_every_report_key(tiny_dirs, data_dir, tmp_path):
 
 def test_identity_setting_reports_no_nonprivate_set(tiny_dirs, data_dir, tmp_path):
     out = tmp_path / "r.json"
-    proc = _run("--model", tiny_dirs["llava"], "--data", str(data_dir), "--split", "forget20",
-                "--setting", "identity", "--out", str(out), "--max-retain", "10")  # fmt: skip
+    proc = _run(
+        "--model",
+        tiny_dirs["llava"],
+        "--data",
+        str(data_dir),
+        "--split",
+        "forget20",
+        "--setting",
+        "identity",
+        "--out",
+        str(out),
+        "--max-retain",
+        "10",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["nonprivate"] is None
@@ -57,12 +77,36 @@ def test_identity_setting_reports_no_nonprivate_set(tiny_dirs, data_dir, tmp_pat
 
 def test_forget_quality_against_a_retrain_report(tiny_dirs, data_dir, tmp_path):
     first = tmp_path / "a.json"
-    assert _run("--model", tiny_dirs["qwen2_5_vl"], "--data", str(data_dir), "--split",
-                "forget20", "--out", str(first), "--max-retain", "5").returncode == 0  # fmt: skip
+    assert (
+        _run(
+            "--model",
+            tiny_dirs["qwen2_5_vl"],
+            "--data",
+            str(data_dir),
+            "--split",
+            "forget20",
+            "--out",
+            str(first),
+            "--max-retain",
+            "5",
+        ).returncode
+        == 0
+    )
     second = tmp_path / "b.json"
-    proc = _run("--model", tiny_dirs["qwen2_5_vl"], "--data", str(data_dir), "--split",
-                "forget20", "--out", str(second), "--max-retain", "5",
-                "--retrain-report", str(first))  # fmt: skip
+    proc = _run(
+        "--model",
+        tiny_dirs["qwen2_5_vl"],
+        "--data",
+        str(data_dir),
+        "--split",
+        "forget20",
+        "--out",
+        str(second),
+        "--max-retain",
+        "5",
+        "--retrain-report",
+        str(first),
+    )
     assert proc.returncode == 0, proc.stderr
     # The same model against itself: identical samples, KS p-value 1.
     assert json.loads(second.read_text())["forget"]["forget_quality"] == pytest.approx(1.0)

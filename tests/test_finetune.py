@@ -18,10 +18,11 @@ def test_finetune_memorises_and_refreezes(tiny_dirs, tmp_path):
         p = tmp_path / f"{i}.png"
         Image.fromarray((rng.random((112, 112, 3)) * 255).astype("uint8")).save(p)
         paths.append(str(p))
-    samples = [(paths[0], "Where does this person live?", "Springfield."),
-               (paths[1], "Where does this person live?", "Paris.")]  # fmt: skip
-    batch = vlm.prepare([s[0] for s in samples], [s[1] for s in samples],
-                        [s[2] for s in samples])  # fmt: skip
+    samples = [
+        (paths[0], "Where does this person live?", "Springfield."),
+        (paths[1], "Where does this person live?", "Paris."),
+    ]
+    batch = vlm.prepare([s[0] for s in samples], [s[1] for s in samples], [s[2] for s in samples])
     before = vlm.loss(batch).mean().item()
     stats = finetune(vlm, samples, FinetuneConfig(epochs=30, lr=3e-3, batch_size=2))
     after = vlm.loss(batch).mean().item()
@@ -68,8 +69,19 @@ def test_vision_pretraining_checks_scenes_on_a_bounded_subset(tiny_dirs, tmp_pat
     calls = []
     original = vlm._process_images
     vlm._process_images = lambda imgs: (calls.append(len(imgs)), original(imgs))[1]
-    stats = pretrain_vision(vlm, faces, [0, 1], scenes, attributes, token_labels, steps=2,
-                            batch_size=4, eval_every=1, min_steps=1, eval_scenes=3)  # fmt: skip
+    stats = pretrain_vision(
+        vlm,
+        faces,
+        [0, 1],
+        scenes,
+        attributes,
+        token_labels,
+        steps=2,
+        batch_size=4,
+        eval_every=1,
+        min_steps=1,
+        eval_scenes=3,
+    )
     assert stats["steps"] == 2 and 0.0 <= stats["attribute_accuracy"] <= 1.0
     assert 3 in calls and 5 not in calls  # the checks passed 3 scenes, never all 5
 
@@ -106,9 +118,21 @@ def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_p
     with pytest.raises(ValueError, match="token_labels"):
         pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), None, token_targets=targets)
     before = error()
-    stats = pretrain_vision(vlm, faces, [0, 1], scenes, torch.eye(3), labels, token_targets=targets,
-                            steps=150, batch_size=6, eval_every=10, min_steps=10, lr=5e-3,
-                            token_contrast=contrast)  # fmt: skip
+    stats = pretrain_vision(
+        vlm,
+        faces,
+        [0, 1],
+        scenes,
+        torch.eye(3),
+        labels,
+        token_targets=targets,
+        steps=150,
+        batch_size=6,
+        eval_every=10,
+        min_steps=10,
+        lr=5e-3,
+        token_contrast=contrast,
+    )
     assert stats["token_accuracy"] == 1.0
     assert error() < 0.5 * before
 

@@ -18,8 +18,12 @@ def png_declaring(width: int, height: int) -> bytes:
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_a_real_image_opens_as_rgb(tmp_path):
@@ -57,9 +61,14 @@ def test_missing_file_and_wrong_type_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "question, message",
-    [("", "empty"), ("   \n\t", "empty"), ("x" * (MAX_QUESTION_CHARS + 1), "at most"),
-     (12, "must be text"), ("a\x00b", "NUL")],
-)  # fmt: skip
+    [
+        ("", "empty"),
+        ("   \n\t", "empty"),
+        ("x" * (MAX_QUESTION_CHARS + 1), "at most"),
+        (12, "must be text"),
+        ("a\x00b", "NUL"),
+    ],
+)
 def test_bad_questions_are_refused(question, message):
     with pytest.raises(UserInputError, match=message):
         clean_question(question)

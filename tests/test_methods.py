@@ -12,14 +12,13 @@ import pytest
 import torch
 
 from cagul import losses
-from cagul.adapter import AdapterMismatchError, AdapterTamperedError
 from cagul.data import REFUSALS, generate_dataset, load_dataset, make_split
 from cagul.methods import METHODS, UnknownMethodError, get_method, load_unlearned
-from cagul.methods.cagul import CagulMethodConfig
+from cagul.methods.cagul.adapter import AdapterMismatchError, AdapterTamperedError
+from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.lora import LoraArguments, _probe_nll, copy_vlm
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments, key_token_weights, unseen_faces
-from cagul.train_cagul import CagulTrainingArguments
 from tests.workerproc import REPO
 
 LORA = dict(epochs=2, batch_size=4, lr=1e-2, probe_size=4, check_every=1, early_stop=False)
@@ -28,12 +27,22 @@ LORA = dict(epochs=2, batch_size=4, lr=1e-2, probe_size=4, check_every=1, early_
 def fast_config(method: str, model_dir: str):
     """The smallest settings each method trains with in the tests."""
     if method == "cagul":
-        return CagulMethodConfig(k=2, training=CagulTrainingArguments(
-            disc_epochs=1, epochs=2, views=1, batch_size=8, disc_batch_size=8,
-            encoder_views=0, max_negatives=4))  # fmt: skip
+        return CagulMethodConfig(
+            k=2,
+            training=CagulTrainingArguments(
+                disc_epochs=1,
+                epochs=2,
+                views=1,
+                batch_size=8,
+                disc_batch_size=8,
+                encoder_views=0,
+                max_negatives=4,
+            ),
+        )
     if method == "retrain":
-        return RetrainArguments(pretrain_dir=model_dir, use_shipped=False, epochs=2,
-                                batch_size=16, lr=1e-2, replay=0)  # fmt: skip
+        return RetrainArguments(
+            pretrain_dir=model_dir, use_shipped=False, epochs=2, batch_size=16, lr=1e-2, replay=0
+        )
     if method == "viker":
         return VikerArguments(**LORA, n_images=2)
     return LoraArguments(**LORA)
@@ -75,8 +84,9 @@ def trained(vlm, split, tiny_dirs, data_dir, tmp_path_factory):
 def _refusal_nll(model_vlm, samples, rep_for=None) -> float:
     vals = []
     for refusal in REFUSALS[:3]:
-        batch = model_vlm.prepare([s.image_path for s in samples], [s.question for s in samples],
-                                  [refusal] * len(samples))  # fmt: skip
+        batch = model_vlm.prepare(
+            [s.image_path for s in samples], [s.question for s in samples], [refusal] * len(samples)
+        )
         rep = rep_for(batch) if rep_for else None
         with torch.no_grad():
             vals += losses.nll(model_vlm.forward(batch, rep), batch.labels).tolist()
@@ -177,13 +187,17 @@ def test_viker_moves_the_forget_answers_toward_the_unseen_face_target(vlm, split
         from cagul.methods.viker import _answer_rows, _pad
 
         f = split.forget_set
-        batch = model_vlm.prepare([s.image_path for s in f], [s.question for s in f],
-                                  [s.answer for s in f])  # fmt: skip
+        batch = model_vlm.prepare(
+            [s.image_path for s in f], [s.question for s in f], [s.answer for s in f]
+        )
         with torch.no_grad():
             cur, mask = _pad(_answer_rows(model_vlm.forward(batch), batch.labels))
         tl, tw = zip(*(targets[(s.image_path, s.question)] for s in f), strict=True)
-        return losses.weighted_kl_to_target(cur, _pad(list(tl))[0], _pad(list(tw))[0],
-                                            mask).mean().item()  # fmt: skip
+        return (
+            losses.weighted_kl_to_target(cur, _pad(list(tl))[0], _pad(list(tw))[0], mask)
+            .mean()
+            .item()
+        )
 
     art = method.train(vlm, split, args, out_dir=tmp_path / "viker")
     assert kl(method.load(vlm, art.directory).vlm) < kl(vlm)
@@ -191,8 +205,7 @@ def test_viker_moves_the_forget_answers_toward_the_unseen_face_target(vlm, split
 
 def test_ga_stops_early_by_its_rule(vlm, split, tmp_path):
     start = _probe_nll(vlm, split.forget_set)
-    args = LoraArguments(**{**LORA, "early_stop": None, "epochs": 5},
-                         stop_forget_nll=start + 0.01)  # fmt: skip
+    args = LoraArguments(**{**LORA, "early_stop": None, "epochs": 5}, stop_forget_nll=start + 0.01)
     art = get_method("ga").train(vlm, split, args, out_dir=tmp_path / "ga")
     assert art.stats["stopped_early"] and "forget NLL" in art.stats["stop_reason"]
     assert art.stats["steps"] < art.stats["planned_steps"]
@@ -226,7 +239,7 @@ def test_retrain_uses_the_shipped_model_only_for_the_bundle_split(split, tmp_pat
 def test_cagul_refuses_a_k_above_the_token_count_before_training(vlm, split, tmp_path):
     from dataclasses import replace
 
-    from cagul.adapter import AdapterError
+    from cagul.methods.cagul.adapter import AdapterError
 
     n = vlm.prepare([split.forget_set[0].image_path], ["?"]).layouts[0].n_tokens
     cfg = replace(fast_config("cagul", ""), k=n + 1)
@@ -258,15 +271,15 @@ def test_artifact_dir_round_trips_with_the_same_outputs(name, vlm, split, traine
     second = load_unlearned(vlm, art.directory)
     samples = split.forget_set[:2] + split.retain_set[:2]
     imgs, qs = [s.image_path for s in samples], [s.question for s in samples]
-    assert first.generate(imgs, qs, max_new_tokens=8) == second.generate(imgs, qs,
-                                                                         max_new_tokens=8)  # fmt: skip
+    assert first.generate(imgs, qs, max_new_tokens=8) == second.generate(imgs, qs, max_new_tokens=8)
     a = first.answer_logprobs(imgs, qs, [s.answer for s in samples])
     b = second.answer_logprobs(imgs, qs, [s.answer for s in samples])
     for x, y in zip(a, b, strict=True):
         assert torch.allclose(torch.tensor(x["logprobs"]), torch.tensor(y["logprobs"]), atol=1e-5)
     if art.model is not None:  # what training left in memory answers as the reload does
         assert art.model.generate(imgs, qs, max_new_tokens=8) == first.generate(
-            imgs, qs, max_new_tokens=8)  # fmt: skip
+            imgs, qs, max_new_tokens=8
+        )
 
 
 @pytest.mark.parametrize("name", METHODS)

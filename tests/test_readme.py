@@ -34,26 +34,42 @@ def commands(text: str) -> list[str]:
 
 def test_the_two_setup_commands_are_what_ci_runs():
     install, test = commands(block("install")), commands(block("test"))
-    assert install == ["python3 -m venv .venv && . .venv/bin/activate && pip install -r "
-                       "requirements.txt && python app.py"]  # fmt: skip
+    assert install == [
+        "python3 -m venv .venv && . .venv/bin/activate && pip install -r "
+        "requirements.txt && python app.py"
+    ]
     assert test == [install[0].replace("python app.py", "python -m pytest")]
     ci = (REPO / ".ci" / "run").read_text()
-    for step in ("python3 -m venv .venv", ". .venv/bin/activate", "-r requirements.txt",
-                 "\npython -m pytest\n"):  # fmt: skip
+    for step in (
+        "python3 -m venv .venv",
+        ". .venv/bin/activate",
+        "-r requirements.txt",
+        "\npython -m pytest\n",
+    ):
         assert step in ci
 
 
 def _run(cmd: str, cwd, env, stdin: str | None = None) -> str:
-    proc = subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", "-c", cmd],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"{cmd}\n{proc.stderr[-2000:]}"
     return proc.stdout
 
 
 def _env(tmp_path) -> dict:
     python = os.path.dirname(sys.executable)
-    return {**os.environ, "PATH": f"{python}:{os.environ['PATH']}",
-            "CAGUL_DB": str(tmp_path / "cagul.sqlite")}  # fmt: skip
+    return {
+        **os.environ,
+        "PATH": f"{python}:{os.environ['PATH']}",
+        "CAGUL_DB": str(tmp_path / "cagul.sqlite"),
+    }
 
 
 def test_the_users_commands_work_as_shown(tmp_path):

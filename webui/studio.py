@@ -67,7 +67,7 @@ class Studio:
         database_url: str | None = None,
         device: str | None = None,
     ) -> None:
-        from cagul.adapter import base_fingerprint
+        from cagul.methods.cagul.adapter import base_fingerprint
         from cagul.models import load_vlm
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
@@ -183,8 +183,8 @@ class Studio:
     def unlearned(self, adapter_id):
         """The unlearned model of a stored Adapter (any registered method), checked against
         its stored sha256 and this base model before first use, then kept loaded."""
-        from cagul.adapter import AdapterError
         from cagul.methods import load_unlearned
+        from cagul.methods.cagul.adapter import AdapterError
 
         row = self.adapter_row(adapter_id)
         if row.id not in self._adapters:

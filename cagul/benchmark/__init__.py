@@ -30,7 +30,7 @@ __all__ = ["QUICK", "Settings", "run_benchmark"]
 
 def _default_k(model_dir: Path, data_dir: Path, split: str) -> int:
     from cagul.data import load_dataset, make_split
-    from cagul.methods.cagul import default_k
+    from cagul.methods.cagul.config import default_k
     from cagul.models import load_vlm
 
     vlm = load_vlm(model_dir)
@@ -58,8 +58,10 @@ def _in_child(run: Run, spec: dict) -> dict:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark run {run.label!r} ({run.key}) failed: exit "
-                           f"{proc.returncode} (its error is above)")  # fmt: skip
+        raise RuntimeError(
+            f"benchmark run {run.label!r} ({run.key}) failed: exit "
+            f"{proc.returncode} (its error is above)"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -86,18 +88,28 @@ def run_benchmark(
     todo = [r for r in unique_runs(planned) if r.key not in rows]
     # The longest runs (CAGUL on its full schedule) first, so parallel jobs end together.
     todo.sort(key=lambda r: not (r.method == "cagul" and r.epochs is None))
-    spec = {"model_dir": str(model_dir), "data_dir": str(data_dir), "device": device,
-            "max_retain": settings.max_retain, "overrides": settings.method_overrides,
-            "threads": threads}  # fmt: skip
+    spec = {
+        "model_dir": str(model_dir),
+        "data_dir": str(data_dir),
+        "device": device,
+        "max_retain": settings.max_retain,
+        "overrides": settings.method_overrides,
+        "threads": threads,
+    }
 
     def one(run: Run) -> dict:
         if isolate:
             return _in_child(run, spec)
         from cagul.benchmark.worker import execute
 
-        return execute(run, model_dir=model_dir, data_dir=data_dir,
-                       max_retain=settings.max_retain, overrides=settings.method_overrides,
-                       device=device)  # fmt: skip
+        return execute(
+            run,
+            model_dir=model_dir,
+            data_dir=data_dir,
+            max_retain=settings.max_retain,
+            overrides=settings.method_overrides,
+            device=device,
+        )
 
     print(f"benchmark: {len(todo)} runs to do, {len(rows)} done before", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, rows_path.open("a") as log:
@@ -107,16 +119,32 @@ def run_benchmark(
             rows[row["key"]] = row
             log.write(json.dumps(row) + "\n")
             log.flush()
-            print(f"[{i}/{len(todo)}] {row['label']} ({row['run']['split']}, seed "
-                  f"{row['run']['seed']}): forget EM {row['forget_em']}, non-private EM "
-                  f"{row['nonprivate_em']}, {row['wall_seconds']} s", file=sys.stderr)  # fmt: skip
-    return write_results(out, planned, rows, settings, meta={
-        "command": command, "commit": git_commit(),
-        "run_commits": sorted({str(r.get("commit")) for r in rows.values()}), "seconds": round(time.time() - t0, 1),
-        "jobs": jobs, "threads": threads, "isolated": isolate, "device": device,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "png": png,
-        "model": str(model_dir), "data": str(data_dir),
-    })  # fmt: skip
+            print(
+                f"[{i}/{len(todo)}] {row['label']} ({row['run']['split']}, seed "
+                f"{row['run']['seed']}): forget EM {row['forget_em']}, non-private EM "
+                f"{row['nonprivate_em']}, {row['wall_seconds']} s",
+                file=sys.stderr,
+            )
+    return write_results(
+        out,
+        planned,
+        rows,
+        settings,
+        meta={
+            "command": command,
+            "commit": git_commit(),
+            "run_commits": sorted({str(r.get("commit")) for r in rows.values()}),
+            "seconds": round(time.time() - t0, 1),
+            "jobs": jobs,
+            "threads": threads,
+            "isolated": isolate,
+            "device": device,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+            "png": png,
+            "model": str(model_dir),
+            "data": str(data_dir),
+        },
+    )
 
 
 def write_results(out: Path, planned, rows: dict, settings: Settings, meta: dict) -> dict:
@@ -141,11 +169,16 @@ def write_results(out: Path, planned, rows: dict, settings: Settings, meta: dict
 def _markdown(built: dict, eff: dict) -> str:
     ratio = eff.get("cagul_po_gd_train_seconds_ratio")
     parts = [
-        "## Main", tables.markdown(built["main"], tables.MAIN_COLUMNS),
-        "## Efficiency", tables.markdown(built["main"], tables.EFFICIENCY_COLUMNS),
+        "## Main",
+        tables.markdown(built["main"], tables.MAIN_COLUMNS),
+        "## Efficiency",
+        tables.markdown(built["main"], tables.EFFICIENCY_COLUMNS),
         f"CAGUL / PO+GD training time: {ratio:.2f}x" if ratio else "",
-        "## Ablation", tables.markdown(built["ablation"], tables.SWEEP_COLUMNS),
-        "## k sweep", tables.markdown(built["sweep_k"], tables.SWEEP_COLUMNS),
-        "## Forget-size sweep", tables.markdown(built["sweep_forget"], tables.SWEEP_COLUMNS),
-    ]  # fmt: skip
+        "## Ablation",
+        tables.markdown(built["ablation"], tables.SWEEP_COLUMNS),
+        "## k sweep",
+        tables.markdown(built["sweep_k"], tables.SWEEP_COLUMNS),
+        "## Forget-size sweep",
+        tables.markdown(built["sweep_forget"], tables.SWEEP_COLUMNS),
+    ]
     return "\n\n".join(p for p in parts if p)

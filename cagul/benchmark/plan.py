@@ -109,17 +109,26 @@ class Run:
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
-        return (f"{self.method or self.base}|{self.split}|s{self.seed}|k{self.k}|"
-                f"e{self.epochs}|d{self.disc_epochs}|{opts}")  # fmt: skip
+        return (
+            f"{self.method or self.base}|{self.split}|s{self.seed}|k{self.k}|"
+            f"e{self.epochs}|d{self.disc_epochs}|{opts}"
+        )
 
     def as_dict(self) -> dict:
         return {**asdict(self), "options": dict(self.options)}
 
 
 def _cagul(s: Settings, label: str, *, k: int, epochs, split=None, seed=0, options=None) -> Run:
-    return Run(label, "cagul", split=split or s.split, seed=seed, k=k, epochs=epochs,
-               disc_epochs=s.cagul_disc_epochs,
-               options=tuple(sorted((options or {}).items())))  # fmt: skip
+    return Run(
+        label,
+        "cagul",
+        split=split or s.split,
+        seed=seed,
+        k=k,
+        epochs=epochs,
+        disc_epochs=s.cagul_disc_epochs,
+        options=tuple(sorted((options or {}).items())),
+    )
 
 
 def plan(s: Settings, default_k: int) -> dict[str, list[Run]]:

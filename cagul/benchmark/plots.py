@@ -13,9 +13,11 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-BARS = (("forget_em", "forget EM (lower: forgotten)", "#d62728"),
-        ("nonprivate_em", "non-private EM (higher: kept)", "#2ca02c"),
-        ("retain_em", "retain EM (higher: kept)", "#1f77b4"))  # fmt: skip
+BARS = (
+    ("forget_em", "forget EM (lower: forgotten)", "#d62728"),
+    ("nonprivate_em", "non-private EM (higher: kept)", "#2ca02c"),
+    ("retain_em", "retain EM (higher: kept)", "#1f77b4"),
+)
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -24,27 +26,53 @@ def _bars(rows: list[dict], title: str) -> go.Figure:
     for key, name, colour in BARS:
         # No caps: plotly draws one even where a row has no spread (one seed).
         err = [r.get(f"{key}_std", float("nan")) for r in rows]
-        fig.add_bar(x=[r["method"] for r in rows], y=[r.get(key) for r in rows], name=name,
-                    marker_color=colour, error_y={"type": "data", "array": err,
-                                                  "visible": any(e == e for e in err), "width": 0})  # fmt: skip
-    fig.update_layout(title=title, barmode="group", yaxis={"range": [0, 1.05], "title": "EM"},
-                      template="plotly_white", width=1000, height=460,
-                      legend={"orientation": "h", "y": -0.2})  # fmt: skip
+        fig.add_bar(
+            x=[r["method"] for r in rows],
+            y=[r.get(key) for r in rows],
+            name=name,
+            marker_color=colour,
+            error_y={"type": "data", "array": err, "visible": any(e == e for e in err), "width": 0},
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        yaxis={"range": [0, 1.05], "title": "EM"},
+        template="plotly_white",
+        width=1000,
+        height=460,
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig
 
 
 def _sweeps(k_rows: list[dict], forget_rows: list[dict]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("k: tokens rewritten",
-                                                        "forget people"))  # fmt: skip
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("k: tokens rewritten", "forget people"))
     for col, (rows, x) in enumerate(
-        ((k_rows, [r["run"]["k"] for r in k_rows]),
-         (forget_rows, [r["forget_people"] for r in forget_rows])), start=1):  # fmt: skip
+        (
+            (k_rows, [r["run"]["k"] for r in k_rows]),
+            (forget_rows, [r["forget_people"] for r in forget_rows]),
+        ),
+        start=1,
+    ):
         for key, name, colour in BARS:
-            fig.add_scatter(x=x, y=[r.get(key) for r in rows], name=name, mode="lines+markers",
-                            line={"color": colour}, showlegend=col == 1, row=1, col=col)  # fmt: skip
+            fig.add_scatter(
+                x=x,
+                y=[r.get(key) for r in rows],
+                name=name,
+                mode="lines+markers",
+                line={"color": colour},
+                showlegend=col == 1,
+                row=1,
+                col=col,
+            )
     fig.update_yaxes(range=[0, 1.05], title="EM")
-    fig.update_layout(title="CAGUL sweeps", template="plotly_white", width=1000, height=420,
-                      legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    fig.update_layout(
+        title="CAGUL sweeps",
+        template="plotly_white",
+        width=1000,
+        height=420,
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 

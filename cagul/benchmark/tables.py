@@ -24,11 +24,19 @@ from cagul import metrics
 from cagul.benchmark.plan import Run
 from cagul.benchmark.worker import REPORT_FIELDS
 
-UTILITY_PARTS = ("retain_rouge_l", "retain_truth_ratio", "nonprivate_rouge_l", "pope_acc",
-                 "mme_acc")  # fmt: skip
+UTILITY_PARTS = (
+    "retain_rouge_l",
+    "retain_truth_ratio",
+    "nonprivate_rouge_l",
+    "pope_acc",
+    "mme_acc",
+)
 METRICS = tuple(k for k, _, _ in REPORT_FIELDS) + (
-    "forget_quality", "model_utility", "train_seconds", "peak_memory_mb",
-)  # fmt: skip
+    "forget_quality",
+    "model_utility",
+    "train_seconds",
+    "peak_memory_mb",
+)
 
 
 def model_utility(row: dict) -> float | None:
@@ -109,25 +117,41 @@ def markdown(rows: list[dict], columns: list[tuple[str, str]], first: str = "met
     """A Markdown table of `rows` with (key, header) `columns`."""
     head = f"| {first} | " + " | ".join(h for _, h in columns) + " |"
     rule = "|---" * (len(columns) + 1) + "|"
-    body = [f"| {r['method']} | " + " | ".join(cell(r, k, 1 if k.endswith(("seconds", "_mb"))
-            else 3) for k, _ in columns) + " |" for r in rows]  # fmt: skip
+    body = [
+        f"| {r['method']} | "
+        + " | ".join(cell(r, k, 1 if k.endswith(("seconds", "_mb")) else 3) for k, _ in columns)
+        + " |"
+        for r in rows
+    ]
     return "\n".join([head, rule, *body])
 
 
 MAIN_COLUMNS = [
-    ("forget_rouge_l", "forget ROUGE-L ↓"), ("forget_em", "forget EM ↓"),
-    ("forget_ape", "forget APE ↓"), ("forget_mink", "forget MinK"),
-    ("nonprivate_rouge_l", "non-private ROUGE-L ↑"), ("nonprivate_em", "non-private EM ↑"),
-    ("retain_rouge_l", "retain ROUGE-L ↑"), ("retain_em", "retain EM ↑"),
-    ("retain_truth_ratio", "retain truth ratio ↑"), ("pope_acc", "POPE ↑"), ("mme_acc", "MME ↑"),
-    ("forget_quality", "forget quality ↑"), ("model_utility", "model utility ↑"),
-]  # fmt: skip
+    ("forget_rouge_l", "forget ROUGE-L ↓"),
+    ("forget_em", "forget EM ↓"),
+    ("forget_ape", "forget APE ↓"),
+    ("forget_mink", "forget MinK"),
+    ("nonprivate_rouge_l", "non-private ROUGE-L ↑"),
+    ("nonprivate_em", "non-private EM ↑"),
+    ("retain_rouge_l", "retain ROUGE-L ↑"),
+    ("retain_em", "retain EM ↑"),
+    ("retain_truth_ratio", "retain truth ratio ↑"),
+    ("pope_acc", "POPE ↑"),
+    ("mme_acc", "MME ↑"),
+    ("forget_quality", "forget quality ↑"),
+    ("model_utility", "model utility ↑"),
+]
 EFFICIENCY_COLUMNS = [
-    ("trainable_params", "trainable params"), ("epoch_seconds", "s / epoch"),
-    ("train_seconds", "training s"), ("peak_memory_mb", "peak memory MB"),
-]  # fmt: skip
-SWEEP_COLUMNS = [
-    ("forget_em", "forget EM ↓"), ("forget_ape", "forget APE ↓"),
-    ("nonprivate_em", "non-private EM ↑"), ("retain_em", "retain EM ↑"), ("leak", "leak ↓"),
+    ("trainable_params", "trainable params"),
+    ("epoch_seconds", "s / epoch"),
     ("train_seconds", "training s"),
-]  # fmt: skip
+    ("peak_memory_mb", "peak memory MB"),
+]
+SWEEP_COLUMNS = [
+    ("forget_em", "forget EM ↓"),
+    ("forget_ape", "forget APE ↓"),
+    ("nonprivate_em", "non-private EM ↑"),
+    ("retain_em", "retain EM ↑"),
+    ("leak", "leak ↓"),
+    ("train_seconds", "training s"),
+]

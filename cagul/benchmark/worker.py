@@ -13,7 +13,6 @@ import resource
 import sys
 import tempfile
 import time
-from dataclasses import fields, replace
 from pathlib import Path
 
 from cagul.benchmark.plan import Run
@@ -45,10 +44,20 @@ def git_commit() -> str | None:
 
     here = Path(__file__).parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=here, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, cwd=here.parent, check=True).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=here,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            cwd=here.parent,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -62,27 +71,16 @@ def _peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _with(cfg, overrides: dict):
-    names = {f.name for f in fields(cfg)}
-    return replace(cfg, **{k: v for k, v in overrides.items() if k in names})
-
-
 def method_config(run: Run, overrides: dict):
-    """The run's method config: the method's defaults, the run's seed / k / epochs / switches,
-    then `overrides` (a dict of fields; for CAGUL its `training` fields)."""
+    """The run's method config: the method's defaults, the run's seed, `overrides` (a dict of
+    fields, nested ones included), then the run's k / epochs / switches, by field name
+    (`cagul.methods.base.configure`: a method without such a field ignores it)."""
     from cagul.methods import get_method
-    from cagul.methods.cagul import CagulMethodConfig
-    from cagul.train_cagul import CagulTrainingArguments
+    from cagul.methods.base import configure
 
-    if run.method != "cagul":
-        return _with(get_method(run.method).config_class(), {"seed": run.seed, **overrides})
-    training = {"seed": run.seed, **overrides}
-    if run.epochs is not None:
-        training["epochs"] = run.epochs
-    if run.disc_epochs is not None:
-        training["disc_epochs"] = run.disc_epochs
-    return CagulMethodConfig(k=run.k, training=_with(CagulTrainingArguments(), training),
-                             adapter_options=dict(run.options))  # fmt: skip
+    config = configure(get_method(run.method).config_class(), seed=run.seed, **overrides)
+    spec = {"k": run.k, "epochs": run.epochs, "disc_epochs": run.disc_epochs}
+    return configure(config, **spec, **dict(run.options))
 
 
 def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device="cpu") -> dict:
@@ -108,8 +106,9 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
     vlm = load_vlm(base_dir, device=device)
     load_mb = _peak_mb(device)
     ds = load_dataset(data_dir)
-    split = make_split(ds, resolve_forget_ids(ds, run.split)[1], "private",
-                       private_categories=PRIVATE_CATEGORIES)  # fmt: skip
+    split = make_split(
+        ds, resolve_forget_ids(ds, run.split)[1], "private", private_categories=PRIVATE_CATEGORIES
+    )
     probes = load_probes(data_dir / "probes") if (data_dir / "probes").is_dir() else None
     t0, stats, peak = time.time(), {}, load_mb
     common = dict(max_retain=max_retain, progress=False)
@@ -119,13 +118,20 @@ def execute(run: Run, *, model_dir, data_dir, max_retain, overrides=None, device
         chosen = get_method(run.method)
         cfg = method_config(run, (overrides or {}).get(run.method, {}))
         with tempfile.TemporaryDirectory() as out:
-            art = chosen.train(vlm, split, cfg, out_dir=out, data_dir=data_dir,
-                               progress=Bar(run.label, leave=False))  # fmt: skip
+            art = chosen.train(
+                vlm,
+                split,
+                cfg,
+                out_dir=out,
+                data_dir=data_dir,
+                progress=Bar(run.label, leave=False),
+            )
             peak = _peak_mb(device)
             stats = art.stats
             unlearned = art.model or chosen.load(vlm, out)
-            report = evaluate_unlearned(vlm, unlearned, split, probes, base=False,
-                                        training=stats, **common)  # fmt: skip
+            report = evaluate_unlearned(
+                vlm, unlearned, split, probes, base=False, training=stats, **common
+            )
     row = {"label": run.label, "key": run.key, "run": run.as_dict(), "commit": git_commit()}
     for key, block, name in REPORT_FIELDS:
         row[key] = (report.get(block) or {}).get(name)
@@ -150,9 +156,14 @@ def main() -> int:
 
         torch.set_num_threads(int(spec["threads"]))
     run = Run(**{**spec["run"], "options": tuple(sorted(spec["run"]["options"].items()))})
-    row = execute(run, model_dir=spec["model_dir"], data_dir=spec["data_dir"],
-                  max_retain=spec["max_retain"], overrides=spec.get("overrides"),
-                  device=spec.get("device", "cpu"))  # fmt: skip
+    row = execute(
+        run,
+        model_dir=spec["model_dir"],
+        data_dir=spec["data_dir"],
+        max_retain=spec["max_retain"],
+        overrides=spec.get("overrides"),
+        device=spec.get("device", "cpu"),
+    )
     print(json.dumps(row))
     return 0
 

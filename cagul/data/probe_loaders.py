@@ -119,7 +119,7 @@ def _mme_subtask(folder: Path) -> list[Probe]:
                     "mme",
                     folder.name,
                     f"{folder.name}/{img.name}",
-                )  # fmt: skip
+                )
             )
     return items
 
@@ -135,8 +135,14 @@ def load_mme(root: str | Path, subsets: Iterable[str] | None = None) -> list[Pro
             try:
                 cat = str(rec["category"])
                 image = root.parent / str(rec["image"])
-                probe = Probe(str(image), str(rec["question"]), _yes_no(rec["answer"], where),
-                              "mme", cat, f"{cat}/{Path(str(rec['image'])).name}")  # fmt: skip
+                probe = Probe(
+                    str(image),
+                    str(rec["question"]),
+                    _yes_no(rec["answer"], where),
+                    "mme",
+                    cat,
+                    f"{cat}/{Path(str(rec['image'])).name}",
+                )
             except (KeyError, TypeError) as exc:
                 raise SchemaError(f"{where}: needs image, question, answer, category") from exc
             if wanted is None or cat in wanted:

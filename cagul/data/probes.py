@@ -209,7 +209,7 @@ def make_train_vqa(scenes: list[Scene], paths: dict[str, str], rng: random.Rando
         items.append(
             Probe(
                 path, f"How many {_plural(shape, 2)} are there?", _NUMBERS[n], "vqa", "count", group
-            )  # fmt: skip
+            )
         )
         unique = [o for o in scene.objects if scene.count(o.shape) == 1]
         if unique:

@@ -91,8 +91,11 @@ class Scene:
 def token_cells(per_side: int) -> list[tuple[int, int]]:
     """The scene cell (row, col) under the centre of each visual token of a `per_side` ×
     `per_side` token grid, row-major: what a token is expected to see."""
-    return [(int((r + 0.5) / per_side * GRID), int((c + 0.5) / per_side * GRID))
-            for r in range(per_side) for c in range(per_side)]  # fmt: skip
+    return [
+        (int((r + 0.5) / per_side * GRID), int((c + 0.5) / per_side * GRID))
+        for r in range(per_side)
+        for c in range(per_side)
+    ]
 
 
 def token_classes(objects, per_side: int = 4) -> list[int]:
@@ -101,9 +104,12 @@ def token_classes(objects, per_side: int = 4) -> list[int]:
     (shape, colour, row, col) tuples."""
     at = {(r, c): (shape, colour) for shape, colour, r, c in objects}
     colours = list(COLOURS)
-    return [0 if (o := at.get(cell)) is None else
-            1 + SHAPES.index(o[0]) * len(colours) + colours.index(o[1])
-            for cell in token_cells(per_side)]  # fmt: skip
+    return [
+        0
+        if (o := at.get(cell)) is None
+        else 1 + SHAPES.index(o[0]) * len(colours) + colours.index(o[1])
+        for cell in token_cells(per_side)
+    ]
 
 
 def sample_scene(rng: random.Random, scene_id: str) -> Scene:
@@ -142,10 +148,19 @@ def _polygon(cx: float, cy: float, r: float, shape: str) -> list[tuple[float, fl
     if shape == "cross":
         a = 0.33 * r
         return [
-            (cx - a, cy - r), (cx + a, cy - r), (cx + a, cy - a), (cx + r, cy - a),
-            (cx + r, cy + a), (cx + a, cy + a), (cx + a, cy + r), (cx - a, cy + r),
-            (cx - a, cy + a), (cx - r, cy + a), (cx - r, cy - a), (cx - a, cy - a),
-        ]  # fmt: skip
+            (cx - a, cy - r),
+            (cx + a, cy - r),
+            (cx + a, cy - a),
+            (cx + r, cy - a),
+            (cx + r, cy + a),
+            (cx + a, cy + a),
+            (cx + a, cy + r),
+            (cx - a, cy + r),
+            (cx - a, cy + a),
+            (cx - r, cy + a),
+            (cx - r, cy - a),
+            (cx - a, cy - a),
+        ]
     raise ValueError(f"no polygon for shape {shape!r}")
 
 
@@ -168,8 +183,10 @@ def render_scene(scene: Scene, size: int = 112) -> Image.Image:
             lobe = 0.5 * r
             draw.ellipse([cx - r, cy - r * 0.8, cx, cy - r * 0.8 + 2 * lobe], fill=fill)
             draw.ellipse([cx, cy - r * 0.8, cx + r, cy - r * 0.8 + 2 * lobe], fill=fill)
-            draw.polygon([(cx - r * 0.98, cy - r * 0.2), (cx + r * 0.98, cy - r * 0.2),
-                          (cx, cy + r)], fill=fill)  # fmt: skip
+            draw.polygon(
+                [(cx - r * 0.98, cy - r * 0.2), (cx + r * 0.98, cy - r * 0.2), (cx, cy + r)],
+                fill=fill,
+            )
         else:
             draw.polygon(_polygon(cx, cy, r, obj.shape), fill=fill)
     return img.resize((size, size), Image.Resampling.LANCZOS)

@@ -266,8 +266,13 @@ def make_split(
         pairs = {(uid, j) for _, uid, j in map(parse_pair_id, chosen)}
         private_categories = ()
     private = frozenset(private_categories)
-    split = Split(name=name, setting=setting, forget_ids=tuple(ids), private_categories=private,
-                  pair_ids=tuple(chosen))  # fmt: skip
+    split = Split(
+        name=name,
+        setting=setting,
+        forget_ids=tuple(ids),
+        private_categories=private,
+        pair_ids=tuple(chosen),
+    )
     forget_set = set(ids)
     for ind in ds.individuals:
         for j, qa in enumerate(ind.qa_list):

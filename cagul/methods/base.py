@@ -5,7 +5,7 @@ A method is `train(vlm, split, config, ...) -> Artifact` (it writes an artifact 
 `adapter_config.json` (the method's name, the base model's fingerprint, the weights' sha256 and
 the request's people, setting and categories, plus the method's own fields) and
 `adapter_model.safetensors`; `read_artifact` refuses it over another base model or with altered
-files, reusing CAGUL's fingerprint (`cagul.adapter.base_fingerprint`) and hashing.
+files, reusing CAGUL's fingerprint (`cagul.methods.cagul.adapter.base_fingerprint`) and hashing.
 
 An `UnlearnedModel` is what evaluation, answering and the app use without knowing the method:
 `vlm` is the model that answers (the base itself for CAGUL, a LoRA-injected or retrained copy
@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from cagul.adapter import (
+from cagul.data import Split
+from cagul.methods.cagul.adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterError,
@@ -33,7 +34,6 @@ from cagul.adapter import (
     load_checked_weights,
     read_adapter_config,
 )
-from cagul.data import Split
 from cagul.models import VLM, TokenReplacement
 
 Progress = Callable[[float, str], None] | None
@@ -144,3 +144,22 @@ def read_artifact(vlm: VLM, directory: str | Path, method: str) -> tuple[dict, d
             f"{d} was made for another base model; its fingerprint does not match {vlm.path}"
         )
     return config, load_checked_weights(weights, config)
+
+
+def configure(config, **overrides):
+    """A copy of the dataclass `config` with `overrides` applied by field name, None values
+    ignored: a field of `config` itself, else of one of its dataclass fields (CAGUL's nested
+    `training` schedule), so every method's config is set the same way. A name no field has is
+    ignored: the CLI's shared `--epochs`, `--lr`, `--seed` reach every method that has them."""
+    own = {f.name for f in fields(config)}
+    top = {k: v for k, v in overrides.items() if v is not None and k in own}
+    for f in fields(config):
+        inner = getattr(config, f.name)
+        if is_dataclass(inner) and not isinstance(inner, type):
+            names = {g.name for g in fields(inner)}
+            sub_overrides = {
+                k: v for k, v in overrides.items() if v is not None and k not in own and k in names
+            }
+            if sub_overrides:
+                top[f.name] = replace(inner, **sub_overrides)
+    return replace(config, **top)

@@ -19,7 +19,9 @@ class GradientAscentKL(LoraMethod):
         retain = losses.kl_to_reference(step.vlm.forward(r), step.reference(r), r.labels).mean()
         a = step.args
         return a.forget_weight * forget + a.retain_weight * retain, {
-            "forget": forget.item(), "retain": retain.item()}  # fmt: skip
+            "forget": forget.item(),
+            "retain": retain.item(),
+        }
 
 
 METHOD = GradientAscentKL()

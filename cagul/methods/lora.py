@@ -45,7 +45,6 @@ from typing import Any
 import torch
 
 from cagul import losses
-from cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.data import REFUSALS, Split
 from cagul.data.splits import Sample
 from cagul.methods.base import (
@@ -58,6 +57,7 @@ from cagul.methods.base import (
     request_fields,
     write_artifact,
 )
+from cagul.methods.cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.models import VLM
 from cagul.models.base import Batch
 
@@ -183,10 +183,18 @@ class LoraMethod:
         """(scalar loss, per-term values for the history)."""
         raise NotImplementedError
 
-    def train(self, vlm, split, config=None, *, out_dir, progress=None, check_cancel=None,
-              data_dir=None) -> Artifact:  # fmt: skip
-        return train_lora(self, vlm, split, config or self.config_class(), out_dir=out_dir,
-                          progress=progress, check_cancel=check_cancel)  # fmt: skip
+    def train(
+        self, vlm, split, config=None, *, out_dir, progress=None, check_cancel=None, data_dir=None
+    ) -> Artifact:
+        return train_lora(
+            self,
+            vlm,
+            split,
+            config or self.config_class(),
+            out_dir=out_dir,
+            progress=progress,
+            check_cancel=check_cancel,
+        )
 
     def load(self, vlm: VLM, directory: str | Path) -> LoraUnlearned:
         return load_lora(self.name, vlm, directory)
@@ -214,8 +222,11 @@ def _probe_nll(lvlm: VLM, samples: list[Sample], bs: int = 16) -> float | None:
     with torch.no_grad():
         for i in range(0, len(samples), bs):
             chunk = samples[i : i + bs]
-            batch = lvlm.prepare([s.image_path for s in chunk], [s.question for s in chunk],
-                                 [s.answer for s in chunk])  # fmt: skip
+            batch = lvlm.prepare(
+                [s.image_path for s in chunk],
+                [s.question for s in chunk],
+                [s.answer for s in chunk],
+            )
             vals += losses.nll(lvlm.forward(batch), batch.labels).tolist()
     return sum(vals) / len(vals)
 
@@ -235,10 +246,15 @@ class _EarlyStop:
         self.checks.append({"step": step, "forget_nll": f, "retain_nll": r})
         if f is not None and f >= self.args.stop_forget_nll:
             return f"forget NLL {f:.3f} ≥ {self.args.stop_forget_nll} at step {step}"
-        if r is not None and self.retain_start is not None and \
-                r - self.retain_start > self.args.stop_retain_rise:  # fmt: skip
-            return (f"retain NLL rose {r - self.retain_start:.3f} > {self.args.stop_retain_rise}"
-                    f" at step {step}")  # fmt: skip
+        if (
+            r is not None
+            and self.retain_start is not None
+            and r - self.retain_start > self.args.stop_retain_rise
+        ):
+            return (
+                f"retain NLL rose {r - self.retain_start:.3f} > {self.args.stop_retain_rise}"
+                f" at step {step}"
+            )
         return None
 
 
@@ -290,12 +306,18 @@ def train_lora(
     peft_model.train()
     for epoch, chunk, r_chunk in _batches(method, split, args, rng):
         te = time.time()
-        forget = lvlm.prepare([s.image_path for s in chunk], [s.question for s in chunk],
-                              method.forget_answers(chunk, rng))  # fmt: skip
+        forget = lvlm.prepare(
+            [s.image_path for s in chunk],
+            [s.question for s in chunk],
+            method.forget_answers(chunk, rng),
+        )
         retain = None
         if r_chunk:
-            retain = lvlm.prepare([s.image_path for s in r_chunk],
-                                  [s.question for s in r_chunk], [s.answer for s in r_chunk])  # fmt: skip
+            retain = lvlm.prepare(
+                [s.image_path for s in r_chunk],
+                [s.question for s in r_chunk],
+                [s.answer for s in r_chunk],
+            )
         loss, terms = method.loss(Step(lvlm, forget, retain, ref, args, chunk, state))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,8 +329,10 @@ def train_lora(
         if check_cancel:
             check_cancel()
         if progress:
-            progress(step / max(1, total), f"{method.name} epoch {epoch + 1}/{args.epochs} "
-                     f"loss {loss.item():.3f}")  # fmt: skip
+            progress(
+                step / max(1, total),
+                f"{method.name} epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f}",
+            )
         if stopper and step % args.check_every == 0:
             peft_model.eval()
             stop_reason = stopper.reason(step)
@@ -340,16 +364,18 @@ def _jsonable(obj):
     )
 
 
-def save_lora(peft_model, args: LoraArguments, out_dir, method: str, fingerprint: str,
-              split: Split) -> Path:  # fmt: skip
+def save_lora(
+    peft_model, args: LoraArguments, out_dir, method: str, fingerprint: str, split: Split
+) -> Path:
     """A peft adapter directory: peft's LoRA config keys and state-dict names, plus ours."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in
-             get_peft_model_state_dict(peft_model).items()}  # fmt: skip
+    state = {
+        k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(peft_model).items()
+    }
     save_file(state, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     body = {
         **_jsonable(peft_model.peft_config["default"].to_dict()),

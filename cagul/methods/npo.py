@@ -14,12 +14,15 @@ class NegativePreference(LoraMethod):
 
     def loss(self, step: Step):
         f = step.forget
-        forget = losses.npo(step.vlm.forward(f), step.reference(f), f.labels,
-                            step.args.npo_beta).mean()  # fmt: skip
+        forget = losses.npo(
+            step.vlm.forward(f), step.reference(f), f.labels, step.args.npo_beta
+        ).mean()
         retain = losses.nll(step.vlm.forward(step.retain), step.retain.labels).mean()
         a = step.args
         return a.forget_weight * forget + a.retain_weight * retain, {
-            "forget": forget.item(), "retain": retain.item()}  # fmt: skip
+            "forget": forget.item(),
+            "retain": retain.item(),
+        }
 
 
 METHOD = NegativePreference()

@@ -18,7 +18,9 @@ class RefusalPO(LoraMethod):
         retain = losses.nll(step.vlm.forward(step.retain), step.retain.labels).mean()
         a = step.args
         return a.forget_weight * forget + a.retain_weight * retain, {
-            "forget": forget.item(), "retain": retain.item()}  # fmt: skip
+            "forget": forget.item(),
+            "retain": retain.item(),
+        }
 
 
 METHOD = RefusalPO()

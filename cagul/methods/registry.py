@@ -28,18 +28,27 @@ class MethodInfo:
 
 
 _INFOS = (
-    MethodInfo("cagul", "cagul.methods.cagul", "CAGUL (frozen VLM, gated visual-token rewrite)",
-               True),
+    MethodInfo(
+        "cagul",
+        "cagul.methods.cagul.method",
+        "CAGUL (frozen VLM, gated visual-token rewrite)",
+        True,
+    ),
     MethodInfo("ga", "cagul.methods.ga", "Gradient ascent (LoRA)", False),
     MethodInfo("ga_gd", "cagul.methods.ga_gd", "Gradient ascent + gradient descent (LoRA)", False),
     MethodInfo("ga_kl", "cagul.methods.ga_kl", "Gradient ascent + KL to the base (LoRA)", False),
     MethodInfo("po_gd", "cagul.methods.po_gd", "Refusal PO + gradient descent (LoRA)", False),
     MethodInfo("npo", "cagul.methods.npo", "Negative preference optimisation + GD (LoRA)", False),
-    MethodInfo("retrain", "cagul.methods.retrain", "Retrain on the retain set (full fine-tune)",
-               False),
-    MethodInfo("viker", "cagul.methods.viker", "ViKeR: visual-guided key-token regularisation "
-               "(LoRA)", False),
-)  # fmt: skip
+    MethodInfo(
+        "retrain", "cagul.methods.retrain", "Retrain on the retain set (full fine-tune)", False
+    ),
+    MethodInfo(
+        "viker",
+        "cagul.methods.viker",
+        "ViKeR: visual-guided key-token regularisation (LoRA)",
+        False,
+    ),
+)
 
 #: Every registered method's info, by name.
 INFOS: dict[str, MethodInfo] = {m.name: m for m in _INFOS}

@@ -19,7 +19,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.data import PRIVATE_CATEGORIES
 from cagul.methods.base import (
     Artifact,
@@ -29,6 +28,7 @@ from cagul.methods.base import (
     request_fields,
     write_artifact,
 )
+from cagul.methods.cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.methods.lora import copy_vlm
 from cagul.models import load_vlm
 
@@ -87,11 +87,13 @@ def _retrain(
 
     vlm = load_vlm(pretrain_dir, device=device)
     probes_dir = Path(data_dir) / "probes" if data_dir else None
-    vqa = _vqa_samples(load_probes(probes_dir).train, args.seed) if probes_dir and \
-        probes_dir.is_dir() else []  # fmt: skip
+    vqa = (
+        _vqa_samples(load_probes(probes_dir).train, args.seed)
+        if probes_dir and probes_dir.is_dir()
+        else []
+    )
     draw = _template_drawer(split.retain_set, vqa, min(args.replay, len(vqa)), args.seed)
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         seed=args.seed)  # fmt: skip
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
 
     def tick(step: int, total: int, loss: float) -> None:
         if check:
@@ -131,8 +133,9 @@ class Retrain:
     name = "retrain"
     config_class = RetrainArguments
 
-    def train(self, vlm, split, config=None, *, out_dir, progress=None, check_cancel=None,
-              data_dir=None) -> Artifact:  # fmt: skip
+    def train(
+        self, vlm, split, config=None, *, out_dir, progress=None, check_cancel=None, data_dir=None
+    ) -> Artifact:
         args = config or RetrainArguments()
         t0 = time.time()
         shipped = _beside(vlm, "retrain", args.shipped_dir)
@@ -152,16 +155,25 @@ class Retrain:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         _save_weights(model_vlm.model, out)
-        body = {"source": source, "retrain_model": str(shipped if source == "shipped" else ""),
-                "pretrain_fingerprint": base_fingerprint(model_vlm) if source == "trained"
-                else None, "training": asdict(args), **request_fields(split)}  # fmt: skip
+        body = {
+            "source": source,
+            "retrain_model": str(shipped if source == "shipped" else ""),
+            "pretrain_fingerprint": base_fingerprint(model_vlm) if source == "trained" else None,
+            "training": asdict(args),
+            **request_fields(split),
+        }
         write_artifact(out, self.name, base_fingerprint(vlm), body)
         if source == "shipped":
             cost = _build_seconds(shipped, args.epochs)
         else:
             cost = {"epoch_seconds": round(stats["seconds"] / max(1, args.epochs), 3)}
-        stats = {**stats, **cost, "source": source, "seconds": round(time.time() - t0, 2),
-                 "trainable_params": _fine_tuned_params(model_vlm)}  # fmt: skip
+        stats = {
+            **stats,
+            **cost,
+            "source": source,
+            "seconds": round(time.time() - t0, 2),
+            "trainable_params": _fine_tuned_params(model_vlm),
+        }
         return Artifact(out, stats)
 
     def load(self, vlm, directory) -> UnlearnedModel:

@@ -68,8 +68,9 @@ def unseen_faces(n: int, size: tuple[int, int], known: list[str], seed: int) -> 
     known_arrays = {np.asarray(Image.open(p).convert("RGB")).tobytes() for p in known}
     out, s = [], seed
     while len(out) < n:
-        img = render_face(sample_face(random.Random(s), random.Random(s).choice(
-            ["female", "male"])), size=size[0])  # fmt: skip
+        img = render_face(
+            sample_face(random.Random(s), random.Random(s).choice(["female", "male"])), size=size[0]
+        )
         if img.size != size:
             img = img.resize(size)
         if np.asarray(img.convert("RGB")).tobytes() not in known_arrays:
@@ -124,14 +125,15 @@ class Viker(LoraMethod):
                     logp,
                     key_token_weights(logp, args.entropy_power),
                 )
-        return targets  # fmt: skip
+        return targets
 
     def loss(self, step: Step):
         f = step.forget
         rows = _answer_rows(step.vlm.forward(f), f.labels)
         cur, mask = _pad(rows)
-        tl, tw = zip(*(step.state[(s.image_path, s.question)] for s in step.forget_samples),
-                     strict=True)  # fmt: skip
+        tl, tw = zip(
+            *(step.state[(s.image_path, s.question)] for s in step.forget_samples), strict=True
+        )
         target, _ = _pad([t.to(cur.device) for t in tl])
         weights, _ = _pad([w.to(cur.device) for w in tw])
         forget = losses.weighted_kl_to_target(cur, target, weights, mask).mean()

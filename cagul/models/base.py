@@ -36,23 +36,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cagul.errors import AttentionUnavailableError, InputError, UnsupportedModelError, VLMError
+
 SENTINEL = "\u2063CAGUL_QUESTION\u2063"
-
-
-class VLMError(Exception):
-    """Base class for errors about models and their inputs."""
-
-
-class UnsupportedModelError(VLMError):
-    """The directory is not a VLM of a supported family."""
-
-
-class AttentionUnavailableError(VLMError):
-    """Cross-modal attention could not be extracted; no scores are made up in its place."""
-
-
-class InputError(VLMError):
-    """A question or image the model cannot take (empty, too long, unreadable)."""
 
 
 @dataclass
@@ -243,8 +229,10 @@ class VLM:
 
         if isinstance(img, Image.Image):  # already decoded: only the size can be wrong
             if img.width * img.height > self.max_image_pixels:
-                raise UserInputError(f"image has {img.width}x{img.height} pixels; too large "
-                                     f"(at most {self.max_image_pixels:,})")  # fmt: skip
+                raise UserInputError(
+                    f"image has {img.width}x{img.height} pixels; too large "
+                    f"(at most {self.max_image_pixels:,})"
+                )
             return img.convert("RGB")
         try:
             return open_image(img, max_pixels=self.max_image_pixels)

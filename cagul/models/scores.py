@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from .base import AttentionUnavailableError
+from cagul.errors import AttentionUnavailableError
 
 LayerScorer = Callable[[nn.Module, tuple, dict], list[torch.Tensor]]
 

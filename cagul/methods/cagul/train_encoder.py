@@ -7,12 +7,12 @@ training, only these samples can move the encoder, so only they get language-mod
 cost grows with the forget people, not with the dataset. Each sample keeps one refusal, drawn
 once. Each forget pair is also shown on `encoder_views` perturbed copies of its image, each a
 sample of its own with its own token set, so a shifted or re-lit photo is rewritten too. Token
-sets are fixed once (`cagul.selection.fix_token_sets`).
+sets are fixed once (`selection.fix_token_sets`).
 
 An epoch (`EncoderTrainer.epoch`) runs shuffled batches through the VLM with the selected
 tokens rewritten by the encoder (a `TokenReplacement` hook), takes the loss from
-`cagul.objective`, clips the gradient norm at 1 and steps AdamW, the learning rate decaying to
-0 along a cosine over all epochs.
+`objective`, clips the gradient norm at 1 and steps AdamW, the learning rate decaying to 0
+along a cosine over all epochs.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ import torch
 from PIL import Image
 
 from cagul.data import REFUSALS
+from cagul.methods.cagul.objective import Objective, targets
+from cagul.methods.cagul.selection import fix_token_sets
 from cagul.models import TokenReplacement
-from cagul.objective import Objective, targets
 from cagul.perturb import random_perturbation
-from cagul.selection import fix_token_sets
 
 if TYPE_CHECKING:
-    from cagul.adapter import CagulAdapter
     from cagul.data import Split
+    from cagul.methods.cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.config import CagulTrainingArguments
     from cagul.models import VLM
-    from cagul.train_cagul import CagulTrainingArguments
 
 
 @dataclass

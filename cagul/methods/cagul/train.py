@@ -1,10 +1,10 @@
 """Training a CAGUL adapter: the discriminator first, then both jointly.
 
 `train_cagul` is a short loop over CAGUL's parts, each in its own module:
-- token selection, `cagul.selection`: each encoder sample's k least-attended tokens, fixed once;
-- the discriminator, `cagul.discriminator_training`: cached image views and a BCE epoch;
-- the token encoder, `cagul.encoder_training`: its samples and an epoch;
-- the objective, `cagul.objective`: PO+GD (or GA+GD, GA+KL) over `cagul.losses`, with the
+- token selection, `selection`: each encoder sample's k least-attended tokens, fixed once;
+- the discriminator, `train_discriminator`: cached image views and a BCE epoch;
+- the token encoder, `train_encoder`: its samples and an epoch;
+- the objective, `objective`: PO+GD (or GA+GD, GA+KL) over `cagul.losses`, with the
   hard-sample weights.
 
 What is frozen is exploited: visual tokens are computed once per
@@ -19,56 +19,19 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from cagul.adapter import CagulAdapter
 from cagul.data import Split
-from cagul.discriminator_training import DiscriminatorTrainer, cache_views
-from cagul.encoder_training import EncoderTrainer, encoder_samples
+from cagul.methods.cagul.adapter import CagulAdapter
+from cagul.methods.cagul.config import CagulTrainingArguments
+from cagul.methods.cagul.train_discriminator import DiscriminatorTrainer, cache_views
+from cagul.methods.cagul.train_encoder import EncoderTrainer, encoder_samples
 from cagul.models import VLM
 
 Progress = Callable[[float, str], None] | None
-
-
-@dataclass
-class CagulTrainingArguments:
-    """How a CAGUL adapter is trained. The defaults were chosen on the demo bundle; how each was
-    measured is in docs/experiments/cagul-tuning.md."""
-
-    disc_epochs: int = field(default=2, metadata={"help": "discriminator-only epochs first"})
-    epochs: int = field(default=200, metadata={"help": "joint epochs after that"})
-    lr: float = field(default=3e-3, metadata={"help": "token encoder learning rate"})
-    disc_lr: float = field(default=1e-3, metadata={"help": "discriminator learning rate"})
-    batch_size: int = field(default=16, metadata={"help": "samples per encoder step"})
-    disc_batch_size: int = field(default=32, metadata={"help": "views per discriminator step"})
-    views: int = field(default=12, metadata={"help": "perturbed copies of each image (BCE)"})
-    encoder_views: int = field(
-        default=8,
-        metadata={
-            "help": "perturbed copies of each forget pair, each an encoder "
-            "sample with its own token set (0: clean only)"
-        },
-    )
-    max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
-    gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
-    forget_weight: float = field(
-        default=0.8,
-        metadata={"help": "weight of PO / GA terms, against the same images' GD / KL terms"},
-    )
-    ga_cap: float = field(default=8.0, metadata={"help": "GA stops pushing past this NLL"})
-    max_retain: int = field(
-        default=128, metadata={"help": "retain samples per epoch when every sample is transformed"}
-    )
-    hard_weight: float = field(
-        default=1.0,
-        metadata={"help": "exponent of the last-loss / role-mean sample weight (0: uniform)"},
-    )
-    hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})
-    cosine: bool = field(default=True, metadata={"help": "cosine-decay the encoder lr to 0"})
-    seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
 
 
 class _Ticker:

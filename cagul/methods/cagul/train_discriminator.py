@@ -22,10 +22,10 @@ from PIL import Image
 from cagul.perturb import random_perturbation
 
 if TYPE_CHECKING:
-    from cagul.adapter import CagulAdapter
     from cagul.data import Split
+    from cagul.methods.cagul.adapter import CagulAdapter
+    from cagul.methods.cagul.config import CagulTrainingArguments
     from cagul.models import VLM
-    from cagul.train_cagul import CagulTrainingArguments
 
 _VIEW_QUESTION = "What is shown in the image?"
 

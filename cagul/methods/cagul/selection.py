@@ -12,13 +12,21 @@ frozen, so the scores of an (image, question) never change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 if TYPE_CHECKING:
-    from cagul.adapter import CagulAdapter
     from cagul.models import VLM
+
+
+class Selector(Protocol):
+    """What `fix_token_sets` needs of an adapter (`adapter.CagulAdapter`, which imports this
+    module): its config's `selection` and its `select`."""
+
+    config: object
+
+    def select(self, scores: torch.Tensor, generator: torch.Generator | None = None): ...
 
 
 class SelectionError(ValueError):
@@ -64,7 +72,7 @@ def select_tokens(
     return _bottom_k(chosen.mean(0), k)
 
 
-def fix_token_sets(vlm: VLM, adapter: CagulAdapter, samples: list, batch_size: int, seed: int):
+def fix_token_sets(vlm: VLM, adapter: Selector, samples: list, batch_size: int, seed: int):
     """Give each training sample (anything with `image`, `question` and a settable `indices`)
     its token set, once: the VLM is frozen, so a sample's scores never change. Least-attended
     selection reads the cross-modal scores; random selection draws from a generator seeded

@@ -24,8 +24,8 @@ import torch
 from cagul import losses
 
 if TYPE_CHECKING:
+    from cagul.methods.cagul.config import CagulTrainingArguments
     from cagul.models import VLM, Batch
-    from cagul.train_cagul import CagulTrainingArguments
 
 
 def targets(samples: list, objective: str) -> list[str]:

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cagul.methods.cagul.selection import select_tokens
 from cagul.models import VLM, TokenReplacement
 from cagul.models.base import Batch, ImageLayout
-from cagul.selection import select_tokens
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -138,17 +138,35 @@ class CagulConfig:
 
 
 _FIELD_TYPES = {
-    "family": "str", "hidden_size": "int", "base_fingerprint": "str", "k": "int",
-    "per_layer": "bool", "score_layers": "int?list", "selection": "str", "threshold": "number",
-    "use_discriminator": "bool", "use_encoder": "bool", "disc_channels": "int",
-    "encoder_hidden": "int", "objective": "str", "setting": "str", "forget_ids": "strlist",
-    "categories": "strlist", "pair_ids": "strlist", "base_model": "str", "seed": "int",
+    "family": "str",
+    "hidden_size": "int",
+    "base_fingerprint": "str",
+    "k": "int",
+    "per_layer": "bool",
+    "score_layers": "int?list",
+    "selection": "str",
+    "threshold": "number",
+    "use_discriminator": "bool",
+    "use_encoder": "bool",
+    "disc_channels": "int",
+    "encoder_hidden": "int",
+    "objective": "str",
+    "setting": "str",
+    "forget_ids": "strlist",
+    "categories": "strlist",
+    "pair_ids": "strlist",
+    "base_model": "str",
+    "seed": "int",
     "format_version": "int",
-}  # fmt: skip
+}
 _TYPE_WORDS = {
-    "str": "a string", "int": "an integer", "bool": "true or false", "number": "a number",
-    "int?list": "null or a list of integers", "strlist": "a list of strings",
-}  # fmt: skip
+    "str": "a string",
+    "int": "an integer",
+    "bool": "true or false",
+    "number": "a number",
+    "int?list": "null or a list of integers",
+    "strlist": "a list of strings",
+}
 
 
 def _has_type(value, kind: str) -> bool:
@@ -193,11 +211,23 @@ def check_fits(config: CagulConfig, vlm: VLM, where: str | Path = "adapter") -> 
 
 def _strip(cfg: dict) -> dict:
     """A model config without what varies between loads of the same weights."""
-    volatile = {"_name_or_path", "transformers_version", "dtype", "torch_dtype",
-                "_attn_implementation", "attn_implementation", "_attn_implementation_internal",
-                "_commit_hash", "use_cache", "output_attentions"}  # fmt: skip
-    return {k: _strip(v) if isinstance(v, dict) else v
-            for k, v in sorted(cfg.items()) if k not in volatile}  # fmt: skip
+    volatile = {
+        "_name_or_path",
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        "_attn_implementation",
+        "attn_implementation",
+        "_attn_implementation_internal",
+        "_commit_hash",
+        "use_cache",
+        "output_attentions",
+    }
+    return {
+        k: _strip(v) if isinstance(v, dict) else v
+        for k, v in sorted(cfg.items())
+        if k not in volatile
+    }
 
 
 def base_fingerprint(vlm: VLM) -> str:
@@ -347,8 +377,10 @@ class CagulAdapter(nn.Module):
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().to(dtype or v.dtype).contiguous()
-                 for k, v in self.state_dict().items()}  # fmt: skip
+        state = {
+            k: v.detach().cpu().to(dtype or v.dtype).contiguous()
+            for k, v in self.state_dict().items()
+        }
         save_file(state, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         digest = hashlib.sha256((out / ADAPTER_WEIGHTS).read_bytes()).hexdigest()
         body = {"method": "cagul", **asdict(self.config), "weights_sha256": digest}

@@ -1,38 +1,17 @@
 """CAGUL as a method: the frozen VLM, a discriminator that flags the forget people's images and
-a token encoder that rewrites their k least-attended visual tokens (`cagul.adapter`,
-`cagul.train_cagul`, `cagul.selection`). Its unlearned model is the base model itself plus a
-per-batch rewrite, and it explains itself: forget probability, selected tokens, scores.
+a token encoder that rewrites their k least-attended visual tokens (this package's `adapter`,
+`train`, `selection`). Its unlearned model is the base model itself plus a per-batch rewrite,
+and it explains itself: forget probability, selected tokens, scores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cagul.adapter import AdapterError, CagulAdapter, plan
 from cagul.methods.base import Artifact, UnlearnedModel
-from cagul.train_cagul import CagulTrainingArguments, negatives_from, train_cagul
-
-
-def default_k(n_visual_tokens: int) -> int:
-    """The paper's share of least-attended tokens (20 of 1369 on Qwen2.5-VL-7B, ~1.5 %), but
-    on small grids up to half of them (at most 8): on the demo bundle's 16 tokens, k=4 left
-    forget EM at 0.69-0.95, k=8 brought it to 0.05-0.10 and k=12 was no better (0.12-0.29)."""
-    return max(round(0.015 * n_visual_tokens), min(n_visual_tokens // 2, 8))
-
-
-@dataclass
-class CagulMethodConfig:
-    """What a CAGUL request is trained with."""
-
-    k: int | None = field(default=None, metadata={"help": "tokens rewritten (None: default_k)"})
-    training: CagulTrainingArguments = field(
-        default_factory=CagulTrainingArguments, metadata={"help": "training settings"}
-    )
-    adapter_options: dict = field(
-        default_factory=dict,
-        metadata={"help": "CagulConfig overrides (selection, objective, ablation switches)"},
-    )
+from cagul.methods.cagul.adapter import CagulAdapter, plan
+from cagul.methods.cagul.config import CagulMethodConfig, resolve_k
+from cagul.methods.cagul.train import negatives_from, train_cagul
 
 
 class CagulUnlearned(UnlearnedModel):
@@ -58,15 +37,20 @@ class CagulMethod:
     name = "cagul"
     config_class = CagulMethodConfig
 
-    def train(self, vlm, split, config=None, *, out_dir, progress=None, check_cancel=None,
-              data_dir=None) -> Artifact:  # fmt: skip
+    def train(
+        self,
+        vlm,
+        split,
+        config=None,
+        *,
+        out_dir,
+        progress=None,
+        check_cancel=None,
+        data_dir=None,
+    ) -> Artifact:
         config = config or CagulMethodConfig()
         n_tokens = vlm.prepare([split.forget_set[0].image_path], ["?"]).layouts[0].n_tokens
-        k = default_k(n_tokens) if config.k is None else config.k
-        if not 1 <= k <= n_tokens:
-            # Refused before any training: selection would fail only once training started.
-            raise AdapterError(f"k={k} cannot be rewritten: this model gives {n_tokens} visual "
-                               f"tokens per image; choose k between 1 and {n_tokens}")  # fmt: skip
+        k = resolve_k(config.k, n_tokens)
         adapter = CagulAdapter.for_model(
             vlm,
             k=k,
@@ -74,7 +58,7 @@ class CagulMethod:
             forget_ids=list(split.forget_ids),
             categories=sorted(split.private_categories) if split.setting == "private" else [],
             pair_ids=list(split.pair_ids),
-            **(config.adapter_options or {}),
+            **config.adapter_choices(),
         )
         stats = train_cagul(
             vlm,
