@@ -280,6 +280,10 @@ class _Schedule:
             "forget_failing": sum(roles[i] == "forget" for i in failed),
             "other_failing": sum(roles[i] != "forget" for i in failed),
             "skipped_next": len(self.skip), "seconds": round(time.time() - t, 2),
+            # Which samples fail (the first few), so a run that never verifies says why.
+            "failing_samples": [
+                {"role": roles[i], "view": self.samples[i].view_of is not None,
+                 "question": self.samples[i].question} for i in failed[:8]],
         })  # fmt: skip
         self.seconds += time.time() - t
         return stop
