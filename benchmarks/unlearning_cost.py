@@ -25,17 +25,23 @@ touched (torch tensors, the LoRA copy of the model, Python objects, allocator sl
 live tensors. Later reps in the same process reuse freed memory, so only the first is measured.
 On CUDA (`--device cuda`) it is `torch.cuda.max_memory_allocated` growth instead.
 
-At each method's own default schedule (CAGUL 2 + 200 epochs, PO+GD 5 epochs) at x1: PO+GD is
-measured; CAGUL's 200 joint epochs do not fit the benchmark's 10 minutes on a CPU, so its time
-is extrapolated from the measured runs as (wall - E * epoch_seconds) + 200 * epoch_seconds and
-labelled so. One more CAGUL run at x1 (2 + 1 epochs) under cProfile gives where its time goes:
-caching the discriminator's image views, token selection, discriminator steps, and the joint
-epoch's encoder steps (batch preparation, language-model forward, backward, optimiser).
+Each method at its own default schedule is measured, not extrapolated, on the demo bundle's
+trained model and its forget10 (`--seeds`, default 0, 1, 2; one subprocess per method): CAGUL
+(2 discriminator epochs, then joint epochs until its verification check passes and a short
+consolidation, `epochs` a cap) and PO+GD (5 epochs). Each CAGUL run is also evaluated (forget
+EM, APE, non-private EM, retain EM on 200 retain pairs, perturbed-image leak) against the
+bounds every seed must meet; `ratios.cagul_to_po_gd_default_schedule_wall_ratio` is the ratio
+of the medians. `full_size_params` counts, on the meta device from the published configs
+hard-coded below, a default CAGUL adapter at Qwen2.5-VL-7B's and Llama-3.2-11B-Vision's hidden
+size against LoRA r 128 on every linear layer of their language models (FIUBench's setting).
+One more CAGUL run at x1 (2 + 1 epochs) under cProfile gives where its time goes: caching the
+discriminator's image views, token selection, discriminator steps, and the joint epoch's
+encoder steps (batch preparation, language-model forward, backward, optimiser).
 
 Usage::
 
-    python -m benchmarks.unlearning_cost [--reps 3] [--epochs 2] [--threads 1]
-        [--out benchmarks/results/unlearning_cost.json]
+    python -m benchmarks.unlearning_cost [--reps 3] [--epochs 2] [--threads 1] [--jobs 1]
+        [--seeds 0,1,2] [--out benchmarks/results/unlearning_cost.json]
     python -m benchmarks.unlearning_cost --quick --out /tmp/uc.json   # a small smoke grid
 """
 
@@ -55,10 +61,10 @@ import tempfile
 import time
 from pathlib import Path
 
-GOAL_WALL_RATIO = 0.15  # issue 23: CAGUL <= 0.15x PO+GD wall time at the demo's proportions
-CAGUL_DEFAULT_EPOCHS = 200  # CagulTrainingArguments' defaults (2 discriminator + 200 joint)
-CAGUL_DISC_EPOCHS = 2
-PO_GD_DEFAULT_EPOCHS = 5  # LoraArguments' default
+GOAL_WALL_RATIO = 1.0  # issue 34's goal: CAGUL at most PO+GD's wall time, default schedules
+MUST_WALL_RATIO = 3.0  # what issue 34 must reach
+GOAL_X4_RATIO = 1.2  # CAGUL's wall time at x4 the retain set, over x1
+CAGUL_DISC_EPOCHS = 2  # CagulTrainingArguments' default
 FORGET_PEOPLE = 3  # the demo bundle's forget10 of 30 people
 
 
@@ -127,10 +133,10 @@ def _lm_passes_per_epoch(method: str, stats: dict, split) -> int:
 # Where each part of CAGUL's training lives (function, file); a part not found is listed
 # under "missing" instead of reading 0.
 _PARTS = {
-    "view_token_caching": [("view_tokens", "cagul/discriminator_training.py")],
-    "token_selection": [("encoder_samples", "cagul/encoder_training.py")],
-    "discriminator_epoch": [("epoch", "cagul/discriminator_training.py")],
-    "encoder_epoch": [("epoch", "cagul/encoder_training.py")],
+    "view_token_caching": [("view_tokens", "cagul/methods/cagul/train_discriminator.py")],
+    "token_selection": [("encoder_samples", "cagul/methods/cagul/train_encoder.py")],
+    "discriminator_epoch": [("epoch", "cagul/methods/cagul/train_discriminator.py")],
+    "encoder_epoch": [("epoch", "cagul/methods/cagul/train_encoder.py")],
 }
 
 
@@ -170,13 +176,13 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
     enc_keys = part("encoder_epoch")
     enc, enc_calls = cum(enc_keys)
     # The discriminator's perturbed views are drawn in a list comprehension (its own frame on
-    # Python < 3.12) of cache_views (train_cagul before 62475e0); the encoder's perturbed
+    # Python < 3.12) of cache_views (train_cagul); the encoder's perturbed
     # views count as selection.
-    start = min((k[1] for k in find("train_cagul", "cagul/train_cagul.py")), default=10**9)
+    start = min((k[1] for k in find("train_cagul", "cagul/methods/cagul/train.py")), default=10**9)
     perturb = sum(v[3] for k in find("random_perturbation", "cagul/perturb.py")
                   for c, v in st[k][4].items()
-                  if path(c).endswith("cagul/discriminator_training.py")
-                  or (path(c).endswith("cagul/train_cagul.py") and c[1] >= start
+                  if path(c).endswith("cagul/methods/cagul/train_discriminator.py")
+                  or (path(c).endswith("cagul/methods/cagul/train.py") and c[1] >= start
                       and c[2] in ("train_cagul", "<listcomp>")))  # fmt: skip
     parts = {
         "view_perturbation_s": perturb,
@@ -201,17 +207,73 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
     out["missing"] = missing
     out["share"] = {k[:-2]: round(v / total, 3) for k, v in parts.items() if k in top or
                     k == "other_s"}  # fmt: skip
-    # The same parts at the default schedule (2 + 200 epochs): one-time parts once, each epoch
-    # part per epoch, from this run's per-call times. Shares only (profiled seconds run slow).
-    once = total - disc - enc
-    d = (CAGUL_DISC_EPOCHS + CAGUL_DEFAULT_EPOCHS) * disc / max(1, disc_calls)
-    e = CAGUL_DEFAULT_EPOCHS * enc / max(1, enc_calls)
-    out["default_schedule_share"] = {
-        "how": "extrapolated from this profile's per-epoch times",
-        "one_time_setup": round(once / (once + d + e), 3),
-        "discriminator_epochs": round(d / (once + d + e), 3),
-        "encoder_epochs": round(e / (once + d + e), 3),
-    }
+    return out
+
+
+# Published config values (the models' config.json on the Hugging Face Hub), hard-coded so
+# that nothing is downloaded: the language model's sizes and the width of the visual tokens
+# that enter it (CAGUL's hidden size d).
+FULL_SIZE_MODELS = {
+    "Qwen2.5-VL-7B-Instruct": {
+        "family": "qwen2_5_vl",
+        "text": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                 "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064},
+        "attention": "joint",
+    },
+    "Llama-3.2-11B-Vision-Instruct": {
+        "family": "mllama",
+        "text": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 40,
+                 "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+                 "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]},
+        "attention": "cross",
+    },
+}  # fmt: skip
+LORA_FULL_RANK, LORA_FULL_ALPHA = 128, 256  # FIUBench's LoRA setting
+
+
+def _text_model(family: str, sizes: dict):
+    """The language model alone, built from `sizes` on the meta device (no memory, no weights)."""
+    import torch
+
+    if family == "qwen2_5_vl":
+        from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLTextModel
+
+        cls, cfg = Qwen2_5_VLTextModel, Qwen2_5_VLTextConfig(**sizes)
+    else:
+        from transformers.models.mllama.configuration_mllama import MllamaTextConfig
+        from transformers.models.mllama.modeling_mllama import MllamaTextModel
+
+        cls, cfg = MllamaTextModel, MllamaTextConfig(**sizes)
+    with torch.device("meta"):
+        return cls(cfg)
+
+
+def full_size_params() -> dict:
+    """Trainable parameters of a default CAGUL adapter (discriminator + encoder at the model's
+    hidden size) against LoRA r 128 on every linear layer of the language model, per model."""
+    import torch
+    from torch import nn
+
+    from cagul.methods.cagul.adapter import CagulAdapter, CagulConfig
+
+    out = {}
+    for name, spec in FULL_SIZE_MODELS.items():
+        lm = _text_model(spec["family"], spec["text"])
+        linears = [m for m in lm.modules() if isinstance(m, nn.Linear)]
+        lora = sum(LORA_FULL_RANK * (m.in_features + m.out_features) for m in linears)
+        d = spec["text"]["hidden_size"]
+        cfg = CagulConfig(family=spec["family"], hidden_size=d, base_fingerprint="meta",
+                          per_layer=spec["attention"] == "cross")  # fmt: skip
+        with torch.device("meta"):
+            cagul = CagulAdapter(cfg).n_trainable()
+        out[name] = {
+            "hidden_size": d, "lm_parameters": sum(p.numel() for p in lm.parameters()),
+            "lora_linear_layers": len(linears), "lora_rank": LORA_FULL_RANK,
+            "lora_alpha": LORA_FULL_ALPHA, "lora_params": lora, "cagul_params": cagul,
+            "cagul_formula_params": cfg.n_parameters(),
+            "cagul_to_lora_params_ratio": round(cagul / lora, 4),
+        }  # fmt: skip
     return out
 
 
@@ -228,6 +290,8 @@ def worker(spec: dict) -> dict:
     ds = load_dataset(spec["data"])
     split = make_split(ds, spec["forget_ids"], "private")
     method = get_method(spec["method"])
+    if spec.get("seeds"):
+        return _default_schedule_cell(spec, vlm, split, method)
     runs = []
     for rep in range(spec["reps"]):
         config = _config(spec["method"], spec["epochs"])
@@ -258,6 +322,59 @@ def worker(spec: dict) -> dict:
     return {"runs": runs, "forget": len(split.forget_set),
             "nonprivate": len(split.nonprivate_set), "retain": len(split.retain_set),
             "individuals": len(ds.ids)}  # fmt: skip
+
+
+def _default_schedule_cell(spec: dict, vlm, split, method) -> dict:
+    """One method at its own default schedule on the demo bundle, once per seed: the wall time
+    of `Method.train`; for CAGUL also its stopping epoch and the evaluation the acceptance
+    bounds read (forget EM, APE, non-private EM, retain EM on 200 retain pairs, perturbed-image
+    leak; no general probes, they do not depend on the schedule)."""
+    from cagul.evaluate import evaluate_unlearned
+    from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
+    from cagul.pipeline import method_config
+
+    runs = []
+    for seed in spec["seeds"]:
+        if spec["method"] == "cagul":
+            config = CagulMethodConfig(training=CagulTrainingArguments(seed=seed))
+        else:
+            config = method_config(spec["method"], seed=seed)
+        with tempfile.TemporaryDirectory() as out:
+            t = time.perf_counter()
+            art = method.train(vlm, split, config, out_dir=out, data_dir=spec["data"])
+            seconds = time.perf_counter() - t
+            run = {"seed": seed, "seconds": round(seconds, 2)}
+            st = art.stats
+            if spec["method"] != "cagul":
+                run["steps"] = st.get("steps")
+                runs.append(run)
+                continue
+            t = time.perf_counter()
+            rep = evaluate_unlearned(vlm, art.model, split, None, base=False, max_retain=200,
+                                     progress=False)  # fmt: skip
+            run.update(
+                eval_seconds=round(time.perf_counter() - t, 2),
+                setup_seconds=st["setup_seconds"], check_seconds=st["check_seconds"],
+                verified_epoch=st["verified_epoch"], stopped_epoch=st["stopped_epoch"],
+                verified=st["verified"], lm_passes=st["lm_passes"], checks=st["checks"],
+                forget_em=rep["forget"]["em"], ape=rep["forget"]["ape"],
+                nonprivate_em=rep["nonprivate"]["em"], retain_em=rep["retain"]["em"],
+                leak=rep["leak"]["perturbed_image"],
+                leak_by_perturbation=rep["leak"].get("by_perturbation"),
+            )  # fmt: skip
+            run["bounds_met"] = _bounds_met(run)
+        runs.append(run)
+    return {"runs": runs, "forget": len(split.forget_set),
+            "nonprivate": len(split.nonprivate_set), "retain": len(split.retain_set)}  # fmt: skip
+
+
+# The acceptance bounds every seed of the default CAGUL schedule must meet (issue 34).
+BOUNDS = {"forget_em": ("<=", 0.05), "ape": ("<=", 0.10), "nonprivate_em": (">=", 0.95),
+          "retain_em": (">=", 0.98), "leak": ("<=", 0.10)}  # fmt: skip
+
+
+def _bounds_met(run: dict) -> dict:
+    return {k: (run[k] <= v if op == "<=" else run[k] >= v) for k, (op, v) in BOUNDS.items()}
 
 
 def _spawn(spec: dict, tmp: Path, name: str) -> dict:
@@ -295,6 +412,24 @@ def _summary(cell: dict) -> dict:
     return out
 
 
+def _run_cells(plan: list, tmp: Path, jobs: int, in_process: bool) -> dict:
+    """Every cell of `plan`, `jobs` at a time (each in its own subprocess unless
+    `in_process`, which runs them one after the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item):
+        name, spec = item
+        t = time.perf_counter()
+        out = worker(spec) if in_process else _spawn(spec, tmp, name)
+        print(f"  {name}: {time.perf_counter() - t:.1f} s (cell)", flush=True)
+        return name, out
+
+    if in_process or jobs <= 1:
+        return dict(one(item) for item in plan)
+    with ThreadPoolExecutor(jobs) as pool:
+        return dict(pool.map(one, plan))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -312,6 +447,11 @@ def main() -> None:
     ap.add_argument("--in-process", action="store_true",
                     help="train in this process, not one subprocess per cell (faster to start; "
                          "peak memory of later cells then reuses memory freed by earlier ones)")  # fmt: skip
+    ap.add_argument("--seeds", default=None,
+                    help="seeds of the default-schedule runs on the demo bundle (default 0,1,2; "
+                         "none with --quick)")  # fmt: skip
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="cells run at once (1: one after the other, so they do not compete)")  # fmt: skip
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -323,6 +463,9 @@ def main() -> None:
     from cagul.data import generate_dataset, make_split
     from cagul.models.tiny import build_tiny_vlm
 
+    if args.seeds is None:
+        args.seeds = "" if args.quick else "0,1,2"
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     if args.quick:
         args.people, args.scales, args.epochs, args.reps = 8, "1,2", 1, 1
         sizes = {"hidden": 64, "layers": 1, "vision": (32, 1)}
@@ -357,16 +500,20 @@ def main() -> None:
                 plan.append((f"{m}_x{s}", {**common, "method": m, "data": str(tmp / f"d{s}"),
                                            "epochs": args.epochs}))  # fmt: skip
         x1 = str(tmp / f"d{scales[0]}")
-        if args.epochs != PO_GD_DEFAULT_EPOCHS:
-            plan.append(("po_gd_default", {**common, "method": "po_gd", "data": x1,
-                                           "epochs": PO_GD_DEFAULT_EPOCHS}))  # fmt: skip
+        if seeds:  # each method at its own default schedule, on the demo bundle's forget10
+            from cagul.data import load_dataset
+            from cagul.paths import default_data_dir, default_model_dir
+
+            demo = str(default_data_dir())
+            demo_ids = list(load_dataset(demo).split_ids("forget10"))
+            for m in ("cagul", "po_gd"):
+                plan.append((f"{m}_default", {**common, "method": m, "data": demo, "reps": 1,
+                                              "model": str(default_model_dir()), "epochs": 0,
+                                              "forget_ids": demo_ids, "seeds": seeds}))  # fmt: skip
         if not args.no_profile:
             plan.append(("cagul_profile", {**common, "method": "cagul", "data": x1, "epochs": 1,
                                            "reps": 1, "profile": True}))  # fmt: skip
-        for name, spec in plan:
-            t = time.perf_counter()
-            cells[name] = worker(spec) if args.in_process else _spawn(spec, tmp, name)
-            print(f"  {name}: {time.perf_counter() - t:.1f} s (cell)", flush=True)
+        cells = _run_cells(plan, tmp, args.jobs, args.in_process)
 
     rows = []
     for s in scales:
@@ -390,10 +537,6 @@ def main() -> None:
     ratios["cagul_to_po_gd_lm_passes_per_epoch_ratio"] = round(
         c0["lm_passes_per_epoch"] / p0["lm_passes_per_epoch"], 3
     )
-    ratios["cagul_to_po_gd_default_schedule_lm_passes_ratio"] = round(
-        CAGUL_DEFAULT_EPOCHS * c0["lm_passes_per_epoch"]
-        / (PO_GD_DEFAULT_EPOCHS * p0["lm_passes_per_epoch"]), 2
-    )  # fmt: skip
     ratios["cagul_to_po_gd_params_ratio"] = round(
         c0["trainable_params"] / p0["trainable_params"], 4
     )
@@ -406,23 +549,24 @@ def main() -> None:
             by[m, s_last]["epoch_seconds"] / by[m, s0]["epoch_seconds"], 3
         )
 
-    # Each method at its own default schedule, at x1.
-    po_def = _summary(cells["po_gd_default"]) if "po_gd_default" in cells else by["po_gd", s0]
-    cagul_setup = c0["seconds"] - args.epochs * c0["epoch_seconds"]
-    cagul_default = cagul_setup + CAGUL_DEFAULT_EPOCHS * c0["epoch_seconds"]
-    default = {
-        "cagul": {"epochs": f"{CAGUL_DISC_EPOCHS} + {CAGUL_DEFAULT_EPOCHS}",
-                  "seconds": round(cagul_default, 1), "measured": False,
-                  "how": f"extrapolated: (wall - {args.epochs} x epoch_seconds) + "
-                         f"{CAGUL_DEFAULT_EPOCHS} x epoch_seconds of the x{s0} runs",
-                  "setup_and_disc_seconds": round(cagul_setup, 2)},
-        "po_gd": {"epochs": f"{PO_GD_DEFAULT_EPOCHS}", "seconds": po_def["seconds"],
-                  "measured": True, "seconds_all": po_def["seconds_all"]},
-    }  # fmt: skip
-    ratios["cagul_to_po_gd_default_schedule_wall_ratio"] = round(
-        cagul_default / po_def["seconds"], 2
-    )
-    goal_ratio = ratios["cagul_to_po_gd_default_schedule_wall_ratio"]
+    # Each method at its own default schedule, on the demo bundle, measured once per seed.
+    default = {}
+    for m in ("cagul", "po_gd"):
+        if f"{m}_default" not in cells:
+            continue
+        runs = cells[f"{m}_default"]["runs"]
+        default[m] = {"seconds": round(statistics.median(r["seconds"] for r in runs), 2),
+                      "seconds_all": [r["seconds"] for r in runs], "measured": True,
+                      "runs": runs}  # fmt: skip
+    goal_ratio = None
+    if len(default) == 2:
+        c_runs = default["cagul"]["runs"]
+        default["cagul"]["stopped_epochs"] = [r["stopped_epoch"] for r in c_runs]
+        default["cagul"]["every_seed_meets_bounds"] = all(
+            all(r["bounds_met"].values()) for r in c_runs
+        )
+        goal_ratio = round(default["cagul"]["seconds"] / default["po_gd"]["seconds"], 2)
+        ratios["cagul_to_po_gd_default_schedule_wall_ratio"] = goal_ratio
     breakdown = cells["cagul_profile"]["runs"][0]["breakdown"] if "cagul_profile" in cells else None
 
     print(f"\nequal epochs: CAGUL {CAGUL_DISC_EPOCHS} disc + {args.epochs} joint, PO+GD "
@@ -437,10 +581,18 @@ def main() -> None:
               f"{'CAGUL' if r['method'] == 'cagul' else 'PO+GD':>6} {r['seconds']:>7.2f} "
               f"{r['epoch_seconds']:>7.3f} {r['lm_passes_per_epoch']:>8} "
               f"{r['trainable_params']:>9} {r['peak_mib']:>8.1f} {ratio}")  # fmt: skip
-    print(f"\ndefault schedules at x{s0}: CAGUL {default['cagul']['epochs']} epochs "
-          f"{cagul_default:.0f} s (extrapolated), PO+GD {PO_GD_DEFAULT_EPOCHS} epochs "
-          f"{po_def['seconds']:.1f} s (measured): CAGUL/PO+GD {goal_ratio:.1f}x "
-          f"(goal <= {GOAL_WALL_RATIO}x: {'met' if goal_ratio <= GOAL_WALL_RATIO else 'NOT met'})")  # fmt: skip
+    if goal_ratio is not None:
+        print(f"\ndefault schedules on the demo bundle's forget10, seeds {seeds} (median): "
+              f"CAGUL {default['cagul']['seconds']:.1f} s (stopped at joint epochs "
+              f"{default['cagul']['stopped_epochs']}), PO+GD {default['po_gd']['seconds']:.1f} s: "
+              f"CAGUL/PO+GD {goal_ratio:.2f}x (issue 34: <= {MUST_WALL_RATIO}x "
+              f"{'met' if goal_ratio <= MUST_WALL_RATIO else 'NOT met'}; goal <= "
+              f"{GOAL_WALL_RATIO}x)")  # fmt: skip
+        for r in default["cagul"]["runs"]:
+            print(f"  CAGUL seed {r['seed']}: {r['seconds']:.1f} s, forget EM {r['forget_em']:.3f}, "
+                  f"APE {r['ape']:.3f}, non-private {r['nonprivate_em']:.3f}, retain "
+                  f"{r['retain_em']:.3f}, leak {r['leak']:.3f}, bounds "
+                  f"{'met' if all(r['bounds_met'].values()) else 'NOT met'}")  # fmt: skip
     if breakdown:
         print(f"\nwhere CAGUL's time goes (cProfile, x{s0}, {CAGUL_DISC_EPOCHS} disc + 1 joint "
               f"epoch, {breakdown['total_s']:.1f} s under the profiler):")  # fmt: skip
@@ -448,10 +600,6 @@ def main() -> None:
             if k.endswith("_s") and k != "total_s":
                 share = breakdown["share"].get(k[:-2])
                 print(f"  {k[:-2]:<24} {v:>7.2f} s" + (f" {share:>6.1%}" if share else ""))
-        ds_ = breakdown["default_schedule_share"]
-        print(f"  at the default 2 + 200 epochs ({ds_['how']}): one-time setup "
-              f"{ds_['one_time_setup']:.1%}, discriminator epochs "
-              f"{ds_['discriminator_epochs']:.1%}, encoder epochs {ds_['encoder_epochs']:.1%}")  # fmt: skip
     for k, v in ratios.items():
         print(f"  {k:<44} {v}")
     print(f"benchmark wall time {time.perf_counter() - t_start:.0f} s")
@@ -462,7 +610,13 @@ def main() -> None:
         "equal_epochs": {"cagul": f"{CAGUL_DISC_EPOCHS} discriminator + {args.epochs} joint",
                          "po_gd": str(args.epochs)},
         "rows": rows, "default_schedule": default, "ratios": ratios,
-        "goal_wall_ratio": GOAL_WALL_RATIO, "goal_met": goal_ratio <= GOAL_WALL_RATIO,
+        "goal_wall_ratio": GOAL_WALL_RATIO, "must_wall_ratio": MUST_WALL_RATIO,
+        "goal_met": goal_ratio is not None and goal_ratio <= GOAL_WALL_RATIO,
+        "must_met": goal_ratio is not None and goal_ratio <= MUST_WALL_RATIO,
+        "goal_x4_ratio": GOAL_X4_RATIO,
+        "x4_goal_met": ratios.get(f"cagul_wall_x{s_last}_to_x{s0}_ratio", 99) <= GOAL_X4_RATIO,
+        "bounds": BOUNDS, "full_size_params": None if args.quick else full_size_params(),
+        "load_average": os.getloadavg(),
         "cagul_profile": breakdown,
         "peak_memory_measure": rows[0]["peak_measure"],
         "benchmark_seconds": round(time.perf_counter() - t_start, 1),

@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int_at_least(1),
         help="tokens rewritten per sample (default: 1.5%%, or half a small grid up to 8)",
     )
-    p.add_argument("--epochs", type=int_at_least(1), help="joint epochs")
+    p.add_argument("--epochs", type=int_at_least(1), help="joint epochs (CAGUL: at most)")
     p.add_argument("--disc-epochs", dest="disc_epochs", type=int_at_least(0))
     p.add_argument("--lr", type=float_at_least(0.0, strict=True))
     p.add_argument(

@@ -385,7 +385,8 @@ def test_training_is_seeded_with_perturbed_encoder_views(tiny_vlms, split):
 
 def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split):
     vlm = tiny_vlms["qwen2_5_vl"]
-    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=0, encoder_views=3)
+    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=0, encoder_views=3,
+                                  views_per_epoch=0)  # fmt: skip
     stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
     # Each forget pair is shown clean and as 3 perturbed copies; non-private pairs only clean,
     # so the extra language-model passes scale with the forget set alone.
@@ -419,3 +420,100 @@ def test_hard_weighting_changes_training_only_when_switched_on(tiny_vlms, split)
 
     assert torch.equal(weights(0.0), weights(0.0))
     assert not torch.equal(weights(0.0), weights(1.0))
+
+
+# ---- stopping when verified, and passes only where they still move something -------------------
+def test_training_stops_at_the_first_verified_check_and_epochs_is_a_cap(tiny_vlms, split):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    args = CagulTrainingArguments(disc_epochs=1, epochs=30, views=2, encoder_views=0,
+                                  check_every=2, consolidate=1, disc_lr=1e-2)  # fmt: skip
+    stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
+    checks = stats["checks"]
+    first = next(c for c in checks if c["passed"])
+    # Stopped one consolidation epoch after the first passing check, long before the cap,
+    # and the check that stopped it passed too.
+    assert stats["verified_epoch"] == first["epoch"] and first["epoch"] % 2 == 0
+    assert stats["stopped_epoch"] == first["epoch"] + 1 < 30 and checks[-1]["passed"]
+    assert stats["verified"] and checks[-1]["discriminator_lowest_forget_probability"] > 0.9
+    # An unreachable margin (every view at P > 0.999 and < 0.001) never verifies: the cap holds.
+    strict = dataclasses.replace(args, epochs=4, disc_margin=0.499)
+    capped = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), strict)
+    assert capped["stopped_epoch"] == 4 and not capped["verified"]
+    assert capped["verified_epoch"] is None and [c["epoch"] for c in capped["checks"]] == [2, 4]
+
+
+def test_a_forget_answer_that_leaks_fails_the_check(tiny_vlms, split):
+    from cagul.methods.cagul.train_encoder import EncoderSample, verify_samples
+
+    vlm = tiny_vlms["qwen2_5_vl"]
+    adapter = CagulAdapter.for_model(vlm, k=2)
+    s = split.forget_set[0]
+    # The tiny model answers something; a keyword that is in every answer ("" is in any
+    # string) makes the forget sample leak and the non-private sample answered right.
+    leak = EncoderSample(s.image_path, s.question, s.answer, "forget", torch.tensor([0, 1]),
+                         keywords=("",))  # fmt: skip
+    kept = EncoderSample(s.image_path, s.question, s.answer, "retain", torch.tensor([0, 1]),
+                         keywords=("",))  # fmt: skip
+    lost = dataclasses.replace(kept, keywords=("zzqx-not-said",))
+    ok = verify_samples(vlm, adapter, [leak, kept, lost, lost], [False, True, True, False], 4)
+    # lost: the base answered it right (it must stay right) / the base did not (nothing to keep)
+    assert ok == [False, True, False, True]
+
+
+def test_views_per_epoch_and_skipping_cut_language_model_passes(tiny_vlms, split):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    n_f, n_np = len(split.forget_set), len(split.nonprivate_set)
+    args = CagulTrainingArguments(disc_epochs=0, epochs=2, views=0, encoder_views=3,
+                                  views_per_epoch=1, check_every=0, skip_nll=0.0)  # fmt: skip
+    stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
+    assert stats["encoder_samples"] == 4 * n_f + n_np
+    # One of the 3 perturbed views of each forget pair per epoch, not all of them.
+    assert [h["lm_passes"] for h in stats["history"]] == [2 * n_f + n_np] * 2
+    assert stats["checks"] == [] and stats["verified_epoch"] is None
+    # A check skips every sample that passed it with an NLL under skip_nll (here any) until
+    # the next check. Every view is trained in epoch 1 (views_per_epoch 0), so each has a
+    # loss; a sample never trained has none and is never skipped.
+    skipping = dataclasses.replace(args, epochs=2, check_every=1, consolidate=5,
+                                   skip_nll=1e9, disc_margin=0.0, views_per_epoch=0)  # fmt: skip
+    s2 = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), skipping)
+    first = s2["checks"][0]
+    failing = first["forget_failing"] + first["other_failing"]
+    assert first["skipped_next"] == 4 * n_f + n_np - failing
+    assert s2["history"][1]["lm_passes"] == failing < 4 * n_f + n_np
+
+
+def test_discriminator_negatives_are_a_fixed_budget(tiny_vlms, split, data_dir):
+    import random
+
+    from cagul.methods.cagul.train import negatives_from
+    from cagul.methods.cagul.train_discriminator import cache_views
+
+    vlm = tiny_vlms["qwen2_5_vl"]
+    scenes = negatives_from(data_dir)
+
+    def views(budget: int):
+        args = CagulTrainingArguments(views=3, negative_views=budget)
+        return cache_views(vlm, split, scenes, args, random.Random(0))
+
+    positives = 4  # the forget person's image, clean and 3 perturbed copies
+    for budget in (3, 9, 14):
+        v = views(budget)
+        assert len(v) == positives + budget and int(v.labels.sum()) == positives
+    # Fewer negatives exist than a large budget: all of them, each other person 1 + 3 times.
+    others = {s.image_path for s in split.retain_set} - {s.image_path for s in split.forget_set}
+    n_people = len(others)
+    assert len(views(10_000)) == positives + len(scenes) + 4 * n_people
+
+
+def test_batched_discriminator_equals_one_image_at_a_time(tiny_vlms, split):
+    vlm = tiny_vlms["qwen2_5_vl"]
+    adapter = CagulAdapter.for_model(vlm, k=2)
+    images = [split.forget_set[0].image_path, split.retain_set[0].image_path]
+    batch = vlm.prepare(images, ["What is shown in the image?"] * 2)
+    tokens = vlm.visual_tokens(batch)
+    together = adapter.discriminator(tokens, batch.layouts)
+    alone = torch.cat([adapter.discriminator([t], [lay])
+                       for t, lay in zip(tokens, batch.layouts, strict=True)])  # fmt: skip
+    assert torch.allclose(together, alone, atol=1e-5)
+    with pytest.raises(ValueError):
+        adapter.discriminator(tokens, batch.layouts[:1])

@@ -272,11 +272,22 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(channels, 1)
 
     def forward(self, tokens: list[torch.Tensor], layouts: list[ImageLayout]) -> torch.Tensor:
-        """Logits `[B]` for a list of `[n_i, d]` token tensors."""
-        out = []
-        for v, lay in zip(tokens, layouts, strict=True):
-            x = _patch_grid(self.norm(v.float()), lay).unsqueeze(0)
-            out.append(self.head(self.conv(x)).reshape(()))
+        """Logits `[B]` for a list of `[n_i, d]` token tensors.
+
+        Images with the same patch grid go through the CNN as one batch (one call per grid
+        shape, not per image); the result is the same as one call per image."""
+        if len(tokens) != len(layouts):
+            raise ValueError(f"{len(tokens)} token tensors for {len(layouts)} layouts")
+        groups: dict[tuple, list[int]] = {}
+        for i, lay in enumerate(layouts):
+            groups.setdefault(tuple(lay.grid), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(tokens)
+        for members in groups.values():
+            x = torch.stack([_patch_grid(self.norm(tokens[i].float()), layouts[i])
+                             for i in members])  # fmt: skip
+            logits = self.head(self.conv(x)).reshape(-1)
+            for j, i in enumerate(members):
+                out[i] = logits[j]
         return torch.stack(out)
 
 

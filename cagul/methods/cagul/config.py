@@ -20,11 +20,17 @@ class CagulTrainingArguments:
     measured is in docs/experiments/cagul-tuning.md."""
 
     disc_epochs: int = field(default=2, metadata={"help": "discriminator-only epochs first"})
-    epochs: int = field(default=200, metadata={"help": "joint epochs after that"})
+    epochs: int = field(
+        default=200,
+        metadata={"help": "at most this many joint epochs (training stops once verified)"},
+    )
     lr: float = field(default=3e-3, metadata={"help": "token encoder learning rate"})
     disc_lr: float = field(default=1e-3, metadata={"help": "discriminator learning rate"})
     batch_size: int = field(default=16, metadata={"help": "samples per encoder step"})
     disc_batch_size: int = field(default=32, metadata={"help": "views per discriminator step"})
+    cache_batch_size: int = field(
+        default=64, metadata={"help": "images per pass when caching views and fixing token sets"}
+    )
     views: int = field(default=12, metadata={"help": "perturbed copies of each image (BCE)"})
     encoder_views: int = field(
         default=8,
@@ -33,7 +39,15 @@ class CagulTrainingArguments:
             "sample with its own token set (0: clean only)"
         },
     )
+    views_per_epoch: int = field(
+        default=2,
+        metadata={"help": "perturbed copies of each forget pair trained per epoch (0: all)"},
+    )
     max_negatives: int = field(default=64, metadata={"help": "unrelated images used as negatives"})
+    negative_views: int = field(
+        default=384,
+        metadata={"help": "negative views in all (unrelated images, other people's views)"},
+    )
     gd_weight: float = field(default=1.0, metadata={"help": "weight of GD / KL terms"})
     forget_weight: float = field(
         default=0.8,
@@ -48,7 +62,28 @@ class CagulTrainingArguments:
         metadata={"help": "exponent of the last-loss / role-mean sample weight (0: uniform)"},
     )
     hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})
-    cosine: bool = field(default=True, metadata={"help": "cosine-decay the encoder lr to 0"})
+    cosine: bool = field(
+        default=True,
+        metadata={"help": "cosine-decay the encoder lr (over `epochs`; once verified, to 0 "
+                          "over the consolidation epochs)"},
+    )  # fmt: skip
+    check_every: int = field(
+        default=5,
+        metadata={"help": "joint epochs between verification checks (0: no check, train all "
+                          "epochs)"},
+    )  # fmt: skip
+    consolidate: int = field(
+        default=5, metadata={"help": "joint epochs after the first passing check"}
+    )
+    disc_margin: float = field(
+        default=0.4,
+        metadata={"help": "the check's discriminator margin around its threshold"},
+    )
+    skip_nll: float = field(
+        default=0.1,
+        metadata={"help": "a sample that passed the last check and whose NLL is below this "
+                          "skips its passes until the next check (0: never skip)"},
+    )  # fmt: skip
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
 
 

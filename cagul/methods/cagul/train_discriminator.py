@@ -1,9 +1,10 @@
 """Training CAGUL's discriminator: its cached views and one BCE epoch.
 
-The views are every image of the split (forget and retain people), clean and as `views`
-perturbed copies, so a re-saved or shifted photo is still recognised, each labelled 1 when it
-shows a forget person; and up to `max_negatives` unrelated images (the probe scenes) labelled
-0, so general questions are left alone. The VLM is frozen, so each view's visual tokens are
+The views are the forget people's images, clean and as `views` perturbed copies, so a re-saved
+or shifted photo is still recognised, labelled 1; and a fixed budget of negatives labelled 0:
+up to `max_negatives` unrelated images (the probe scenes, so general questions are left alone)
+and the other people's images, clean and perturbed (`negative_views` in all, so the cost does
+not grow with the dataset). The VLM is frozen, so each view's visual tokens are
 computed once (`cache_views`) and the discriminator trains on that cache with no
 language-model pass at all: a BCE weighted by the ratio of negatives to positives.
 """
@@ -62,24 +63,53 @@ def cache_views(
     rng: random.Random,
     progress: Callable[[float, str], None] | None = None,
 ) -> Views:
-    """Every image of `split` clean and perturbed (`args.views` copies drawn with `rng`), then
-    the first `args.max_negatives` of `negatives`; their visual tokens computed once."""
+    """The forget people's images clean and perturbed (`args.views` copies drawn with `rng`),
+    then at most `args.negative_views` negatives: the first `args.max_negatives` of
+    `negatives` and every other person's clean image (a sample of them when they do not fit),
+    then perturbed copies of those people, round-robin, up to the budget. Their visual tokens
+    are computed once. The budget keeps the cache and every discriminator epoch the same size
+    however large the dataset grows."""
     forget_ids = set(split.forget_ids)
     people: dict[str, bool] = {}
     for s in split.forget_set + split.retain_set:
         people.setdefault(s.image_path, s.unique_id in forget_ids)
     images, labels = [], []
-    for path, label in people.items():
+    for path in (p for p, is_forget in people.items() if is_forget):
         img = Image.open(path).convert("RGB")
         images += [path] + [random_perturbation(img, rng) for _ in range(args.views)]
-        labels += [float(label)] * (args.views + 1)
-    for path in list(negatives)[: args.max_negatives]:
-        images.append(path)
-        labels.append(0.0)
+        labels += [1.0] * (args.views + 1)
+    negs = negative_views(
+        [p for p, is_forget in people.items() if not is_forget],
+        list(negatives)[: args.max_negatives],
+        args.views,
+        args.negative_views,
+        rng,
+    )
+    images += negs
+    labels += [0.0] * len(negs)
     if progress:
         progress(0.0, f"caching visual tokens of {len(images)} image views")
-    tokens, layouts = view_tokens(vlm, images, args.disc_batch_size)
+    tokens, layouts = view_tokens(vlm, images, args.cache_batch_size)
     return Views(tokens, layouts, torch.tensor(labels, device=vlm.device))
+
+
+def negative_views(
+    others: list[str], scenes: list[str], views: int, budget: int, rng: random.Random
+) -> list:
+    """At most `budget` negative views: `scenes` and the other people's clean images first
+    (a seeded sample when they alone exceed the budget), then up to `views` perturbed copies
+    of each other person, one per person per round, until the budget is spent."""
+    clean = scenes + others
+    if len(clean) >= budget:
+        return rng.sample(clean, budget)
+    out: list = list(clean)
+    opened = {p: Image.open(p).convert("RGB") for p in others}
+    for _ in range(views):
+        for p in others:
+            if len(out) >= budget:
+                return out
+            out.append(random_perturbation(opened[p], rng))
+    return out
 
 
 class DiscriminatorTrainer:
@@ -114,6 +144,22 @@ class DiscriminatorTrainer:
             bces.append(loss.item())
             tick(f"{label} discriminator BCE {loss.item():.3f}")
         return sum(bces) / max(1, len(bces))
+
+    def separation(self, margin: float) -> dict:
+        """Whether the discriminator separates the cached views with `margin`: every forget
+        person's view at a probability above threshold + margin, every other view below
+        threshold - margin (one batched pass, no update)."""
+        v = self.views
+        prob = self.adapter.forget_probability(v.tokens, v.layouts)
+        pos = v.labels.cpu() > 0.5
+        thr = self.adapter.config.threshold
+        lowest = float(prob[pos].min()) if pos.any() else 1.0
+        highest = float(prob[~pos].max()) if (~pos).any() else 0.0
+        return {
+            "passed": lowest > thr + margin and highest < thr - margin,
+            "lowest_forget_probability": round(lowest, 4),
+            "highest_other_probability": round(highest, 4),
+        }
 
     def accuracy(self) -> float:
         """The share of views the adapter's gate decides right (at its threshold)."""

@@ -9,10 +9,12 @@ once. Each forget pair is also shown on `encoder_views` perturbed copies of its 
 sample of its own with its own token set, so a shifted or re-lit photo is rewritten too. Token
 sets are fixed once (`selection.fix_token_sets`).
 
-An epoch (`EncoderTrainer.epoch`) runs shuffled batches through the VLM with the selected
-tokens rewritten by the encoder (a `TokenReplacement` hook), takes the loss from
-`objective`, clips the gradient norm at 1 and steps AdamW, the learning rate decaying to 0
-along a cosine over all epochs.
+An epoch (`EncoderTrainer.epoch`) runs shuffled batches of the samples the schedule chose
+(`train._Schedule`) through the VLM with the selected tokens rewritten by the
+encoder (a `TokenReplacement` hook), takes the loss from `objective`, clips the gradient
+norm at 1 and steps AdamW at the learning rate the schedule set. `verify_samples` is the
+schedule's check: every sample's greedy answer with its tokens rewritten, as the evaluation
+generates it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
+from cagul import metrics
+from cagul.answering import cut_answer
 from cagul.data import REFUSALS
 from cagul.methods.cagul.objective import Objective, targets
 from cagul.methods.cagul.selection import fix_token_sets
@@ -47,14 +51,18 @@ class EncoderSample:
     role: str  # "forget" | "retain"
     indices: torch.Tensor | None = None  # the token set, fixed once
     refusal: str = ""  # the PO target of a forget sample
+    keywords: tuple[str, ...] = ()  # what a leaking answer contains (the verification check)
+    view_of: int | None = None  # a perturbed view: the index of its clean sample
 
 
 def _pair_samples(split: Split, use_discriminator: bool, retain_pool: list) -> list:
     out = []
     for role, pairs in (("forget", split.forget_set), ("retain", split.nonprivate_set)):
-        out += [EncoderSample(s.image_path, s.question, s.answer, role) for s in pairs]
+        out += [EncoderSample(s.image_path, s.question, s.answer, role, keywords=s.keywords)
+                for s in pairs]  # fmt: skip
     if not use_discriminator:
-        out += [EncoderSample(s.image_path, s.question, s.answer, "retain") for s in retain_pool]
+        out += [EncoderSample(s.image_path, s.question, s.answer, "retain", keywords=s.keywords)
+                for s in retain_pool]  # fmt: skip
     return out
 
 
@@ -68,11 +76,12 @@ def perturbed_views(samples: list[EncoderSample], n_views: int, seed: int) -> li
             img = Image.open(path).convert("RGB")
             perturbed[path] = [random_perturbation(img, rng) for _ in range(n_views)]
     return [
-        EncoderSample(v, s.question, s.answer, s.role, refusal=s.refusal)
-        for s in samples
+        EncoderSample(v, s.question, s.answer, s.role, refusal=s.refusal, keywords=s.keywords,
+                      view_of=i)
+        for i, s in enumerate(samples)
         if s.role == "forget"
         for v in perturbed.get(s.image, ())
-    ]
+    ]  # fmt: skip
 
 
 def encoder_samples(
@@ -93,7 +102,7 @@ def encoder_samples(
     for s in samples:
         s.refusal = rng.choice(REFUSALS)
     samples += perturbed_views(samples, args.encoder_views, args.seed)
-    fix_token_sets(vlm, adapter, samples, args.batch_size, args.seed)
+    fix_token_sets(vlm, adapter, samples, args.cache_batch_size, args.seed)
     return samples
 
 
@@ -115,14 +124,7 @@ class EncoderTrainer:
         self.params = [p for p in adapter.token_encoder.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=args.lr) if self.params else None
         self.steps = math.ceil(len(samples) / args.batch_size) if self.opt else 0
-        self.sched = None
-        if self.opt and args.cosine:
-            # Decaying to zero lets the last epochs settle instead of bouncing around the
-            # PO/GD compromise at full step size.
-            n = max(1, args.epochs * self.steps)
-            self.sched = torch.optim.lr_scheduler.LambdaLR(
-                self.opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, n) / n))
-            )
+        self.lr = args.lr
         is_forget = torch.tensor([s.role == "forget" for s in samples], dtype=torch.bool)
         self.objective = Objective(adapter.config.objective, args, is_forget)
 
@@ -130,10 +132,22 @@ class EncoderTrainer:
     def active(self) -> bool:
         return self.opt is not None
 
-    def epoch(self, rng: random.Random, tick: Callable[[str], None], label: str) -> dict:
-        """One pass over the samples in an order shuffled by `rng`; the mean NLL of each role's
-        targets ({"forget", "retain"}, None for a role without samples)."""
-        order = list(range(len(self.samples)))
+    def set_lr_factor(self, factor: float) -> None:
+        """The learning rate for the next steps: `factor` times the configured one."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * factor
+
+    def epoch(
+        self,
+        rng: random.Random,
+        tick: Callable[[str], None],
+        label: str,
+        active: list[int] | None = None,
+    ) -> dict:
+        """One pass over the samples `active` (None: all) in an order shuffled by `rng`; the
+        mean NLL of each role's targets ({"forget", "retain"}, None for a role without
+        samples in this pass) and the number of language-model passes ("passes")."""
+        order = list(range(len(self.samples))) if active is None else list(active)
         rng.shuffle(order)
         sums: dict[str, list[float]] = {"forget": [], "retain": []}
         for i in range(0, len(order), self.batch_size):
@@ -149,9 +163,52 @@ class EncoderTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
             self.opt.step()
-            if self.sched:
-                self.sched.step()
             for s, v in zip(chunk, nll.tolist(), strict=True):
                 sums[s.role].append(v)
             tick(f"{label} encoder loss {loss.item():.3f}")
-        return {k: (sum(v) / len(v) if v else None) for k, v in sums.items()}
+        out: dict = {k: (sum(v) / len(v) if v else None) for k, v in sums.items()}
+        out["passes"] = len(order)
+        return out
+
+
+def base_answers_right(vlm: VLM, samples: list[EncoderSample], batch_size: int) -> list[bool]:
+    """Whether the base model (nothing rewritten) answers each non-forget sample right (keyword
+    EM 1): the verification check asks the rewrite to keep only what the base model knows."""
+    keep = [i for i, s in enumerate(samples) if s.role != "forget" and s.keywords]
+    answers = _greedy(vlm, [samples[i] for i in keep], None, batch_size)
+    right = [False] * len(samples)
+    for i, a in zip(keep, answers, strict=True):
+        right[i] = metrics.keyword_em(a, samples[i].keywords) == 1.0
+    return right
+
+
+def _greedy(vlm: VLM, samples: list[EncoderSample], encoder, batch_size: int) -> list[str]:
+    """Greedy answers as the evaluation generates them (cut at the first "."), with each
+    sample's fixed token set rewritten by `encoder` (None: the base model)."""
+    out: list[str] = []
+    for i in range(0, len(samples), batch_size):
+        chunk = samples[i : i + batch_size]
+        batch = vlm.prepare([s.image for s in chunk], [s.question for s in chunk])
+        rep = None if encoder is None else TokenReplacement(encoder, [s.indices for s in chunk])
+        out += [cut_answer(t) for t in vlm.generate(batch, rep, 50, stop_at_period=True)]
+    return out
+
+
+def verify_samples(
+    vlm: VLM,
+    adapter: CagulAdapter,
+    samples: list[EncoderSample],
+    base_right: list[bool],
+    batch_size: int,
+) -> list[bool]:
+    """Per sample, whether its rewritten greedy answer is what training wants: a forget sample
+    (clean or a perturbed view) leaks none of its keywords (keyword EM 0, what forget EM
+    counts); another sample the base model answered right is still answered right."""
+    answers = _greedy(vlm, samples, adapter.token_encoder, batch_size)
+    ok = []
+    for s, a, base in zip(samples, answers, base_right, strict=True):
+        if s.role == "forget":
+            ok.append(not s.keywords or metrics.keyword_em(a, s.keywords) == 0.0)
+        else:
+            ok.append(not base or metrics.keyword_em(a, s.keywords) == 1.0)
+    return ok
