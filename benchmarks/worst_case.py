@@ -50,9 +50,11 @@ def _strip(d: dict | None) -> dict | None:
     return None if d is None else {k: v for k, v in d.items() if k != "images"}
 
 
-def run_adapter(vlm, model, items, budgets, settings) -> tuple[dict, dict]:
-    """Clean pass and per-budget attacks of one model; also the adversarial photos."""
-    out = {"clean": clean_pass(model, vlm, items), "budgets": []}
+def run_adapter(vlm, model, items, budgets, settings, out: dict, save=None) -> dict:
+    """Clean pass and per-budget attacks of one model into `out`; returns the adversarial
+    photos. `save` is called after each budget (partial results survive an interruption)."""
+    out.update({"clean": clean_pass(model, vlm, items), "budgets": []})
+    print(f"{model.method}: clean leak {out['clean']['leak_rate']:.3f}", flush=True)
     photos = {}
     for budget in budgets:
         t = time.perf_counter()
@@ -63,8 +65,13 @@ def run_adapter(vlm, model, items, budgets, settings) -> tuple[dict, dict]:
         out["budgets"].append({"eps": budget.label, "gate_evasion": _strip(gate),
                                "answer_recovery": _strip(rec), "gate_seconds": t_gate,
                                "seconds": time.perf_counter() - t})  # fmt: skip
+        b = out["budgets"][-1]
+        print(f"{model.method} {budget.label}: evaded {gate and gate['evaded']}, recovery leak "
+              f"{rec['leak_rate']:.3f}, {b['seconds']:.0f} s", flush=True)  # fmt: skip
+        if save:
+            save()
     out["attack_seconds"] = sum(b["seconds"] for b in out["budgets"])
-    return out, photos
+    return photos
 
 
 def _commit() -> str:
@@ -122,6 +129,13 @@ def main() -> None:
     results = {"commit": _commit(), "eps": [b.label for b in budgets], "steps": args.steps,
                "seed": args.seed, "threads": args.threads, "adapters": {}, "transfer": [],
                "membership": {}}  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        results["loadavg_start"], results["loadavg_end"] = load_start, os.getloadavg()
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
     photos, items_of, models = {}, {}, {}
     for d in adapters:
         model = load_model(vlm, [d])
@@ -129,9 +143,11 @@ def main() -> None:
         split = make_split(ds, list(cfg["forget_ids"]), setting=cfg["setting"])
         name = f"{model.method}:{Path(d).name}"
         items_of[name], models[name] = _items(split), model
-        results["adapters"][name], photos[name] = run_adapter(
-            vlm, model, items_of[name], budgets, settings
+        results["adapters"][name] = {}
+        photos[name] = run_adapter(
+            vlm, model, items_of[name], budgets, settings, results["adapters"][name], save
         )
+        save()
     for a in photos:
         for b in photos:
             if a == b or items_of[a] != items_of[b]:
@@ -156,10 +172,7 @@ def main() -> None:
             results["membership"]["retrain"] = membership_auc(
                 None, retrain, split.forget_set, holdout
             )
-    results["loadavg_start"], results["loadavg_end"] = load_start, os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    save()
     print_table(results)
     print(f"wrote {out}")
 

@@ -5,6 +5,7 @@ exactly in 8-bit pixel space, and repeats by seed), plus `audit --attack pgd` on
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,8 +125,9 @@ def unlearned(tiny_vlms, data_dir, tmp_path_factory):
         max_negatives=2))  # fmt: skip
     out = {}
     for name, cfg in (("po_gd", po), ("cagul", cagul)):
-        art = get_method(name).train(vlm, split, cfg, out_dir=root / name, data_dir=data_dir)
-        out[name] = (art.model, str(root / name))
+        method = get_method(name)
+        method.train(vlm, split, cfg, out_dir=root / name, data_dir=data_dir)
+        out[name] = (method.load(vlm, root / name), str(root / name))  # as an auditor loads it
     return out, split
 
 
@@ -166,6 +168,7 @@ def test_answer_recovery_raises_the_true_answers_likelihood_within_eps(
 ):
     models, split = unlearned
     model, vlm = models[method][0], tiny_vlms["qwen2_5_vl"]
+    assert model.method == method
     items = _items(split)
     out = answer_recovery(model, vlm, items, Budget("4/255", 4 / 255), AttackSettings(steps=3))
     assert out["nll_after"] < out["nll_before"]
@@ -210,3 +213,34 @@ def test_audit_attack_adds_the_worst_case_per_budget(tiny_dirs, unlearned, data_
         assert err.startswith("error:") and "--eps" in err and "Traceback" not in err
     assert main([*argv, "--eps", "4/255"]) == 2
     assert "needs --attack" in capsys.readouterr().err
+
+
+# ---- membership inference -------------------------------------------------------------------
+def test_auc_is_the_share_of_pairs_ranked_right_with_ties_half():
+    from cagul.attacks.membership import auc
+
+    assert auc([3, 4], [1, 2]) == 1.0
+    assert auc([1, 2], [3, 4]) == 0.0
+    assert auc([1, 3], [2, 2]) == 0.5  # one pair right, one wrong, per negative
+    assert auc([2], [2]) == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        auc([], [1])
+
+
+def test_membership_auc_scores_held_out_people_of_the_forget_categories(tiny_vlms, unlearned,
+                                                                        tmp_path):  # fmt: skip
+    from cagul.attacks.membership import holdout_people, membership_auc
+
+    models, split = unlearned
+    holdout = holdout_people(tmp_path, 2, seed=5, categories=["health"])
+    assert holdout and {s.category for s in holdout} == {"health"}
+    assert all(Path(s.image_path).is_file() for s in holdout)
+    assert not {s.unique_id + s.name for s in holdout} & {
+        s.unique_id + s.name for s in split.forget_set}  # fmt: skip
+    vlm = tiny_vlms["qwen2_5_vl"]
+    before = membership_auc(None, vlm, split.forget_set[:3], holdout[:3])
+    after = membership_auc(models["po_gd"][0], vlm, split.forget_set[:3], holdout[:3])
+    for m in (before, after):
+        assert 0 <= m["auc"] <= 1 and (m["n_forget"], m["n_holdout"]) == (3, 3)
+    # The LoRA weights change the forget answers' scores (the "after" is a different model).
+    assert after["forget_mink_pp"] != before["forget_mink_pp"]
