@@ -427,12 +427,15 @@ def cmd_answer(args: argparse.Namespace) -> dict:
 
 
 def cmd_audit(args: argparse.Namespace) -> dict:
+    from cagul.attacks.audit import attack_budgets, audit_worst_case
+    from cagul.attacks.outcome import outcome_rates
     from cagul.data import load_dataset
     from cagul.inference import audit, check_prompt_images, read_prompts
     from cagul.models import load_vlm
     from cagul.paths import default_data_dir
 
     check_out_file(args.out)
+    budgets = attack_budgets(args.attack, args.eps)  # a bad --eps fails before any work
     prompts = read_prompts(args.prompts)
     data_dir = Path(args.data) if args.data else default_data_dir()
     ids = {ind.unique_id: str(ind.image_file) for ind in load_dataset(data_dir)}
@@ -441,13 +444,20 @@ def cmd_audit(args: argparse.Namespace) -> dict:
     vlm = load_vlm(args.model or default_model_dir(), device=args.device)
     model = load_model(vlm, args.adapter)
     rows = audit(vlm, model, prompts, ids, images=images)
-    return {
+    result = {
         "rows": rows,
         "n": len(rows),
         "leaks": sum(r["leaked"] for r in rows),
         "base_leaks": sum(r["base_em"] > 0 for r in rows),
+        "outcomes": outcome_rates([r["outcome"] for r in rows]),
+        "base_outcomes": outcome_rates([r["base_outcome"] for r in rows]),
         "method": model.method if model is not None else None,
     }
+    if budgets:
+        result["worst_case"] = audit_worst_case(
+            vlm, model, rows, images, budgets, steps=args.steps, seed=args.seed
+        )
+    return result
 
 
 def check_model_data(vlm, ds) -> None:
@@ -586,6 +596,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder that prompt image paths resolve in and must stay inside "
         "(default: the prompts file's folder)",
     )
+    p.add_argument(
+        "--attack",
+        choices=["pgd"],
+        help="also attack every prompt's photo (gate evasion, answer recovery)",
+    )
+    p.add_argument("--eps", help="L-inf budgets of --attack, e.g. 4/255,8/255 (default 4/255)")
+    p.add_argument("--steps", type=int_at_least(1), default=10, help="PGD steps per attack")
+    p.add_argument("--seed", type=int, default=0, help="PGD random-start seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out")
     p.set_defaults(func=cmd_audit)

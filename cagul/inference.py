@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cagul import metrics
 from cagul.answering import cut_answer
+from cagul.attacks.outcome import classify
 from cagul.methods.cagul.adapter import CagulAdapter, plan
 from cagul.models import VLM, InputError, TokenReplacement
 
@@ -194,7 +195,8 @@ def audit(
 ) -> list[dict]:
     """Leak rows: each prompt answered by the base `vlm` and by `model` (an `UnlearnedModel`
     of any method, or None; see `answer_record`); `leaked` when the unlearned answer still
-    contains the keywords (EM > 0). `image` may be an individual id.
+    contains the keywords (EM > 0); `outcome` / `base_outcome` say what each answer is
+    (truth, refusal or other: `cagul.attacks.outcome`). `image` may be an individual id.
 
     `images` are the files `check_prompt_images` found; without them they are found here
     first (in `image_root`, default the working directory), before any prompt is answered.
@@ -214,6 +216,8 @@ def audit(
                 "em": em,
                 "base_em": base_em,
                 "leaked": em > 0,
+                "outcome": classify(r["answer"], p["keywords"]),
+                "base_outcome": classify(r["base_answer"], p["keywords"]),
                 "forget_probability": r["forget_probability"],
                 "transformed": r["transformed"],
             }
