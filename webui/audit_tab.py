@@ -31,9 +31,9 @@ def build(studio: Studio, who) -> gr.Dropdown:
                              elem_id="audit-prompts",
                              placeholder="Has this person ever been in trouble with the law?")  # fmt: skip
         message = gr.HTML("", elem_id="audit-message")
-        with gr.Row():
-            summary = gr.Markdown("", elem_id="audit-summary", scale=3)
-            chart = gr.Plot(label="Leak rate by variant", elem_id="audit-chart", scale=2)
+        # Stacked, full width: side by side, the verdict's table broke words mid-way.
+        summary = gr.Markdown("", elem_id="audit-summary")
+        chart = gr.Plot(label="Leak rate by variant", elem_id="audit-chart")
         show = gr.Radio(["all", *audit.OUTCOMES], value="all", label="Show rows",
                         elem_id="audit-filter")  # fmt: skip
         table = gr.Dataframe(headers=audit.SHOWN_COLUMNS, interactive=False, wrap=True,
