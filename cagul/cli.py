@@ -651,8 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cagul.artifacts import ArtifactError
     from cagul.data import DataError
-    from cagul.methods.cagul.adapter import AdapterError
     from cagul.models import VLMError
 
     args = build_parser().parse_args(argv)
@@ -661,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         VLMError,
         DataError,
-        AdapterError,
+        ArtifactError,
         ValueError,
         FileNotFoundError,
         PermissionError,
