@@ -278,7 +278,7 @@ def load_other_method(vlm, dirs: list[str] | None):
     def method_of(d: str) -> str:
         try:
             return artifact_method(d)
-        except ArtifactError:  # not readable: CAGUL's loader says why, as it always has
+        except ArtifactError:  # not readable: CAGUL's loader (the default) says why
             return "cagul"
 
     methods = [method_of(d) for d in dirs or []]

@@ -1,6 +1,6 @@
 """CAGUL on tiny models of every family: selection, adapters (files, fingerprint, tampering),
 training, gating and stacking. What it does to a model that knows facts is tested on the demo
-bundle (tests/test_cagul_bundle.py)."""
+bundle (tests/test_readme.py runs the README's tour on the shipped adapter)."""
 
 from __future__ import annotations
 
