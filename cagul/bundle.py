@@ -44,7 +44,7 @@ from cagul.models.tiny import build_tiny_vlm
 
 FAMILY = "qwen2_5_vl"
 
-#: Acceptance bounds of the bundle (the demo-bundle issue); `bundle.json` records each check.
+#: Acceptance bounds of the bundle; `bundle.json` records each check.
 ACCEPTANCE = {
     "finetune.train_em": (">=", 0.90),
     "finetune.paraphrase_em": (">=", 0.50),

@@ -278,7 +278,7 @@ def load_other_method(vlm, dirs: list[str] | None):
     def method_of(d: str) -> str:
         try:
             return artifact_method(d)
-        except ArtifactError:  # not readable: CAGUL's loader says why, as it always has
+        except ArtifactError:  # not readable: CAGUL's loader (the default) says why
             return "cagul"
 
     methods = [method_of(d) for d in dirs or []]
@@ -669,8 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cagul.artifacts import ArtifactError
     from cagul.data import DataError
-    from cagul.methods.cagul.adapter import AdapterError
     from cagul.models import VLMError
 
     args = build_parser().parse_args(argv)
@@ -679,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         VLMError,
         DataError,
-        AdapterError,
+        ArtifactError,
         ValueError,
         FileNotFoundError,
         PermissionError,

@@ -158,7 +158,7 @@ def test_a_good_adapter_still_loads(saved_adapter):
 def test_a_foreign_adapter_with_a_forged_fingerprint_fails_on_its_sizes(tiny_vlms, tmp_path):
     """A fingerprint copied from the base, on an adapter of another width: a typed error."""
     from cagul.methods.cagul.adapter import (
-        AdapterMismatchError,
+        ArtifactMismatchError,
         CagulAdapter,
         CagulConfig,
         base_fingerprint,
@@ -167,7 +167,7 @@ def test_a_foreign_adapter_with_a_forged_fingerprint_fails_on_its_sizes(tiny_vlm
     vlm = tiny_vlms["qwen2_5_vl"]
     cfg = CagulConfig(family=vlm.family, hidden_size=32, base_fingerprint=base_fingerprint(vlm))
     out = CagulAdapter(cfg).save_pretrained(tmp_path / "forged")
-    with pytest.raises(AdapterMismatchError, match="hidden_size 32 does not match"):
+    with pytest.raises(ArtifactMismatchError, match="hidden_size 32 does not match"):
         CagulAdapter.from_pretrained(vlm, out)
 
 

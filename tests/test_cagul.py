@@ -1,6 +1,6 @@
 """CAGUL on tiny models of every family: selection, adapters (files, fingerprint, tampering),
 training, gating and stacking. What it does to a model that knows facts is tested on the demo
-bundle (tests/test_cagul_bundle.py)."""
+bundle (tests/test_readme.py runs the README's tour on the shipped adapter)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from cagul.methods.cagul.adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     AdapterError,
-    AdapterMismatchError,
-    AdapterTamperedError,
+    ArtifactMismatchError,
+    ArtifactTamperedError,
     CagulAdapter,
     base_fingerprint,
     plan,
@@ -191,14 +191,14 @@ def test_adapter_dir_holds_config_and_weights_only_and_round_trips(tiny_vlms, tr
 def test_adapter_for_another_base_is_refused(tiny_vlms, trained, tmp_path, tiny_dirs):
     adapter, _ = trained["qwen2_5_vl"]
     adapter.save_pretrained(tmp_path / "a")
-    with pytest.raises(AdapterMismatchError, match="llava"):
+    with pytest.raises(ArtifactMismatchError, match="llava"):
         CagulAdapter.from_pretrained(tiny_vlms["llava"], tmp_path / "a")
     # Same family and config, one weight changed: another base model.
     other = load_vlm(tiny_dirs["qwen2_5_vl"])
     with torch.no_grad():
         next(other.model.parameters()).add_(0.01)
     assert base_fingerprint(other) != adapter.config.base_fingerprint
-    with pytest.raises(AdapterMismatchError, match="another base model"):
+    with pytest.raises(ArtifactMismatchError, match="another base model"):
         CagulAdapter.from_pretrained(other, tmp_path / "a")
 
 
@@ -215,7 +215,7 @@ def test_tampered_adapter_files_are_refused(tiny_vlms, trained, tmp_path):
     raw = bytearray((d / ADAPTER_WEIGHTS).read_bytes())
     raw[-5] ^= 0xFF
     (d / ADAPTER_WEIGHTS).write_bytes(bytes(raw))
-    with pytest.raises(AdapterTamperedError, match="sha256"):
+    with pytest.raises(ArtifactTamperedError, match="sha256"):
         CagulAdapter.from_pretrained(vlm, d)
 
     d = adapter.save_pretrained(tmp_path / "b")

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from cagul import losses
+from cagul.artifacts import ArtifactMismatchError, ArtifactTamperedError
 from cagul.data import REFUSALS, generate_dataset, load_dataset, make_split
 from cagul.methods import METHODS, UnknownMethodError, get_method, load_unlearned
-from cagul.methods.cagul.adapter import AdapterMismatchError, AdapterTamperedError
 from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
 from cagul.methods.lora import LoraArguments, _probe_nll, copy_vlm
 from cagul.methods.retrain import RetrainArguments
@@ -290,7 +290,7 @@ def test_foreign_base_and_altered_files_are_refused(name, vlm, trained, tmp_path
     other = copy_vlm(vlm)
     with torch.no_grad():
         next(other.model.parameters()).add_(0.5)
-    with pytest.raises(AdapterMismatchError):
+    with pytest.raises(ArtifactMismatchError):
         load_unlearned(other, art.directory)
     bad = tmp_path / "bad"
     shutil.copytree(art.directory, bad)
@@ -298,5 +298,5 @@ def test_foreign_base_and_altered_files_are_refused(name, vlm, trained, tmp_path
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
-    with pytest.raises(AdapterTamperedError):
+    with pytest.raises(ArtifactTamperedError):
         load_unlearned(vlm, bad)

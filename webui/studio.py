@@ -67,7 +67,7 @@ class Studio:
         database_url: str | None = None,
         device: str | None = None,
     ) -> None:
-        from cagul.methods.cagul.adapter import base_fingerprint
+        from cagul.artifacts import base_fingerprint
         from cagul.models import load_vlm
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
@@ -183,15 +183,15 @@ class Studio:
     def unlearned(self, adapter_id):
         """The unlearned model of a stored Adapter (any registered method), checked against
         its stored sha256 and this base model before first use, then kept loaded."""
+        from cagul.artifacts import ArtifactError
         from cagul.methods import load_unlearned
-        from cagul.methods.cagul.adapter import AdapterError
 
         row = self.adapter_row(adapter_id)
         if row.id not in self._adapters:
             try:
                 directory = storage.verify_adapter(row, base_fingerprint=self.fingerprint)
                 self._adapters[row.id] = load_unlearned(self.vlm, directory)
-            except (storage.AdapterIntegrityError, AdapterError) as e:
+            except (storage.AdapterIntegrityError, ArtifactError) as e:
                 raise StudioError(f"adapter #{row.id} cannot be used: {e}") from e
         return self._adapters[row.id]
 

@@ -37,7 +37,7 @@ def get_method(name: str):
 
 def __getattr__(name: str):
     if name == "ArtifactError":  # lives with the torch-side interface
-        from cagul.methods.base import ArtifactError
+        from cagul.artifacts import ArtifactError
 
         return ArtifactError
     raise AttributeError(name)
@@ -45,7 +45,7 @@ def __getattr__(name: str):
 
 def artifact_method(directory: str | Path) -> str:
     """The method name an artifact directory's `adapter_config.json` records."""
-    from cagul.methods.base import ArtifactError
+    from cagul.artifacts import ArtifactError
 
     cfg = Path(directory) / "adapter_config.json"
     try:

@@ -5,7 +5,7 @@ A method is `train(vlm, split, config, ...) -> Artifact` (it writes an artifact 
 `adapter_config.json` (the method's name, the base model's fingerprint, the weights' sha256 and
 the request's people, setting and categories, plus the method's own fields) and
 `adapter_model.safetensors`; `read_artifact` refuses it over another base model or with altered
-files, reusing CAGUL's fingerprint (`cagul.methods.cagul.adapter.base_fingerprint`) and hashing.
+files (`cagul.artifacts`).
 
 An `UnlearnedModel` is what evaluation, answering and the app use without knowing the method:
 `vlm` is the model that answers (the base itself for CAGUL, a LoRA-injected or retrained copy
@@ -17,31 +17,16 @@ such explanation.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from cagul.data import Split
-from cagul.methods.cagul.adapter import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    AdapterError,
-    AdapterMismatchError,
-    base_fingerprint,
-    load_checked_weights,
-    read_adapter_config,
-)
 from cagul.models import VLM, TokenReplacement
 
 Progress = Callable[[float, str], None] | None
 CheckCancel = Callable[[], None] | None
-
-
-class ArtifactError(AdapterError):
-    """An artifact directory cannot be used (missing files, bad JSON, wrong method)."""
 
 
 @dataclass
@@ -120,30 +105,6 @@ def request_fields(split: Split, categories: Sequence[str] | None = None) -> dic
         "categories": cats if split.setting == "private" else [],
         "pair_ids": list(split.pair_ids),
     }
-
-
-def write_artifact(directory: str | Path, method: str, fingerprint: str, body: dict) -> Path:
-    """Add the integrity fields to `adapter_config.json` (the weights must be written first)."""
-    out = Path(directory)
-    weights = out / ADAPTER_WEIGHTS
-    if not weights.is_file():
-        raise ArtifactError(f"{weights} was not written")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    config = {**body, "method": method, "base_fingerprint": fingerprint, "weights_sha256": digest}
-    (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return out
-
-
-def read_artifact(vlm: VLM, directory: str | Path, method: str) -> tuple[dict, dict]:
-    """(config, weights) of an artifact of `method`, after checking it belongs to `vlm` and its
-    weights are the ones saved. `vlm` must be the untouched base model."""
-    d = Path(directory)
-    config, weights = read_adapter_config(d, method, ArtifactError)
-    if config.get("base_fingerprint") != base_fingerprint(vlm):
-        raise AdapterMismatchError(
-            f"{d} was made for another base model; its fingerprint does not match {vlm.path}"
-        )
-    return config, load_checked_weights(weights, config)
 
 
 def configure(config, **overrides):

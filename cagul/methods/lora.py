@@ -45,19 +45,23 @@ from typing import Any
 import torch
 
 from cagul import losses
+from cagul.artifacts import (
+    ADAPTER_WEIGHTS,
+    ArtifactError,
+    ArtifactTamperedError,
+    base_fingerprint,
+    read_artifact,
+    write_artifact,
+)
 from cagul.data import REFUSALS, Split
 from cagul.data.splits import Sample
 from cagul.methods.base import (
     Artifact,
-    ArtifactError,
     CheckCancel,
     Progress,
     UnlearnedModel,
-    read_artifact,
     request_fields,
-    write_artifact,
 )
-from cagul.methods.cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.models import VLM
 from cagul.models.base import Batch
 
@@ -398,11 +402,11 @@ def load_lora(method: str, vlm: VLM, directory: str | Path) -> LoraUnlearned:
     lvlm, peft_model = inject_lora(vlm, _lora_config(args), args.seed)
     expected = set(get_lora_keys(peft_model))
     if set(state) != expected:
-        raise AdapterTamperedError(f"{directory}: weights do not fit the LoRA config")
+        raise ArtifactTamperedError(f"{directory}: weights do not fit the LoRA config")
     try:
         set_peft_model_state_dict(peft_model, state)
     except RuntimeError as e:
-        raise AdapterTamperedError(f"{directory}: weights do not fit the LoRA config: {e}") from e
+        raise ArtifactTamperedError(f"{directory}: weights do not fit the LoRA config: {e}") from e
     peft_model.eval()
     n = sum(v.numel() for v in state.values())
     for p in peft_model.parameters():

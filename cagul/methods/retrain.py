@@ -19,16 +19,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cagul.artifacts import (
+    ADAPTER_WEIGHTS,
+    ArtifactError,
+    ArtifactTamperedError,
+    base_fingerprint,
+    read_artifact,
+    write_artifact,
+)
 from cagul.data import PRIVATE_CATEGORIES
 from cagul.methods.base import (
     Artifact,
-    ArtifactError,
     UnlearnedModel,
-    read_artifact,
     request_fields,
-    write_artifact,
 )
-from cagul.methods.cagul.adapter import ADAPTER_WEIGHTS, AdapterTamperedError, base_fingerprint
 from cagul.methods.lora import copy_vlm
 from cagul.models import load_vlm
 
@@ -182,7 +186,7 @@ class Retrain:
         try:
             model_vlm.model.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise AdapterTamperedError(
+            raise ArtifactTamperedError(
                 f"{directory}: weights do not fit the base model: {e}"
             ) from e
         return UnlearnedModel(self.name, model_vlm, config, _fine_tuned_params(model_vlm))

@@ -27,12 +27,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cagul.artifacts import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    ArtifactError,
+    ArtifactMismatchError,
+    ArtifactTamperedError,
+    base_fingerprint,
+    load_checked_weights,
+    read_artifact_config,
+)
 from cagul.methods.cagul.selection import select_tokens
 from cagul.models import VLM, TokenReplacement
 from cagul.models.base import Batch, ImageLayout
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FORMAT_VERSION = 1
 # Bounds a config must respect before anything is allocated. The largest supported base
 # (Llama-3.2-90B-Vision) has d = 8192; a default adapter on it has ~140 M parameters.
@@ -43,16 +51,13 @@ MAX_ENCODER_HIDDEN = 65_536
 MAX_ADAPTER_PARAMS = 1_000_000_000
 
 
-class AdapterError(ValueError):
-    """An adapter directory cannot be used."""
+class AdapterError(ArtifactError):
+    """A CAGUL adapter's config cannot be used (bad field, unknown key, unsupported format)."""
 
 
-class AdapterMismatchError(AdapterError):
-    """The adapter was trained on another base model (or another family)."""
-
-
-class AdapterTamperedError(AdapterError):
-    """The adapter's files do not match what was saved (hash or tensor shapes differ)."""
+class AdapterMismatchError(AdapterError, ArtifactMismatchError):
+    """The adapter does not fit this base model (family, sizes, fingerprint): an artifact
+    mismatch, and a bad adapter config for whoever catches `AdapterError`."""
 
 
 @dataclass
@@ -209,46 +214,6 @@ def check_fits(config: CagulConfig, vlm: VLM, where: str | Path = "adapter") -> 
         )
 
 
-def _strip(cfg: dict) -> dict:
-    """A model config without what varies between loads of the same weights."""
-    volatile = {
-        "_name_or_path",
-        "transformers_version",
-        "dtype",
-        "torch_dtype",
-        "_attn_implementation",
-        "attn_implementation",
-        "_attn_implementation_internal",
-        "_commit_hash",
-        "use_cache",
-        "output_attentions",
-    }
-    return {
-        k: _strip(v) if isinstance(v, dict) else v
-        for k, v in sorted(cfg.items())
-        if k not in volatile
-    }
-
-
-def base_fingerprint(vlm: VLM) -> str:
-    """sha256 over the family, the model config and a weights digest.
-
-    The digest takes, for every parameter in name order, its name, shape and 1024 evenly spaced
-    values rounded to fp16: cheap on a 7B model (no full pass over 15 GB), the same whether the
-    checkpoint is loaded in fp16 or fp32, and different after any fine-tuning step.
-    """
-    h = hashlib.sha256()
-    h.update(vlm.family.encode())
-    h.update(json.dumps(_strip(vlm.model.config.to_dict()), sort_keys=True, default=str).encode())
-    for name, p in sorted(vlm.model.state_dict().items()):
-        flat = p.detach().reshape(-1)
-        step = max(1, flat.numel() // 1024)
-        sample = flat[::step][:1024].to("cpu", torch.float16)
-        h.update(f"{name}:{tuple(p.shape)}".encode())
-        h.update(sample.numpy().tobytes())
-    return h.hexdigest()
-
-
 def _patch_grid(tokens: torch.Tensor, layout: ImageLayout) -> torch.Tensor:
     rows, cols = layout.grid
     grid = tokens[layout.grid_index.to(tokens.device)]
@@ -402,7 +367,7 @@ class CagulAdapter(nn.Module):
     def from_pretrained(cls, vlm: VLM, directory: str | Path) -> CagulAdapter:
         """Load an adapter for `vlm`; refuse a foreign, tampered or malformed one."""
         d = Path(directory)
-        raw, weights = read_adapter_config(d, "cagul")
+        raw, weights = read_artifact_config(d, "cagul", AdapterError)
         cfg_file = d / ADAPTER_CONFIG
         known = {f.name for f in fields(CagulConfig)}
         unknown = set(raw) - known - {"method", "weights_sha256"}
@@ -438,40 +403,8 @@ class CagulAdapter(nn.Module):
         try:
             adapter.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise AdapterTamperedError(f"{weights} does not fit its config: {e}") from e
+            raise ArtifactTamperedError(f"{weights} does not fit its config: {e}") from e
         return adapter.to(vlm.device).eval()
-
-
-def read_adapter_config(
-    directory: Path, method: str, error: type[AdapterError] = AdapterError
-) -> tuple[dict, Path]:
-    """The `adapter_config.json` of an artifact of `method` in `directory`, and the path of its
-    weights; `error` when a file is missing, the JSON is bad or the method differs. Every
-    method's loader starts here (CAGUL's and `cagul.methods.base.read_artifact`)."""
-    cfg_file, weights = directory / ADAPTER_CONFIG, directory / ADAPTER_WEIGHTS
-    for f in (cfg_file, weights):
-        if not f.is_file():
-            raise error(f"{directory} is not an artifact directory: {f.name} is missing")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise error(f"{cfg_file} is not valid JSON: {e}") from e
-    if not isinstance(config, dict) or config.get("method") != method:
-        raise error(f"{cfg_file} is not a {method} artifact")
-    return config, weights
-
-
-def load_checked_weights(weights: Path, config: dict) -> dict:
-    """The tensors of `weights`, after checking they are the ones whose sha256 `config` records."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
-        raise AdapterTamperedError(f"{weights} does not match the sha256 in {ADAPTER_CONFIG}")
-    try:
-        return load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise AdapterTamperedError(f"{weights} is not a readable safetensors file: {e}") from e
 
 
 def vote(adapters: list[CagulAdapter], tokens, layouts) -> tuple[torch.Tensor, torch.Tensor]:
