@@ -90,6 +90,8 @@ def print_table(results: dict) -> None:
     print(f"{'adapter':<28} {'eps':>7} {'evaded':>7} {'gate leak':>9} {'recovery leak':>13} "
           f"{'fabricated':>10} {'NLL before->after':>18} {'seconds':>8}")  # fmt: skip
     for name, r in results["adapters"].items():
+        if "attack_seconds" not in r:  # not attacked (--membership-only) or interrupted
+            continue
         c = r["clean"]
         print(f"{name:<28} {'clean':>7} {'-':>7} {'-':>9} {_pct(c['leak_rate']):>13} "
               f"{_pct(c['outcomes']['other']):>10} {'':>18} {'':>8}")  # fmt: skip
@@ -115,8 +117,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--holdout", type=int, default=10, help="generated held-out people")
+    ap.add_argument("--transfer-to", action="append", default=[],
+                    help="artifact dir only asked the others' adversarial photos (black box)")  # fmt: skip
+    ap.add_argument("--holdout", type=int, default=10,
+                    help="generated held-out people (0: no membership inference)")  # fmt: skip
     ap.add_argument("--retrain", action="store_true", help="membership of the Retrain model")
+    ap.add_argument("--membership-only", action="store_true", help="no attacks")
     ap.add_argument("--out", default="benchmarks/results/worst_case.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -144,12 +150,20 @@ def main() -> None:
         name = f"{model.method}:{Path(d).name}"
         items_of[name], models[name] = _items(split), model
         results["adapters"][name] = {}
+        if args.membership_only:
+            continue
         photos[name] = run_adapter(
             vlm, model, items_of[name], budgets, settings, results["adapters"][name], save
         )
         save()
+    for d in args.transfer_to:
+        model = load_model(vlm, [d])
+        name = f"{model.method}:{Path(d).name}"
+        cfg = model.config
+        split = make_split(ds, list(cfg["forget_ids"]), setting=cfg["setting"])
+        items_of[name], models[name] = _items(split), model
     for a in photos:
-        for b in photos:
+        for b in models:
             if a == b or items_of[a] != items_of[b]:
                 continue
             for budget in budgets:
@@ -160,6 +174,10 @@ def main() -> None:
     split = make_split(ds, list(models[first].config["forget_ids"]),
                        setting=models[first].config["setting"])  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        if args.holdout < 1:
+            save()
+            print_table(results)
+            return
         cats = sorted({s.category for s in split.forget_set})
         holdout = holdout_people(tmp, args.holdout, seed=1000 + args.seed, categories=cats)
         results["membership"]["base (finetune)"] = membership_auc(

@@ -176,6 +176,8 @@ def test_answer_recovery_raises_the_true_answers_likelihood_within_eps(
         assert row["outcome"] in ("truth", "refusal", "other")
         assert row["leaked"] == (row["em"] > 0) == (row["outcome"] == "truth")
     assert _within(out["images"], items, 4)
+    if method == "cagul":
+        return  # repeatability is the same PGD code: checked on the gate and on PO+GD (cost)
     again = answer_recovery(model, vlm, items, Budget("4/255", 4 / 255), AttackSettings(steps=3))
     assert [r["nll_after"] for r in again["rows"]] == [r["nll_after"] for r in out["rows"]]
 

@@ -9,8 +9,9 @@ attack never returns something worse than no attack) is rounded to valid pixel v
 (`quantise`): the returned image is an 8-bit photo whose every value lies within
 floor(eps * 255) levels of the original's, so the budget holds exactly after rounding.
 
-Budgets are parsed from text (`parse_eps`): "4/255", "0.0157" or "4"-is-refused (a bare
-integer > 1 is ambiguous between levels and a fraction): `EpsError` with a clear message.
+Budgets are parsed from text (`parse_eps`): "4/255" or "0.0157". A bare "4" is refused (above
+`MAX_EPS`: it would mean the whole range, not 4 levels), as is anything not positive, below one
+8-bit level or repeated: `EpsError` (a ValueError, so the CLI exits 2) with a clear message.
 """
 
 from __future__ import annotations
