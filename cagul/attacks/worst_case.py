@@ -109,7 +109,7 @@ def gate_evasion(model, vlm: VLM, items: Sequence[dict], budget: Budget,
                  settings: AttackSettings, progress: Callable[[int], None] | None = None,
                  ) -> dict:  # fmt: skip
     """Attack each distinct photo's gate, then ask its questions (module docstring)."""
-    from cagul.adapter import plan
+    from cagul.methods.cagul.adapter import plan
 
     adapters = model.adapters
     groups: dict[str, list[int]] = {}
