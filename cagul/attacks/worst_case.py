@@ -10,7 +10,7 @@ recorded as `target_source`).
   to -`GATE_MARGIN` (a hinge, so quantisation to 8 bits does not push it back); then every
   question about that photo is asked of the unlearned model on the adversarial photo. Per
   budget: the share of photos the real pipeline (processor on the saved 8-bit image, then
-  `cagul.adapter.plan`) no longer flags, and the leak rate (keyword EM > 0) of the answers.
+  `cagul.methods.cagul.adapter.plan`) no longer flags, and the leak rate (keyword EM > 0) of the answers.
 * **Answer recovery** (every method): one attack per item minimises the unlearned model's NLL
   of `target` (`objectives.answer_nll`: for CAGUL through its gate and rewrite, for LoRA
   methods through their weights), then asks the item's question on the adversarial photo.
