@@ -229,8 +229,9 @@ def cmd_demo_bundle(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     from cagul.data import load_dataset, load_probes, make_split
-    from cagul.evaluate import append_csv_row, evaluate, evaluate_adapters
+    from cagul.evaluate import append_csv_row, evaluate, evaluate_unlearned
     from cagul.inference import load_adapters
+    from cagul.methods.cagul.method import CagulUnlearned
     from cagul.models import load_vlm
     from cagul.paths import default_data_dir
 
@@ -261,7 +262,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         report = evaluate_unlearned(vlm, unlearned, split, probes, meta=meta, **common)
     elif adapters:
         meta = {"data": str(data_dir), "adapter": ",".join(args.adapter), "method": "cagul"}
-        report = evaluate_adapters(vlm, adapters, split, probes, meta=meta, **common)
+        report = evaluate_unlearned(
+            vlm, CagulUnlearned(vlm, adapters), split, probes, meta=meta, **common
+        )
     else:
         meta = {"data": str(data_dir), "adapter": None, "method": "base"}
         report = evaluate(vlm, split, probes, meta=meta, **common)

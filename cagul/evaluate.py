@@ -252,71 +252,6 @@ def append_csv_row(report: dict, path: str | Path) -> None:
         w.writerow(row)
 
 
-def _people_images(split: Split) -> dict[str, bool]:
-    forget_ids = set(split.forget_ids)
-    out: dict[str, bool] = {}
-    for s in split.forget_set + split.retain_set:
-        out.setdefault(s.image_path, s.unique_id in forget_ids)
-    return out
-
-
-def discriminator_report(vlm: VLM, adapters: list, split: Split, probes: ProbeSet | None) -> dict:
-    """How well the stacked discriminators tell the forget people apart: on every person's
-    image, on fixed perturbed copies of it, and (false positives) on the general probe images."""
-    from PIL import Image
-
-    from cagul.perturb import fixed_perturbations
-
-    people = _people_images(split)
-    imgs, truth, kind = [], [], []
-    for path, is_forget in people.items():
-        imgs.append(path)
-        truth.append(is_forget)
-        kind.append("clean")
-        for im in fixed_perturbations(Image.open(path)).values():
-            imgs.append(im)
-            truth.append(is_forget)
-            kind.append("perturbed")
-    if probes:
-        for path in sorted({p.image_path for p in probes.pope + probes.mme}):
-            imgs.append(path)
-            truth.append(False)
-            kind.append("probe")
-    flagged = []
-    for i in range(0, len(imgs), 64):
-        chunk = imgs[i : i + 64]
-        batch = vlm.prepare(chunk, ["What is shown in the image?"] * len(chunk))
-        flagged += _flags(vlm, adapters, batch)
-
-    def acc(which: set[str]) -> float | None:
-        hits = [f == t for f, t, k in zip(flagged, truth, kind, strict=True) if k in which]
-        return float(np.mean(hits)) if hits else None
-
-    fp = [f for f, k in zip(flagged, kind, strict=True) if k == "probe"]
-    return {
-        "accuracy": acc({"clean", "perturbed"}),
-        "clean_accuracy": acc({"clean"}),
-        "perturbed_accuracy": acc({"perturbed"}),
-        "probe_false_positive_rate": float(np.mean(fp)) if fp else None,
-        "n_people_images": len(people),
-    }
-
-
-def _flags(vlm, adapters, batch) -> list[bool]:
-    from cagul.methods.cagul.adapter import vote
-
-    _, above = vote(adapters, vlm.visual_tokens(batch), batch.layouts)
-    return above.any(0).tolist()
-
-
-def perturbed_image_leak(vlm: VLM, adapters: list, split: Split, batch_size: int = 64) -> dict:
-    """EM on the forget questions asked about perturbed copies of the forget people's images
-    (JPEG 70, 4-pixel shifts, ±10 % brightness, all at once): a re-saved photo must not leak."""
-    from cagul.methods.cagul.adapter import plan
-
-    return image_leak(vlm, split, lambda b: plan(vlm, adapters, b).replacement, batch_size)
-
-
 def image_leak(vlm: VLM, split: Split, replacement_for: ReplacementFor, batch_size: int = 64):
     """`perturbed_image_leak` for any model: `vlm` answers, `replacement_for` rewrites (or
     None: the model answers as it is, e.g. a LoRA-unlearned copy)."""
@@ -343,30 +278,6 @@ def image_leak(vlm: VLM, split: Split, replacement_for: ReplacementFor, batch_si
         for n in dict.fromkeys(names)
     }
     return {"perturbed_image": float(np.mean(hits)), "by_perturbation": by_kind, "n": len(hits)}
-
-
-def evaluate_adapters(
-    vlm: VLM,
-    adapters: list,
-    split: Split,
-    probes: ProbeSet | None,
-    *,
-    base: bool = True,
-    training: dict | None = None,
-    **kwargs,
-) -> dict:
-    """The §8 report with CAGUL adapters applied, plus the discriminator block, the
-    perturbed-image leak and (with `base`) the base model's forget / non-private EM beside."""
-    from cagul.methods.cagul.adapter import plan
-
-    report = evaluate(
-        vlm, split, probes, replacement_for=lambda b: plan(vlm, adapters, b).replacement, **kwargs
-    )
-    report["discriminator"] = discriminator_report(vlm, adapters, split, probes)
-    report["leak"] = perturbed_image_leak(vlm, adapters, split, kwargs.get("batch_size", 64))
-    if base:
-        report["base"] = base_em(vlm, split, kwargs.get("batch_size", 64))
-    return _with_training(report, sum(a.n_trainable() for a in adapters), training)
 
 
 def base_em(vlm: VLM, split: Split, bs: int = 64) -> dict:
@@ -401,20 +312,14 @@ def evaluate_unlearned(
     **kwargs,
 ) -> dict:
     """The §8 report of any method's unlearned model (`cagul.methods.base.UnlearnedModel`),
-    with the perturbed-image leak and (with `base`) the base `vlm`'s forget / non-private EM.
-
-    CAGUL's goes through `evaluate_adapters` (its discriminator block too, numbers unchanged);
-    the others answer with their own model (`unlearned.vlm`, e.g. a LoRA-injected copy) and
-    the rewrite they give (`unlearned.replacement_for`: none but CAGUL's)."""
-    adapters = getattr(unlearned, "adapters", None)
-    if adapters is not None:
-        return evaluate_adapters(
-            vlm, adapters, split, probes, base=base, training=training, **kwargs
-        )
+    with the sections the method adds (`report_sections`: every method's perturbed-image leak,
+    CAGUL's discriminator block) and (with `base`) the base `vlm`'s forget / non-private EM.
+    The model answers as itself (`unlearned.vlm`, e.g. a LoRA-injected copy) with the rewrite
+    it gives (`unlearned.replacement_for`: none but CAGUL's)."""
     bs = kwargs.get("batch_size", 64)
     rep = unlearned.replacement_for
     report = evaluate(unlearned.vlm, split, probes, replacement_for=rep, **kwargs)
-    report["leak"] = image_leak(unlearned.vlm, split, rep, bs)
+    report.update(unlearned.report_sections(split, probes, bs))
     if base:
         report["base"] = base_em(vlm, split, bs)
     return _with_training(report, unlearned.n_trainable, training)

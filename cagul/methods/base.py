@@ -69,6 +69,13 @@ class UnlearnedModel:
             self.vlm, images, questions, answers, replacement_for=self.replacement_for, **kwargs
         )
 
+    def report_sections(self, split: Split, probes, batch_size: int = 64) -> dict:
+        """The method's own sections of the evaluation report: here the perturbed-image leak
+        (EM on the forget questions over re-saved / shifted / re-lit copies of the photos)."""
+        from cagul.evaluate import image_leak
+
+        return {"leak": image_leak(self.vlm, split, self.replacement_for, batch_size)}
+
     def explain(self, image, question: str) -> dict | None:
         """Why the model answers as it does; None when the method has no such explanation."""
         return None

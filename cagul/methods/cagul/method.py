@@ -25,6 +25,15 @@ class CagulUnlearned(UnlearnedModel):
     def replacement_for(self, batch):
         return plan(self.vlm, self.adapters, batch).replacement
 
+    def report_sections(self, split, probes, batch_size: int = 64) -> dict:
+        """The discriminator block and the perturbed-image leak under the stacked adapters."""
+        from cagul.methods.cagul.report import discriminator_report, perturbed_image_leak
+
+        return {
+            "discriminator": discriminator_report(self.vlm, self.adapters, split, probes),
+            "leak": perturbed_image_leak(self.vlm, self.adapters, split, batch_size),
+        }
+
     def explain(self, image, question: str) -> dict:
         """Forget probability, whether the sample is rewritten, the selected tokens and the
         cross-modal scores on the patch grid (with the answers before and after)."""
