@@ -39,6 +39,16 @@ CSS = """
 """
 
 
+def header_markdown(studio) -> str:
+    """The page's header, counted now (adapters trained since start included)."""
+    return (
+        "# cagul-studio\nMake a vision-language model **forget** private facts about people, "
+        "**prove** it forgot, and **keep** everything else. "
+        f"Model: `{studio.vlm.family}` · {len(studio.dataset)} people · "
+        f"{len(studio.adapter_choices())} adapter(s)."
+    )
+
+
 def build_ui(studio):
     """The Gradio Blocks of the app over a loaded `webui.studio.Studio`."""
     import gradio as gr
@@ -46,12 +56,10 @@ def build_ui(studio):
     from webui import audit_tab, explore_tab, public, reports_tab, requests_tab, signin_bar
 
     with gr.Blocks(title="cagul-studio") as demo:
-        gr.Markdown(
-            "# cagul-studio\nMake a vision-language model **forget** private facts about people, "
-            "**prove** it forgot, and **keep** everything else. "
-            f"Model: `{studio.vlm.family}` · {len(studio.dataset)} people · "
-            f"{len(studio.adapter_choices())} adapter(s)."
-        )
+        header = gr.Markdown(header_markdown(studio), elem_id="app-header")
+        # Counted again on load and every 30 s: it used to say the start's count until a restart.
+        demo.load(lambda: header_markdown(studio), None, header)
+        gr.Timer(30.0).tick(lambda: header_markdown(studio), None, header)
         who = signin_bar.build(studio, demo)
         pickers = [explore_tab.build(studio)]
         requests_tab.build(studio, who)

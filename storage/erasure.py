@@ -83,9 +83,17 @@ def set_erasure_fields(session: Session, request: ForgetRequest, fields: dict) -
 
 
 def sign_off(
-    session: Session, request_id: int, *, approver: str, note: str | None = None
+    session: Session,
+    request_id: int,
+    *,
+    approver: str,
+    approver_id: int | None = None,
+    note: str | None = None,
 ) -> ForgetRequest:
-    """The approver's sign-off of a request's outcome (once; only when it has a verdict)."""
+    """The approver's sign-off of a request's outcome (once; only when it has a verdict).
+
+    Four eyes: the approver (user ``approver_id``) must be a different person from the
+    request's submitter, or the sign-off would approve one's own work."""
     request = session.get(ForgetRequest, request_id, with_for_update=True)
     if request is None:
         raise InvalidRequestError(f"forget request {request_id} does not exist")
@@ -96,6 +104,11 @@ def sign_off(
     if request.approved_by:
         raise InvalidRequestError(
             f"request {request_id} was already signed off by {request.approved_by}"
+        )
+    if approver_id is not None and approver_id == request.submitted_by_id:
+        raise InvalidRequestError(
+            f"request {request_id} was submitted by the same person: its outcome must be "
+            "signed off by someone else"
         )
     check_text(approver, "approver", 128, error=InvalidRequestError)
     if note is not None:

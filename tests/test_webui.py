@@ -222,3 +222,14 @@ def test_audit_bad_input_stores_nothing(studio, adapter_id):
     with pytest.raises(UnknownAdapterError):
         audit.run_audit(studio, "4242")
     assert counts(studio) == before
+
+
+def test_the_header_counts_adapters_stored_after_start(studio, monkeypatch):
+    """Issue 31 defect 9: the header is counted when asked (load, timer), not frozen at start."""
+    from app import header_markdown
+
+    n = len(studio.adapter_choices())
+    assert f"{n} adapter(s)" in header_markdown(studio)
+    more = [*studio.adapter_choices(), ("trained since start", "new-adapter")]
+    monkeypatch.setattr(studio, "adapter_choices", lambda: more)
+    assert f"{n + 1} adapter(s)" in header_markdown(studio)

@@ -26,7 +26,9 @@ def build(studio: Studio, who) -> gr.Dropdown:
         with gr.Row():
             adapter = gr.Dropdown(adapters, value=adapters[-1][1] if adapters else None,
                                   label="Adapter", elem_id="audit-adapter", scale=3)  # fmt: skip
-            run = gr.Button("Run audit", variant="primary", elem_id="audit-run", scale=1)
+            # Hidden until the signed-in user may audit (it used to refuse viewers on click).
+            run = gr.Button("Run audit", variant="primary", elem_id="audit-run", scale=1,
+                            visible=False)  # fmt: skip
         prompts = gr.Textbox(label="Extra questions (optional, one per line)", lines=3,
                              elem_id="audit-prompts",
                              placeholder="Has this person ever been in trouble with the law?")  # fmt: skip
@@ -83,6 +85,11 @@ def build(studio: Studio, who) -> gr.Dropdown:
                                   "reasons": "; ".join(r["reasons"]) or "none"}
                                  for r in found], columns=HISTORY_COLUMNS)  # fmt: skip
 
+        def on_who(request: gr.Request):
+            """Show Run only to roles that may audit (the handler still checks)."""
+            return gr.update(visible=requests.may(who(request), "audit"))
+
+        who.changed.change(on_who, None, run)
         run.click(on_run, [adapter, prompts, show],
                   [message, summary, chart, table, download, rows_state]).then(
             on_history, adapter, runs)  # fmt: skip

@@ -393,9 +393,9 @@ def cancel_message(request_id: int, status: str) -> str:
 
 
 def sign_off(studio: Studio, who: SignedIn | None, request_id, note: str = "") -> dict:
-    """The approver's sign-off of a request's outcome (officers: their own requests)."""
+    """The approver's sign-off of a request's outcome, by someone other than its submitter."""
     who = require(who, "submit")
     req = visible_request(studio, who, request_id)
     with studio.db.transaction() as s:
-        store_sign_off(s, req.id, approver=who.actor, note=(note or "").strip() or None)
+        store_sign_off(s, req.id, approver=who.actor, approver_id=who.user_id, note=(note or "").strip() or None)
     return outcome(studio, who, req.id)
