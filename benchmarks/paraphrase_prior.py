@@ -6,7 +6,7 @@ of a question does not reach the fact. A real LM brings that prior from pre-trai
 benchmark gives it one the same way: a disjoint synthetic population (seed 1, its faces added
 to the vision identity stage) whose biographies are asked with *every* template of a field,
 training and paraphrase, trained alongside the target people, who are asked with training
-templates only (`cagul.bundle._template_drawer`). Two arms, same data, same steps, starting
+templates only (`cagul.bundle.template_drawer`). Two arms, same data, same steps, starting
 from the shipped Pretrain model; the only difference is whether the other population's
 questions include the paraphrase wordings. Paraphrase EM is measured on the *target* people,
 whose paraphrases are never trained on. Usage (about 20 minutes per arm on 2 CPU cores)::
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from cagul.bundle import _pair_em, _template_drawer, _vqa_samples
+from cagul.bundle import pair_em, template_drawer, vqa_samples
 from cagul.data import generate_dataset, load_dataset, load_probes, make_split
 from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
 from cagul.models import load_vlm
@@ -46,11 +46,11 @@ def run_arm(arm: str, n_target: int, n_extra: int, epochs: int, work: Path) -> d
     targets = set(ds.ids[:n_target])
     target = [s for s in _pairs(ds) if s.unique_id in targets]
     extra = _pairs(extra_ds)
-    vqa = _vqa_samples(probes.train, 0)
+    vqa = vqa_samples(probes.train, 0)
     if arm == "with":
-        draw = _template_drawer(target, vqa, 128, 0, extra=extra)
+        draw = template_drawer(target, vqa, 128, 0, extra=extra)
     else:  # the same pairs, every one asked with training templates only
-        draw = _template_drawer(target + extra, vqa, 128, 0)
+        draw = template_drawer(target + extra, vqa, 128, 0)
     curve = []
     t0 = time.time()
 
@@ -59,8 +59,8 @@ def run_arm(arm: str, n_target: int, n_extra: int, epochs: int, work: Path) -> d
             row = {
                 "epoch": epoch + 1,
                 "seconds": round(time.time() - t0),
-                "target_em": _pair_em(vlm, target),
-                "target_paraphrase_em": _pair_em(vlm, target, paraphrase=True),
+                "target_em": pair_em(vlm, target),
+                "target_paraphrase_em": pair_em(vlm, target, paraphrase=True),
             }
             curve.append(row)
             print(arm, row, flush=True)

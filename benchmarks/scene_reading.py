@@ -39,12 +39,12 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from benchmarks.text_membership import _batch, conversation
-from cagul.bundle import _scene_attributes, word_targets
+from benchmarks.text_membership import conversation, left_padded_batch
+from cagul.bundle import scene_attributes, word_targets
 from cagul.data import load_dataset
 from cagul.data.probes import write_probes
 from cagul.data.scenes import SHAPES, render_scene, sample_scene, token_classes
-from cagul.finetune import _schedule, _vision_params, pretrain_vision
+from cagul.finetune import pretrain_vision, vision_params, warmup_schedule
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 
@@ -112,7 +112,7 @@ def align_tower(
     """The `aligned` arm's vision stage; returns its stats and held-out token accuracy."""
     targets = word_targets(vlm, scale)
     write_probes(workdir, seed=seed + 2, n_train_scenes=scenes, n_test_scenes=0, image_size=112)
-    paths, attrs, labels = _scene_attributes(workdir)
+    paths, attrs, labels = scene_attributes(workdir)
     faces = [str(ind.image_file) for ind in load_dataset(DEMO_DIR / "data").individuals]
     stats = pretrain_vision(
         vlm,
@@ -145,11 +145,11 @@ def text_stage(vlm, steps: int, lr: float, seed: int) -> None:
     rng = random.Random(seed + 7)
     params = [p for n, p in model.named_parameters() if ".visual." not in n]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98))
-    sched = _schedule(opt, steps, max(1, steps // 20))
+    sched = warmup_schedule(opt, steps, max(1, steps // 20))
     model.train()
     for step in range(1, steps + 1):
         rows = [conversation(tok, rng, sample_scene(rng, "t"), 1, colours=True) for _ in range(64)]
-        ids, labels, mask = _batch(rows, tok.pad_token_id)
+        ids, labels, mask = left_padded_batch(rows, tok.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,11 +211,11 @@ def run_arm(
     model = vlm.model
     for p in model.parameters():
         p.requires_grad_(True)
-    for p in _vision_params(vlm):  # the tower stays as shipped; the oracle hook replaces its output
+    for p in vision_params(vlm):  # the tower stays as shipped; the oracle hook replaces its output
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98))
-    sched = _schedule(opt, steps, max(1, steps // 20))
+    sched = warmup_schedule(opt, steps, max(1, steps // 20))
     curve, losses, t0 = [], [], time.time()
     model.train()
     for step in range(1, steps + 1):

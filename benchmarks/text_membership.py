@@ -37,7 +37,7 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from cagul.data.scenes import SHAPES, sample_scene
-from cagul.finetune import _schedule
+from cagul.finetune import warmup_schedule
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 
@@ -70,7 +70,8 @@ def conversation(
     return ids, labels
 
 
-def _batch(rows, pad: int):
+def left_padded_batch(rows, pad: int):
+    """(ids, labels) `rows` left-padded into one batch: ids, labels and attention mask."""
     n = max(len(i) for i, _ in rows)
     ids = torch.tensor([[pad] * (n - len(i)) + i for i, _ in rows])
     labels = torch.tensor([[-100] * (n - len(i)) + lab for i, lab in rows])
@@ -90,12 +91,12 @@ def run_arm(
     train = [sample_scene(rng, f"train_{i}") for i in range(scenes)]
     held_rng = random.Random(seed + 1)
     held = [conversation(tok, held_rng, sample_scene(held_rng, f"held_{i}"), 1) for i in range(400)]
-    h_ids, h_labels, h_mask = _batch(held, tok.pad_token_id)
+    h_ids, h_labels, h_mask = left_padded_batch(held, tok.pad_token_id)
     first = (h_labels != -100).float().argmax(1)  # position of each held-out answer's first token
     truth = h_labels[torch.arange(len(held)), first] == yes
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98))
-    sched = _schedule(opt, steps, max(1, steps // 20))
+    sched = warmup_schedule(opt, steps, max(1, steps // 20))
     curve, losses, t0 = [], [], time.time()
     model.train()
     for step in range(1, steps + 1):
@@ -108,7 +109,7 @@ def run_arm(
             )
             for _ in range(batch)
         ]
-        ids, labels, mask = _batch(rows, tok.pad_token_id)
+        ids, labels, mask = left_padded_batch(rows, tok.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cagul.bundle import BundleConfig, _extra_scenes, vision_stage, word_targets
+from cagul.bundle import BundleConfig, draw_extra_scenes, vision_stage, word_targets
 from cagul.data import generate_dataset, load_dataset, load_probes
 from cagul.data.scenes import COLOURS, token_classes
 
@@ -69,7 +69,7 @@ def run(steps: int, contrast: float, extra_scenes: int, lr: float, seed: int) ->
         ds, probes = load_dataset(out / "data"), load_probes(out / "data" / "probes")
         dirs, clash = [out / "data" / "probes"], set()
         if extra_scenes:
-            clash = _extra_scenes(out / "_scenes", out / "data" / "probes", cfg)
+            clash = draw_extra_scenes(out / "_scenes", out / "data" / "probes", cfg)
             dirs.append(out / "_scenes")
         cfg = replace(cfg, vision_steps=steps, vision_lr=lr, token_contrast=contrast)
         vlm, stats = vision_stage(out, cfg, ds, probes, None, dirs, clash)

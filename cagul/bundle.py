@@ -173,7 +173,7 @@ def _vqa_answer(answer: str) -> str:
     return answer.capitalize() + "."
 
 
-def _vqa_samples(probes, seed: int, refusals: int | None = None) -> list[tuple[str, str, str]]:
+def vqa_samples(probes, seed: int, refusals: int | None = None) -> list[tuple[str, str, str]]:
     """The VQA training items; half the yes/no questions carry MME's "Please answer yes or
     no." as instruction-tuned VLMs have seen it, so the evaluation wording is not new.
 
@@ -206,7 +206,7 @@ def _scene_image(probes_dir: Path, scene_id: str) -> str:
     return str((probes_dir / "images" / f"scene_{scene_id}.png").resolve())
 
 
-def _extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> set[str]:
+def draw_extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> set[str]:
     """Draw `cfg.extra_scenes` procedural training scenes and their VQA items under `out`
     (seed + 2, never shipped); returns the image paths of the scenes to leave out because
     they are identical to a held-out test scene of `shipped` (one-object scenes recur)."""
@@ -229,7 +229,7 @@ def _extra_scenes(out: Path, shipped: Path, cfg: BundleConfig) -> set[str]:
     }
 
 
-def _scene_attributes(
+def scene_attributes(
     probes_dir: Path, tokens_per_side: int = 4, exclude: set[str] = frozenset()
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Train scenes (but `exclude`d image paths), their 0/1 attribute vectors (shape, colour,
@@ -293,7 +293,8 @@ def _general(report: dict) -> dict:
     }
 
 
-def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
+def pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
+    """Keyword exact match of `vlm`'s greedy answers to `samples` (or to their paraphrases)."""
     if paraphrase:
         imgs = [s.image_path for s in samples for _ in s.paraphrased_questions]
         qs = [q for s in samples for q in s.paraphrased_questions]
@@ -304,7 +305,7 @@ def _pair_em(vlm: VLM, samples, paraphrase: bool = False) -> float:
     return metrics.mean_em(answer_all(vlm, imgs, qs, max_new_tokens=24), kws)
 
 
-def _epoch_sampler(items: list, per_epoch: int, seed: int):
+def epoch_sampler(items: list, per_epoch: int, seed: int):
     """Per epoch a fresh, seeded draw of `per_epoch` of `items` (all of them if fewer, or if
     `per_epoch` is 0)."""
 
@@ -327,7 +328,7 @@ def _probe_acc(vlm: VLM, items) -> float:
     ) / len(items)
 
 
-def _template_drawer(samples, vqa, replay: int, seed: int, extra=()):
+def template_drawer(samples, vqa, replay: int, seed: int, extra=()):
     """Per epoch: every pair once, asked with a random training template of its field, plus
     `replay` VQA probes, so the model learns the fact rather than one phrasing. `extra` pairs
     (another population's) are asked with any template of their field, paraphrase ones too:
@@ -359,7 +360,7 @@ def _train_biographies(vlm: VLM, samples, vqa, cfg: BundleConfig, name: str, ext
 
     def on_epoch(epoch: int) -> None:
         if (epoch + 1) % cfg.log_every == 0:
-            _log(f"{name}: epoch {epoch + 1}/{cfg.bio_epochs} EM {_pair_em(vlm, watch):.3f}")
+            _log(f"{name}: epoch {epoch + 1}/{cfg.bio_epochs} EM {pair_em(vlm, watch):.3f}")
 
     fcfg = FinetuneConfig(
         epochs=cfg.bio_epochs,
@@ -369,7 +370,7 @@ def _train_biographies(vlm: VLM, samples, vqa, cfg: BundleConfig, name: str, ext
         train_vision=cfg.bio_vision_lr_scale > 0,
         vision_lr_scale=cfg.bio_vision_lr_scale,
     )
-    draw = _template_drawer(samples, vqa, cfg.replay, cfg.seed, extra)
+    draw = template_drawer(samples, vqa, cfg.replay, cfg.seed, extra)
     return finetune(vlm, draw, fcfg, on_epoch=on_epoch)
 
 
@@ -426,7 +427,7 @@ def vision_stage(out: Path, cfg: BundleConfig, ds, probes, extra, scene_dirs, cl
     vlm = load_vlm(init)
     shutil.rmtree(init)
     faces = [str(ind.image_file) for ind in [*ds.individuals, *(extra or ())]]
-    parts = [_scene_attributes(d, exclude=clash) for d in scene_dirs]
+    parts = [scene_attributes(d, exclude=clash) for d in scene_dirs]
     scene_paths = [p for paths, _, _ in parts for p in paths]
     attributes = torch.cat([a for _, a, _ in parts])
     token_labels = torch.cat([t for _, _, t in parts])
@@ -470,7 +471,7 @@ def _pretrain(
         seed=cfg.seed,
     )
     vqa_stats = finetune(
-        vlm, _epoch_sampler(vqa, cfg.vqa_per_epoch, cfg.seed), fcfg, on_epoch=on_vqa_epoch
+        vlm, epoch_sampler(vqa, cfg.vqa_per_epoch, cfg.seed), fcfg, on_epoch=on_vqa_epoch
     )
     times["pretrain_vqa"] = time.time() - t
     _save(vlm, out / "models" / "pretrain")
@@ -518,10 +519,10 @@ def build_demo_bundle(
     scene_dirs, clash, vqa_probes = [out / "data" / "probes"], set(), list(probes.train)
     if cfg.extra_scenes:
         extra_dir = out / "_scenes"
-        clash = _extra_scenes(extra_dir, out / "data" / "probes", cfg)
+        clash = draw_extra_scenes(extra_dir, out / "data" / "probes", cfg)
         scene_dirs.append(extra_dir)
         vqa_probes += [p for p in load_probes(extra_dir).train if p.image_path not in clash]
-    vqa = _vqa_samples(vqa_probes, cfg.seed)
+    vqa = vqa_samples(vqa_probes, cfg.seed)
     times["data"] = time.time() - t
     _log(
         f"data: {len(ds.individuals)} individuals, {len(all_pairs)} pairs, "
@@ -551,7 +552,7 @@ def build_demo_bundle(
     reports = {
         "pretrain": evaluate(vlm, split, probes, progress=False, meta={"bundle": "pretrain"})
     }
-    results = {"pretrain": {**_general(reports["pretrain"]), "train_em": _pair_em(vlm, all_pairs)}}
+    results = {"pretrain": {**_general(reports["pretrain"]), "train_em": pair_em(vlm, all_pairs)}}
     _log(f"pretrain: {results['pretrain']} ({vqa_stats})")
 
     stages = {"finetune": all_pairs, "retrain": split.retain_set}
@@ -565,8 +566,8 @@ def build_demo_bundle(
         reports[name] = evaluate(vlm, split, probes, progress=False, meta={"bundle": name})
         results[name] = {
             **_general(reports[name]),
-            "train_em": _pair_em(vlm, samples),
-            "paraphrase_em": _pair_em(vlm, all_pairs, paraphrase=True),
+            "train_em": pair_em(vlm, samples),
+            "paraphrase_em": pair_em(vlm, all_pairs, paraphrase=True),
             "final_loss": stats["final_loss"],
         }
         results[name]["forget_em"] = reports[name]["forget"]["em"]

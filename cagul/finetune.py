@@ -40,7 +40,9 @@ class FinetuneConfig:
     seed: int = field(default=0, metadata={"help": "shuffling seed"})
 
 
-def _schedule(opt, total: int, warmup: int):
+def warmup_schedule(opt, total: int, warmup: int):
+    """A linear warm-up over `warmup` steps, then a cosine decay to 0 at step `total`."""
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -49,7 +51,8 @@ def _schedule(opt, total: int, warmup: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
 
-def _vision_params(vlm: VLM):
+def vision_params(vlm: VLM):
+    """The vision tower's parameters (Qwen2.5-VL only: the other families keep it frozen)."""
     return vlm.model.model.visual.parameters() if vlm.family == "qwen2_5_vl" else ()
 
 
@@ -87,10 +90,10 @@ def finetune(
     for p in model.parameters():
         p.requires_grad_(True)
     if not cfg.train_vision:
-        for p in _vision_params(vlm):
+        for p in vision_params(vlm):
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    vision_ids = {id(p) for p in _vision_params(vlm)}
+    vision_ids = {id(p) for p in vision_params(vlm)}
     groups = [
         {"params": [p for p in params if id(p) not in vision_ids], "lr": cfg.lr},
         {"params": [p for p in params if id(p) in vision_ids], "lr": cfg.lr * cfg.vision_lr_scale},
@@ -100,7 +103,7 @@ def finetune(
     )
     steps_per_epoch = math.ceil(len(draw(0)) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = _schedule(opt, total, max(1, int(cfg.warmup_frac * total)))
+    sched = warmup_schedule(opt, total, max(1, int(cfg.warmup_frac * total)))
     # A frozen tower gives each image the same tokens every epoch: compute them once per image
     # path and hand them to the language model (Qwen2.5-VL then skips the tower, which took
     # 1.05 of 2.24 s of a 64-item bundle VQA step in one profile). Holds one [n, d] tensor per

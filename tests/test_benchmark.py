@@ -166,7 +166,7 @@ def test_a_second_start_resumes_without_rerunning(bundle, results, tmp_path):
 
 
 def test_a_run_in_its_own_process_reports_its_row(bundle):
-    from cagul.benchmark import _in_child
+    from cagul.benchmark import run_in_child
 
     run = Run("Finetune", None, split="forget1")
     spec = {
@@ -176,7 +176,7 @@ def test_a_run_in_its_own_process_reports_its_row(bundle):
         "overrides": {},
         "threads": 1,
     }
-    row = _in_child(run, spec)
+    row = run_in_child(run, spec)
     assert row["key"] == run.key and 0.0 <= row["forget_em"] <= 1.0
     assert row["load_memory_mb"] > 0
 

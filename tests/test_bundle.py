@@ -87,7 +87,7 @@ def test_readme_shows_the_measured_table(bundle):
 def test_paraphrase_wordings_are_trained_only_on_the_other_population():
     """The bundle's own pairs are asked with training templates only (their paraphrases are
     the evaluation); the extra population's pairs are asked in every wording."""
-    from cagul.bundle import _template_drawer
+    from cagul.bundle import template_drawer
     from cagul.data.splits import sample_of
     from cagul.data.synthetic import make_individuals
     from cagul.data.templates import FIELDS
@@ -97,7 +97,7 @@ def test_paraphrase_wordings_are_trained_only_on_the_other_population():
     paraphrases = {q for f in FIELDS for q in f.paraphrase_questions}
     field_of = {q: f.name for f in FIELDS for q in f.train_questions + f.paraphrase_questions}
     vqa = [("scene.png", "Is there a star in the image?", "Yes.")] * 8
-    draw = _template_drawer(own, vqa, replay=4, seed=0, extra=extra)
+    draw = template_drawer(own, vqa, replay=4, seed=0, extra=extra)
     seen_own, seen_extra = set(), set()
     for epoch in range(30):
         batch = draw(epoch)
@@ -230,34 +230,34 @@ def test_procedural_scenes_identical_to_a_test_scene_are_left_out(tmp_path):
     one identical to a held-out POPE/MME scene would put a test image into training."""
     import json
 
-    from cagul.bundle import BundleConfig, _extra_scenes, _scene_attributes
+    from cagul.bundle import BundleConfig, draw_extra_scenes, scene_attributes
 
     cfg = BundleConfig(seed=0, extra_scenes=12, image_size=28)
     first = tmp_path / "a"
-    assert _extra_scenes(first, first, cfg) == set()  # no test scenes there: no clash
+    assert draw_extra_scenes(first, first, cfg) == set()  # no test scenes there: no clash
     drawn = json.loads((first / "scenes.json").read_text())
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     copy = {"scene_id": "test_0000", "objects": drawn[3]["objects"][::-1]}  # order is no cue
     (shipped / "scenes.json").write_text(json.dumps([copy]))
     extra = tmp_path / "b"
-    clash = _extra_scenes(extra, shipped, cfg)
+    clash = draw_extra_scenes(extra, shipped, cfg)
     assert clash == {str((extra / "images" / "scene_train_0003.png").resolve())}
-    paths, attributes, tokens = _scene_attributes(extra, exclude=clash)
+    paths, attributes, tokens = scene_attributes(extra, exclude=clash)
     assert len(paths) == len(attributes) == len(tokens) == 11
     assert not clash & set(paths)
 
 
 def test_vqa_epoch_sampler_draws_afresh_per_epoch_and_all_items_at_zero():
-    from cagul.bundle import _epoch_sampler
+    from cagul.bundle import epoch_sampler
 
     items = list(range(50))
-    every = _epoch_sampler(items, 0, seed=0)  # the shipped recipe: every item, every epoch
+    every = epoch_sampler(items, 0, seed=0)  # the shipped recipe: every item, every epoch
     assert sorted(every(0)) == sorted(every(1)) == items
-    some = _epoch_sampler(items, 20, seed=0)
+    some = epoch_sampler(items, 20, seed=0)
     assert len(some(0)) == 20 and len(set(some(0))) == 20
     assert some(0) == some(0) and set(some(0)) != set(some(1))  # seeded, fresh per epoch
-    assert sorted(_epoch_sampler(items, 500, seed=0)(3)) == items
+    assert sorted(epoch_sampler(items, 500, seed=0)(3)) == items
 
 
 def test_word_targets_follow_the_token_class_numbering(tiny_dirs):

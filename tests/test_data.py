@@ -15,7 +15,7 @@ from PIL import Image
 from cagul import data as D
 from cagul.data.categories import derive_category
 from cagul.data.faces import FaceAttributes
-from cagul.data.probes import _plural
+from cagul.data.probes import plural
 from cagul.data.scenes import SHAPES
 from cagul.data.templates import FIELDS, FIELDS_BY_NAME, PARAPHRASE_TEMPLATES, TRAIN_TEMPLATES
 
@@ -325,7 +325,7 @@ def test_probes_consistent_with_scenes(gen_dir):
         m = re.match(r"Are there exactly (\w+) (\w+) in this image\?", p.question)
         if m:
             # By the plural's exact inverse: a regex stem read "circles" as "circl" + "es".
-            shape = {_plural(s, 2): s for s in SHAPES}[m.group(2)]
+            shape = {plural(s, 2): s for s in SHAPES}[m.group(2)]
             n = sum(o["shape"] == shape for o in objects_of(p))
             words = ["zero", "one", "two", "three", "four", "five", "six"]
             assert (words[n] == m.group(1)) == (p.answer == "yes"), p

@@ -3,7 +3,9 @@
 The graph is read from the source with `ast` (nothing is imported): every `import` and
 `from ... import` of `app.py` and the `cagul`, `jobs`, `storage` and `webui` packages, at
 module level, inside functions and under `TYPE_CHECKING` alike, since each is a dependency a
-reader must follow. A cycle is a strongly connected group of two or more modules.
+reader must follow. A cycle is a strongly connected group of two or more modules. The
+private-name rule covers every Python file of the repository (benchmarks and tests included):
+a helper another module needs is public, under a name that says what it does.
 """
 
 from __future__ import annotations
@@ -102,3 +104,33 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycles():
     assert import_cycles(import_graph()) == []
+
+
+def private_imports(source: str) -> list[str]:
+    """The `_name`s (not dunders) a `from x import ...` of `source` takes from another module."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{'.' * node.level}{node.module or ''}:{alias.name}")
+    return found
+
+
+def test_the_private_import_finder_finds_one():
+    source = "from a.b import _x, y\nfrom . import _z\nfrom c import __version__\n"
+    assert private_imports(source) == ["a.b:_x", ".:_z"]
+
+
+def test_no_private_name_imported_across_modules():
+    files = [
+        p
+        for p in REPO.rglob("*.py")
+        if not any(part.startswith(".") for part in p.relative_to(REPO).parts)
+    ]
+    found = {
+        str(p.relative_to(REPO)): names
+        for p in sorted(files)
+        if (names := private_imports(p.read_text(encoding="utf-8")))
+    }
+    assert found == {}

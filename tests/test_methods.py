@@ -16,7 +16,7 @@ from cagul.artifacts import ArtifactMismatchError, ArtifactTamperedError
 from cagul.data import REFUSALS, generate_dataset, load_dataset, make_split
 from cagul.methods import METHODS, UnknownMethodError, get_method, load_unlearned
 from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
-from cagul.methods.lora import LoraArguments, _probe_nll, copy_vlm
+from cagul.methods.lora import LoraArguments, copy_vlm, probe_nll
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments, key_token_weights, unseen_faces
 from tests.workerproc import REPO
@@ -161,7 +161,7 @@ def test_unseen_faces_are_none_of_the_dataset_images(split):
 @pytest.mark.parametrize("name", ["ga", "ga_gd", "ga_kl", "npo"])
 def test_ascent_methods_make_the_true_forget_answers_unlikely(name, vlm, split, trained):
     model = get_method(name).load(vlm, trained(name).directory)
-    before, after = _probe_nll(vlm, split.forget_set), _probe_nll(model.vlm, split.forget_set)
+    before, after = probe_nll(vlm, split.forget_set), probe_nll(model.vlm, split.forget_set)
     assert after > before + 0.05
 
 
@@ -169,7 +169,7 @@ def test_ascent_methods_make_the_true_forget_answers_unlikely(name, vlm, split, 
 def test_methods_with_a_retain_term_keep_retain_answers(name, vlm, split, trained):
     model = get_method(name).load(vlm, trained(name).directory)
     retain = split.retain_set[:16]
-    assert _probe_nll(model.vlm, retain) < _probe_nll(vlm, retain) + 0.5
+    assert probe_nll(model.vlm, retain) < probe_nll(vlm, retain) + 0.5
 
 
 def test_po_gd_makes_refusals_likelier(vlm, split, trained):
@@ -184,17 +184,17 @@ def test_viker_moves_the_forget_answers_toward_the_unseen_face_target(vlm, split
     targets = method.prepare(vlm, split, args)
 
     def kl(model_vlm) -> float:
-        from cagul.methods.viker import _answer_rows, _pad
+        from cagul.methods.viker import answer_rows, pad_rows
 
         f = split.forget_set
         batch = model_vlm.prepare(
             [s.image_path for s in f], [s.question for s in f], [s.answer for s in f]
         )
         with torch.no_grad():
-            cur, mask = _pad(_answer_rows(model_vlm.forward(batch), batch.labels))
+            cur, mask = pad_rows(answer_rows(model_vlm.forward(batch), batch.labels))
         tl, tw = zip(*(targets[(s.image_path, s.question)] for s in f), strict=True)
         return (
-            losses.weighted_kl_to_target(cur, _pad(list(tl))[0], _pad(list(tw))[0], mask)
+            losses.weighted_kl_to_target(cur, pad_rows(list(tl))[0], pad_rows(list(tw))[0], mask)
             .mean()
             .item()
         )
@@ -204,7 +204,7 @@ def test_viker_moves_the_forget_answers_toward_the_unseen_face_target(vlm, split
 
 
 def test_ga_stops_early_by_its_rule(vlm, split, tmp_path):
-    start = _probe_nll(vlm, split.forget_set)
+    start = probe_nll(vlm, split.forget_set)
     args = LoraArguments(**{**LORA, "early_stop": None, "epochs": 5}, stop_forget_nll=start + 0.01)
     art = get_method("ga").train(vlm, split, args, out_dir=tmp_path / "ga")
     assert art.stats["stopped_early"] and "forget NLL" in art.stats["stop_reason"]
@@ -216,7 +216,7 @@ def test_ga_stops_early_by_its_rule(vlm, split, tmp_path):
 def test_retrain_fits_the_retain_set_from_pretrain(vlm, split, trained):
     model = get_method("retrain").load(vlm, trained("retrain").directory)
     retain = split.retain_set[:16]
-    assert _probe_nll(model.vlm, retain) < _probe_nll(vlm, retain) - 0.05
+    assert probe_nll(model.vlm, retain) < probe_nll(vlm, retain) - 0.05
     cfg = json.loads((trained("retrain").directory / "adapter_config.json").read_text())
     assert cfg["source"] == "trained" and cfg["forget_ids"] == ["00000001"]
 

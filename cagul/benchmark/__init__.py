@@ -48,7 +48,7 @@ def _read_rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def _in_child(run: Run, spec: dict) -> dict:
+def run_in_child(run: Run, spec: dict) -> dict:
     """`run` in a fresh `python -m cagul.benchmark.worker`; its bars go to our stderr."""
     proc = subprocess.run(
         [sys.executable, "-m", "cagul.benchmark.worker"],
@@ -99,7 +99,7 @@ def run_benchmark(
 
     def one(run: Run) -> dict:
         if isolate:
-            return _in_child(run, spec)
+            return run_in_child(run, spec)
         from cagul.benchmark.worker import execute
 
         return execute(

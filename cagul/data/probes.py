@@ -70,14 +70,15 @@ class ProbeSet:
     mme: list[Probe]
 
 
-def _plural(shape: str, n: int) -> str:
+def plural(shape: str, n: int) -> str:
+    """`shape` in the plural when `n` is not 1 ("boxes", "circles")."""
     return shape if n == 1 else shape + "es" if shape.endswith(("ss", "x", "sh")) else shape + "s"
 
 
 def _count_question(shape: str, n: int) -> str:
     if n == 1:
         return f"Is there exactly one {shape} in this image?"
-    return f"Are there exactly {_NUMBERS[n]} {_plural(shape, n)} in this image?"
+    return f"Are there exactly {_NUMBERS[n]} {plural(shape, n)} in this image?"
 
 
 def _name(scene: Scene, obj: SceneObject) -> str | None:
@@ -208,7 +209,7 @@ def make_train_vqa(scenes: list[Scene], paths: dict[str, str], rng: random.Rando
         n = scene.count(shape)
         items.append(
             Probe(
-                path, f"How many {_plural(shape, 2)} are there?", _NUMBERS[n], "vqa", "count", group
+                path, f"How many {plural(shape, 2)} are there?", _NUMBERS[n], "vqa", "count", group
             )
         )
         unique = [o for o in scene.objects if scene.count(o.shape) == 1]

@@ -219,7 +219,8 @@ def _probe(samples: list[Sample], n: int) -> list[Sample]:
     return [samples[int(i * step)] for i in range(n)]
 
 
-def _probe_nll(lvlm: VLM, samples: list[Sample], bs: int = 16) -> float | None:
+def probe_nll(lvlm: VLM, samples: list[Sample], bs: int = 16) -> float | None:
+    """Mean answer NLL of `lvlm` on `samples` (None when there are none)."""
     if not samples:
         return None
     vals = []
@@ -242,11 +243,11 @@ class _EarlyStop:
         self.lvlm, self.args = lvlm, args
         self.forget = _probe(split.forget_set, args.probe_size)
         self.retain = _probe(split.retain_set, args.probe_size)
-        self.retain_start = _probe_nll(lvlm, self.retain)
+        self.retain_start = probe_nll(lvlm, self.retain)
         self.checks: list[dict] = []
 
     def reason(self, step: int) -> str | None:
-        f, r = _probe_nll(self.lvlm, self.forget), _probe_nll(self.lvlm, self.retain)
+        f, r = probe_nll(self.lvlm, self.forget), probe_nll(self.lvlm, self.retain)
         self.checks.append({"step": step, "forget_nll": f, "retain_nll": r})
         if f is not None and f >= self.args.stop_forget_nll:
             return f"forget NLL {f:.3f} ≥ {self.args.stop_forget_nll} at step {step}"

@@ -85,18 +85,18 @@ def shipped_applies(split, shipped: Path, data_dir: Path | None) -> bool:
 def _retrain(
     pretrain_dir: Path, split, args: RetrainArguments, data_dir, progress, check, device: str
 ):
-    from cagul.bundle import _template_drawer, _vqa_samples
+    from cagul.bundle import template_drawer, vqa_samples
     from cagul.data import load_probes
     from cagul.finetune import FinetuneConfig, finetune
 
     vlm = load_vlm(pretrain_dir, device=device)
     probes_dir = Path(data_dir) / "probes" if data_dir else None
     vqa = (
-        _vqa_samples(load_probes(probes_dir).train, args.seed)
+        vqa_samples(load_probes(probes_dir).train, args.seed)
         if probes_dir and probes_dir.is_dir()
         else []
     )
-    draw = _template_drawer(split.retain_set, vqa, min(args.replay, len(vqa)), args.seed)
+    draw = template_drawer(split.retain_set, vqa, min(args.replay, len(vqa)), args.seed)
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
 
     def tick(step: int, total: int, loss: float) -> None:
@@ -118,9 +118,9 @@ def _save_weights(model, out: Path) -> None:
 
 def _fine_tuned_params(vlm) -> int:
     """Parameters the bundle's fine-tuning updates: all but the vision tower."""
-    from cagul.finetune import _vision_params
+    from cagul.finetune import vision_params
 
-    vision = {id(p) for p in _vision_params(vlm)}
+    vision = {id(p) for p in vision_params(vlm)}
     return sum(p.numel() for p in vlm.model.parameters() if id(p) not in vision)
 
 

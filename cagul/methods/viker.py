@@ -79,13 +79,14 @@ def unseen_faces(n: int, size: tuple[int, int], known: list[str], seed: int) -> 
     return out
 
 
-def _answer_rows(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+def answer_rows(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
     """Per sample, the `[n_answer, V]` logits that predict its labelled tokens."""
     mask = labels[:, 1:] != -100
     return [logits[b, :-1][mask[b]] for b in range(len(labels))]
 
 
-def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rows` zero-padded at the end into one tensor, and the mask of their real positions."""
     n = max(len(r) for r in rows)
     out = rows[0].new_zeros((len(rows), n) + tuple(rows[0].shape[1:]))
     mask = torch.zeros(len(rows), n, device=rows[0].device)
@@ -118,7 +119,7 @@ class Viker(LoraMethod):
                     faces_of[size] = unseen_faces(args.n_images, size, known, args.face_seed)
                 faces = faces_of[size]
                 batch = vlm.prepare(faces, [s.question] * len(faces), [s.answer] * len(faces))
-                rows = _answer_rows(vlm.forward(batch).float(), batch.labels)
+                rows = answer_rows(vlm.forward(batch).float(), batch.labels)
                 probs = torch.stack([torch.softmax(r, -1) for r in rows]).mean(0)
                 logp = probs.clamp(min=1e-12).log()
                 targets[(s.image_path, s.question)] = (
@@ -129,19 +130,19 @@ class Viker(LoraMethod):
 
     def loss(self, step: Step):
         f = step.forget
-        rows = _answer_rows(step.vlm.forward(f), f.labels)
-        cur, mask = _pad(rows)
+        rows = answer_rows(step.vlm.forward(f), f.labels)
+        cur, mask = pad_rows(rows)
         tl, tw = zip(
             *(step.state[(s.image_path, s.question)] for s in step.forget_samples), strict=True
         )
-        target, _ = _pad([t.to(cur.device) for t in tl])
-        weights, _ = _pad([w.to(cur.device) for w in tw])
+        target, _ = pad_rows([t.to(cur.device) for t in tl])
+        weights, _ = pad_rows([w.to(cur.device) for w in tw])
         forget = losses.weighted_kl_to_target(cur, target, weights, mask).mean()
         total = step.args.forget_weight * forget
         terms = {"forget": forget.item()}
         if step.args.ga_weight:
             tok = -torch.log_softmax(cur.float(), -1)
-            ids = _pad([lab[1:][lab[1:] != -100] for lab in f.labels])[0].long()
+            ids = pad_rows([lab[1:][lab[1:] != -100] for lab in f.labels])[0].long()
             nll_tok = tok.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
             ga = -((nll_tok * weights * mask).sum(1) / (weights * mask).sum(1)).mean()
             total = total + step.args.ga_weight * ga
