@@ -104,13 +104,23 @@ def test_a_text_file_named_png_shows_an_error_and_stores_nothing(app, chromium, 
     bad = tmp_path / "photo.png"
     bad.write_text("this is not an image")
     page = open_page(chromium, url)
+    ask(page, FORGET_PERSON, "name")  # a person's answers, truth and heatmap on the page first
+    page.wait_for_selector("#explore-heatmap .hm-cell", timeout=60_000)
     page.set_input_files("#explore-image input[type=file]", str(bad))
     page.wait_for_selector("#explore-message .msg-error", timeout=30_000)
     assert "not a readable image" in page.inner_text("#explore-message")
+    # Issue 31 defect 7: the last person's outputs are gone, no thumbnail of the non-image.
+    assert page.input_value("#explore-answer textarea") == ""
+    assert page.input_value("#explore-base-answer textarea") == ""
+    assert page.locator("#explore-heatmap .hm-cell").count() == 0
+    assert page.inner_text("#explore-truth").strip() == ""
+    assert page.locator("#explore-image img").count() == 0
+    assert "BytesIO" not in page.inner_text("body")
     page.fill("#explore-question textarea", "What is shown?")
     page.click("#explore-ask")
+    # The refused file was emptied from the photo box: Ask has nothing to ask about.
     page.wait_for_function(
-        "() => document.querySelector('#explore-message').innerText.includes('not a readable')"
+        "() => document.querySelector('#explore-message').innerText.includes('upload an image')"
     )
     assert page.input_value("#explore-answer textarea") == ""
     assert (rows(db, "audit_events"), rows(db, "adapters")) == before

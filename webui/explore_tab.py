@@ -52,17 +52,23 @@ def build(studio: Studio) -> gr.Dropdown:
                                     elem_id="explore-layer")  # fmt: skip
                 heatmap = gr.HTML("", elem_id="explore-heatmap")
 
+        # A new person or photo clears the last one's answers, truth and heatmap (they used to
+        # stay beside the new photo).
+        results = [base_answer, answer, truth, prob, selected, heatmap, record_state]
+        cleared = ("", "", "", "", "", "", None)
+
         def on_person(pid):
             if not pid:
-                return None, None, gr.update(choices=[], value=None), ""
+                return (None, None, gr.update(choices=[], value=None), "", *cleared)
             refs = studio.pairs(pid)
             choices = [(("🔒 private · " if r.private else "non-private · ") + r.question,
                         r.question) for r in refs]  # fmt: skip
-            return pid, studio.image_of(pid), gr.update(choices=choices, value=None), ""
+            return (pid, studio.image_of(pid), gr.update(choices=choices, value=None), "",
+                    *cleared)  # fmt: skip
 
         # `select` (a user's pick), not `change`: an upload clears the person programmatically
         # and must keep its image and message.
-        person.select(on_person, person, [person_state, image, pick, message])
+        person.select(on_person, person, [person_state, image, pick, message, *results])
         pick.select(lambda q: q, pick, question)
 
         def on_upload(path, known):
@@ -70,13 +76,17 @@ def build(studio: Studio) -> gr.Dropdown:
             try:
                 open_image(uploads.read_upload(known, path))
             except SHOWN as e:
-                return None, gr.update(value=None), messages.error(e), known
+                # No broken thumbnail of what is not an image: the photo box is emptied.
+                return (None, gr.update(value=None), messages.error(e), known, None,
+                        gr.update(choices=[], value=None), *cleared)  # fmt: skip
             text = "Uploaded image: nobody of the dataset is assumed; ask any question."
-            return None, gr.update(value=None), messages.info(text), known
+            return (None, gr.update(value=None), messages.info(text), known, gr.update(),
+                    gr.update(choices=[], value=None), *cleared)  # fmt: skip
 
         # preprocess=False here and below: Gradio's image preprocessing opens the path the
         # client sent (a file-existence oracle); `webui.uploads` checks it without touching it.
-        image.upload(on_upload, [image, uploaded], [person_state, person, message, uploaded],
+        image.upload(on_upload, [image, uploaded],
+                     [person_state, person, message, uploaded, image, pick, *results],
                      preprocess=False)  # fmt: skip
 
         def on_ask(pid, path, q, adapter_id, known):
