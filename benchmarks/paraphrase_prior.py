@@ -6,7 +6,7 @@ of a question does not reach the fact. A real LM brings that prior from pre-trai
 benchmark gives it one the same way: a disjoint synthetic population (seed 1, its faces added
 to the vision identity stage) whose biographies are asked with *every* template of a field,
 training and paraphrase, trained alongside the target people, who are asked with training
-templates only (`cagul.bundle.template_drawer`). Two arms, same data, same steps, starting
+templates only (`cagul.demo.bundle.template_drawer`). Two arms, same data, same steps, starting
 from the shipped Pretrain model; the only difference is whether the other population's
 questions include the paraphrase wordings. Paraphrase EM is measured on the *target* people,
 whose paraphrases are never trained on. Usage (about 20 minutes per arm on 2 CPU cores)::
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from cagul.bundle import pair_em, template_drawer, vqa_samples
 from cagul.data import generate_dataset, load_dataset, load_probes, make_split
-from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
+from cagul.demo.bundle import pair_em, template_drawer, vqa_samples
+from cagul.demo.finetune import FinetuneConfig, finetune, pretrain_vision
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 

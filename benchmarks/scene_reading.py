@@ -40,11 +40,11 @@ from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from benchmarks.text_membership import conversation, left_padded_batch
-from cagul.bundle import scene_attributes, word_targets
 from cagul.data import load_dataset
 from cagul.data.probes import write_probes
 from cagul.data.scenes import SHAPES, render_scene, sample_scene, token_classes
-from cagul.finetune import pretrain_vision, vision_params, warmup_schedule
+from cagul.demo.bundle import scene_attributes, word_targets
+from cagul.demo.finetune import pretrain_vision, vision_params, warmup_schedule
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 

@@ -37,7 +37,7 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from cagul.data.scenes import SHAPES, sample_scene
-from cagul.finetune import warmup_schedule
+from cagul.demo.finetune import warmup_schedule
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cagul.bundle import BundleConfig, draw_extra_scenes, vision_stage, word_targets
 from cagul.data import generate_dataset, load_dataset, load_probes
 from cagul.data.scenes import COLOURS, token_classes
+from cagul.demo.bundle import BundleConfig, draw_extra_scenes, vision_stage, word_targets
 
 
 def held_out_accuracy(vlm, probes_dir: Path, targets: torch.Tensor) -> tuple[float, float]:

@@ -205,7 +205,7 @@ def cmd_benchmark(args: argparse.Namespace) -> dict:
 
 def bundle_config(args: argparse.Namespace):
     """The `BundleConfig` a parsed `demo-bundle` command asks for (unset options: defaults)."""
-    from cagul.bundle import BundleConfig
+    from cagul.demo.bundle import BundleConfig
 
     return BundleConfig(
         **{
@@ -217,7 +217,7 @@ def bundle_config(args: argparse.Namespace):
 
 
 def cmd_demo_bundle(args: argparse.Namespace) -> dict:
-    from cagul.bundle import build_demo_bundle
+    from cagul.demo.bundle import build_demo_bundle
 
     bundle = build_demo_bundle(args.out, bundle_config(args), resume=args.resume)
     return {
@@ -619,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the Pretrain model an earlier build of the same recipe left in "
         "--out (only the biography options may differ) and run the later stages",
     )
-    from cagul.bundle import BundleConfig  # its fields are the options (imports torch)
+    from cagul.demo.bundle import BundleConfig  # its fields are the options (imports torch)
 
     # Every recipe field is an option, so the command bundle.json records always parses.
     for f in fields(BundleConfig):

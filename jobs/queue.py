@@ -248,32 +248,40 @@ def lock_claim(session: Session, claim: Claim) -> bool:
 
 def complete(session: Session, claim: Claim, result: dict[str, Any] | None) -> bool:
     """Mark the job succeeded. False when we no longer own it (nothing written)."""
+    done = _update_owned(
+        session,
+        claim,
+        status="succeeded",
+        progress=1.0,
+        message="succeeded",
+        error=None,  # an earlier attempt's failure (a dead worker) no longer describes it
+        result=json_safe(result),
+        finished_at=db_now(),
+    )
+    if done:
+        _job_event(session, claim, "job.succeeded", {"attempt": claim.attempt})
+    return done
+
+
+def _update_owned(session: Session, claim: Claim, **values: Any) -> bool:
+    """Write `values` (and `updated_at`) to the claimed job; False when we no longer own it."""
     done = session.execute(
-        update(Job)
-        .where(*_owned(claim))
-        .values(
-            status="succeeded",
-            progress=1.0,
-            message="succeeded",
-            error=None,  # an earlier attempt's failure (a dead worker) no longer describes it
-            result=json_safe(result),
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
-        .returning(Job.id),
+        update(Job).where(*_owned(claim)).values(**values, updated_at=db_now()).returning(Job.id),
         execution_options=_NO_SYNC,
     ).first()
-    if done is None:
-        return False
+    return done is not None
+
+
+def _job_event(session: Session, claim: Claim, action: str, details: dict[str, Any]) -> None:
+    """Record `action` on the claimed job in the event log, by the claim's actor."""
     record_event(
         session,
         actor=claim.actor,
-        action="job.succeeded",
+        action=action,
         target_type="job",
         target_id=claim.job_id,
-        details={"attempt": claim.attempt},
+        details=details,
     )
-    return True
 
 
 def fail(
@@ -283,7 +291,7 @@ def fail(
     else fail for good. Returns the new status, or None when we no longer own the job."""
     again = retry and claim.attempt < claim.max_attempts
     error = storable_text(error, 4000) or ""  # an exception may quote a NUL byte
-    values: dict[str, Any] = {"error": error, "updated_at": db_now()}
+    values: dict[str, Any] = {"error": error}
     if again:
         values.update(
             status="queued",
@@ -293,50 +301,22 @@ def fail(
         )
     else:
         values.update(status="failed", finished_at=db_now(), message="failed")
-    done = session.execute(
-        update(Job).where(*_owned(claim)).values(**values).returning(Job.id),
-        execution_options=_NO_SYNC,
-    ).first()
-    if done is None:
+    if not _update_owned(session, claim, **values):
         return None
     status = "queued" if again else "failed"
     sync_request(session, claim.request_id, status)
-    record_event(
-        session,
-        actor=claim.actor,
-        action="job.retry_scheduled" if again else "job.failed",
-        target_type="job",
-        target_id=claim.job_id,
-        details={"attempt": claim.attempt, "error": error[-1000:], "backoff_s": backoff_s},
-    )
+    details = {"attempt": claim.attempt, "error": error[-1000:], "backoff_s": backoff_s}
+    _job_event(session, claim, "job.retry_scheduled" if again else "job.failed", details)
     return status
 
 
 def mark_cancelled(session: Session, claim: Claim, reason: str = "cancel requested") -> bool:
     """The handler stopped on a cancel request: record the job (and its request) cancelled."""
-    done = session.execute(
-        update(Job)
-        .where(*_owned(claim))
-        .values(
-            status="cancelled",
-            message=storable_text(reason, 1000),
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
-        .returning(Job.id),
-        execution_options=_NO_SYNC,
-    ).first()
-    if done is None:
+    message = storable_text(reason, 1000)
+    if not _update_owned(session, claim, status="cancelled", message=message, finished_at=db_now()):
         return False
     sync_request(session, claim.request_id, "cancelled")
-    record_event(
-        session,
-        actor=claim.actor,
-        action="job.cancelled",
-        target_type="job",
-        target_id=claim.job_id,
-        details={"attempt": claim.attempt, "reason": reason},
-    )
+    _job_event(session, claim, "job.cancelled", {"attempt": claim.attempt, "reason": reason})
     return True
 
 

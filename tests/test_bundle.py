@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cagul.answering import answer_all
-from cagul.bundle import ACCEPTANCE, bundle_table
 from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.demo.bundle import ACCEPTANCE, bundle_table
 from cagul.metrics import mean_em
 from cagul.models import load_vlm
 from cagul.paths import DEMO_DIR
@@ -87,10 +87,10 @@ def test_readme_shows_the_measured_table(bundle):
 def test_paraphrase_wordings_are_trained_only_on_the_other_population():
     """The bundle's own pairs are asked with training templates only (their paraphrases are
     the evaluation); the extra population's pairs are asked in every wording."""
-    from cagul.bundle import template_drawer
     from cagul.data.splits import sample_of
     from cagul.data.synthetic import make_individuals
     from cagul.data.templates import FIELDS
+    from cagul.demo.bundle import template_drawer
 
     own = [sample_of(ind, j) for ind in make_individuals(2, 0) for j in range(len(ind.qa_list))]
     extra = [sample_of(ind, j) for ind in make_individuals(2, 1) for j in range(len(ind.qa_list))]
@@ -118,8 +118,8 @@ def test_recorded_command_rebuilds_the_same_recipe(tmp_path):
     import shlex
     from dataclasses import asdict
 
-    from cagul.bundle import BundleConfig, build_command
     from cagul.cli import build_parser, bundle_config
+    from cagul.demo.bundle import BundleConfig, build_command
 
     cfg = BundleConfig(seed=3, n_individuals=10, extra_individuals=0, lr=1e-3, vision_lr=5e-4)
     argv = shlex.split(build_command(tmp_path, cfg))[3:]  # drop "python -m cagul"
@@ -131,8 +131,8 @@ def test_shipped_bundle_records_a_command_that_rebuilds_its_config(bundle):
     import shlex
     from dataclasses import asdict
 
-    from cagul.bundle import BundleConfig
     from cagul.cli import build_parser, bundle_config
+    from cagul.demo.bundle import BundleConfig
 
     args = build_parser().parse_args(shlex.split(bundle["command"])[3:])
     assert asdict(bundle_config(args)) == asdict(BundleConfig(**bundle["config"]))
@@ -147,7 +147,7 @@ def test_build_runs_every_stage_with_an_extra_population(tmp_path, monkeypatch):
     from dataclasses import replace
 
     import cagul.evaluate
-    from cagul.bundle import BundleConfig, build_demo_bundle
+    from cagul.demo.bundle import BundleConfig, build_demo_bundle
 
     asked = []
     real = cagul.evaluate.general_metrics
@@ -207,7 +207,7 @@ def test_resume_refuses_a_pretrain_of_another_recipe(tmp_path):
     import json
     from dataclasses import asdict
 
-    from cagul.bundle import PRETRAIN_RECORD, BundleConfig, ResumeError, build_demo_bundle
+    from cagul.demo.bundle import PRETRAIN_RECORD, BundleConfig, ResumeError, build_demo_bundle
 
     with pytest.raises(ResumeError, match="nothing to resume"):
         build_demo_bundle(tmp_path, BundleConfig(), resume=True)
@@ -230,7 +230,7 @@ def test_procedural_scenes_identical_to_a_test_scene_are_left_out(tmp_path):
     one identical to a held-out POPE/MME scene would put a test image into training."""
     import json
 
-    from cagul.bundle import BundleConfig, draw_extra_scenes, scene_attributes
+    from cagul.demo.bundle import BundleConfig, draw_extra_scenes, scene_attributes
 
     cfg = BundleConfig(seed=0, extra_scenes=12, image_size=28)
     first = tmp_path / "a"
@@ -249,7 +249,7 @@ def test_procedural_scenes_identical_to_a_test_scene_are_left_out(tmp_path):
 
 
 def test_vqa_epoch_sampler_draws_afresh_per_epoch_and_all_items_at_zero():
-    from cagul.bundle import epoch_sampler
+    from cagul.demo.bundle import epoch_sampler
 
     items = list(range(50))
     every = epoch_sampler(items, 0, seed=0)  # the shipped recipe: every item, every epoch
@@ -266,8 +266,8 @@ def test_word_targets_follow_the_token_class_numbering(tiny_dirs):
     words (nothing else would notice: training still converges)."""
     import torch
 
-    from cagul.bundle import word_targets
     from cagul.data.scenes import COLOURS, SHAPES, token_classes
+    from cagul.demo.bundle import word_targets
 
     vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
     targets = word_targets(vlm, scale=2.0)

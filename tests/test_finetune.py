@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cagul.finetune import FinetuneConfig, finetune, pretrain_vision_identity
+from cagul.demo.finetune import FinetuneConfig, finetune, pretrain_vision_identity
 from cagul.models import load_vlm
 
 
@@ -51,7 +51,7 @@ def test_vision_pretraining_checks_scenes_on_a_bounded_subset(tiny_dirs, tmp_pat
     labels stay aligned with those scenes."""
     import torch
 
-    from cagul.finetune import pretrain_vision
+    from cagul.demo.finetune import pretrain_vision
 
     vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
     faces, scenes = [], []
@@ -94,7 +94,7 @@ def test_vision_pretraining_regresses_tokens_onto_given_targets(tiny_dirs, tmp_p
     without the contrastive term beside the regression."""
     import torch
 
-    from cagul.finetune import pretrain_vision
+    from cagul.demo.finetune import pretrain_vision
 
     vlm = load_vlm(tiny_dirs["qwen2_5_vl"], device="cpu")
     faces, scenes = [], []

@@ -17,11 +17,7 @@ class GradientAscentKL(LoraMethod):
         forget = losses.ga(step.vlm.forward(step.forget), step.forget.labels).mean()
         r = step.retain
         retain = losses.kl_to_reference(step.vlm.forward(r), step.reference(r), r.labels).mean()
-        a = step.args
-        return a.forget_weight * forget + a.retain_weight * retain, {
-            "forget": forget.item(),
-            "retain": retain.item(),
-        }
+        return step.weighted(forget, retain)
 
 
 METHOD = GradientAscentKL()

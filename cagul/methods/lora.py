@@ -120,6 +120,13 @@ class Step:
     forget_samples: list[Sample]
     state: Any = None  # what `LoraMethod.prepare` computed (ViKeR's targets)
 
+    def weighted(self, forget: torch.Tensor, retain: torch.Tensor):
+        """The loss `forget_weight * forget + retain_weight * retain` and its logged terms: the
+        shared tail of the baselines with one forget and one retain term (GradDiff's form)."""
+        a = self.args
+        total = a.forget_weight * forget + a.retain_weight * retain
+        return total, {"forget": forget.item(), "retain": retain.item()}
+
 
 def copy_vlm(vlm: VLM) -> VLM:
     """A VLM wrapper over a deep copy of `vlm`'s model (same tokenizer, processor, cache)."""

@@ -18,11 +18,7 @@ class NegativePreference(LoraMethod):
             step.vlm.forward(f), step.reference(f), f.labels, step.args.npo_beta
         ).mean()
         retain = losses.nll(step.vlm.forward(step.retain), step.retain.labels).mean()
-        a = step.args
-        return a.forget_weight * forget + a.retain_weight * retain, {
-            "forget": forget.item(),
-            "retain": retain.item(),
-        }
+        return step.weighted(forget, retain)
 
 
 METHOD = NegativePreference()

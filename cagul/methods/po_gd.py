@@ -16,11 +16,7 @@ class RefusalPO(LoraMethod):
     def loss(self, step: Step):
         forget = losses.po(step.vlm.forward(step.forget), step.forget.labels).mean()
         retain = losses.nll(step.vlm.forward(step.retain), step.retain.labels).mean()
-        a = step.args
-        return a.forget_weight * forget + a.retain_weight * retain, {
-            "forget": forget.item(),
-            "retain": retain.item(),
-        }
+        return step.weighted(forget, retain)
 
 
 METHOD = RefusalPO()

@@ -1,6 +1,6 @@
 """Retrain: the ideal baseline, the pre-trained (Pretrain) model fine-tuned on the retain set
-only, as the demo bundle fine-tunes (`cagul.finetune.finetune`, a fresh training template per
-pair each epoch and VQA replay, `cagul.bundle`'s recipe). It never saw the forget set, so what
+only, as the demo bundle fine-tunes (`cagul.demo.finetune.finetune`, a fresh training template per
+pair each epoch and VQA replay, `cagul.demo.bundle`'s recipe). It never saw the forget set, so what
 it says about the forget people is what an unlearned model should say.
 
 For the bundle's default split the bundle already ships that model (`models/retrain`, trained
@@ -85,9 +85,9 @@ def shipped_applies(split, shipped: Path, data_dir: Path | None) -> bool:
 def _retrain(
     pretrain_dir: Path, split, args: RetrainArguments, data_dir, progress, check, device: str
 ):
-    from cagul.bundle import template_drawer, vqa_samples
     from cagul.data import load_probes
-    from cagul.finetune import FinetuneConfig, finetune
+    from cagul.demo.bundle import template_drawer, vqa_samples
+    from cagul.demo.finetune import FinetuneConfig, finetune
 
     vlm = load_vlm(pretrain_dir, device=device)
     probes_dir = Path(data_dir) / "probes" if data_dir else None
@@ -118,7 +118,7 @@ def _save_weights(model, out: Path) -> None:
 
 def _fine_tuned_params(vlm) -> int:
     """Parameters the bundle's fine-tuning updates: all but the vision tower."""
-    from cagul.finetune import vision_params
+    from cagul.demo.finetune import vision_params
 
     vision = {id(p) for p in vision_params(vlm)}
     return sum(p.numel() for p in vlm.model.parameters() if id(p) not in vision)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from .base import VLM, ImageLayout, TokenReplacement, joint_scores, replace_tokens, row_major_grid
-from .scores import joint_scorer
+from .base import ImageLayout, TokenReplacement, replace_tokens, row_major_grid
+from .joint import JointAttentionVLM
 
 
-class Llava(VLM):
+class Llava(JointAttentionVLM):
     family = "llava"
-    attention = "joint"
 
     @property
     def image_token(self) -> str:
@@ -66,13 +65,3 @@ class Llava(VLM):
 
     def _vision_only(self, batch) -> None:
         self.model.model.get_image_features(pixel_values=batch.inputs["pixel_values"])
-
-    def _score_layers(self, attentions, batch):
-        return joint_scores(attentions, batch, self._image_mask(batch), self.cross_modal_layers)
-
-    def _score_modules(self):
-        layers = self.model.model.language_model.layers
-        return [layers[i].self_attn for i in self.cross_modal_layers]
-
-    def _layer_scorer(self, batch):
-        return joint_scorer(batch, self._image_mask(batch))

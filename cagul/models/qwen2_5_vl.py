@@ -13,8 +13,8 @@ import math
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .base import VLM, ImageLayout, TokenReplacement, joint_scores, replace_tokens, row_major_grid
-from .scores import joint_scorer
+from .base import ImageLayout, TokenReplacement, replace_tokens, row_major_grid
+from .joint import JointAttentionVLM
 
 
 def _rewritten(per_image, replacement: TokenReplacement, dtype) -> list[torch.Tensor]:
@@ -25,9 +25,8 @@ def _rewritten(per_image, replacement: TokenReplacement, dtype) -> list[torch.Te
     ]
 
 
-class QwenVL(VLM):
+class QwenVL(JointAttentionVLM):
     family = "qwen2_5_vl"
-    attention = "joint"
 
     @property
     def image_token(self) -> str:
@@ -97,13 +96,3 @@ class QwenVL(VLM):
         self.model.model.get_image_features(
             batch.inputs["pixel_values"], batch.inputs["image_grid_thw"]
         )
-
-    def _score_layers(self, attentions, batch):
-        return joint_scores(attentions, batch, self._image_mask(batch), self.cross_modal_layers)
-
-    def _score_modules(self):
-        layers = self.model.model.language_model.layers
-        return [layers[i].self_attn for i in self.cross_modal_layers]
-
-    def _layer_scorer(self, batch):
-        return joint_scorer(batch, self._image_mask(batch))

@@ -37,8 +37,8 @@ from cagul.data import REFUSALS, generate_dataset, load_dataset, load_probes, ma
 from cagul.data.probes import write_probes
 from cagul.data.scenes import COLOURS, GRID, SHAPES, token_classes
 from cagul.data.templates import FIELD_OF_TRAIN_QUESTION, FIELDS
+from cagul.demo.finetune import FinetuneConfig, finetune, pretrain_vision
 from cagul.evaluate import evaluate
-from cagul.finetune import FinetuneConfig, finetune, pretrain_vision
 from cagul.models import VLM, load_vlm
 from cagul.models.tiny import build_tiny_vlm
 
