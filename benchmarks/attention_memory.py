@@ -35,8 +35,8 @@ import torch
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
+from cagul.demo.tiny import build_tiny_vlm
 from cagul.models import TokenReplacement, load_vlm
-from cagul.models.tiny import build_tiny_vlm
 
 QUESTIONS = [
     "Where does this person live?",

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from cagul.data import generate_dataset, make_split
+from cagul.demo.tiny import build_tiny_vlm
 from cagul.methods.cagul.adapter import CagulAdapter
 from cagul.methods.cagul.config import CagulTrainingArguments
 from cagul.methods.cagul.train import train_cagul
 from cagul.models import load_vlm
-from cagul.models.tiny import build_tiny_vlm
 
 
 def main() -> None:

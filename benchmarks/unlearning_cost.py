@@ -461,7 +461,7 @@ def main() -> None:
         return
 
     from cagul.data import generate_dataset, make_split
-    from cagul.models.tiny import build_tiny_vlm
+    from cagul.demo.tiny import build_tiny_vlm
 
     if args.seeds is None:
         args.seeds = "" if args.quick else "0,1,2"

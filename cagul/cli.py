@@ -171,7 +171,7 @@ def cmd_info(args: argparse.Namespace) -> dict:
 
 
 def cmd_tiny(args: argparse.Namespace) -> dict:
-    from cagul.models.tiny import build_tiny_vlm
+    from cagul.demo.tiny import build_tiny_vlm
 
     out = build_tiny_vlm(
         args.family, args.out, hidden=args.hidden, layers=args.layers, seed=args.seed

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cagul.demo.tiny import build_tiny_vlm
 from cagul.models import FAMILIES, load_vlm
-from cagul.models.tiny import build_tiny_vlm
 
 # Mllama gets 4 self-attention layers so it has two cross-attention layers (1 and 3),
 # enough to check that each cross-attention layer takes its own token set.

@@ -13,7 +13,7 @@ import pytest
 from cagul.benchmark import Settings, run_benchmark
 from cagul.benchmark.plan import MAIN, Run, plan, unique_runs
 from cagul.data import generate_dataset
-from cagul.models.tiny import build_tiny_vlm
+from cagul.demo.tiny import build_tiny_vlm
 
 LORA = {"epochs": 1, "batch_size": 4, "probe_size": 4, "check_every": 1, "early_stop": False}
 TINY = Settings(

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from cagul.data import generate_dataset, load_dataset, make_split
+from cagul.demo.tiny import build_tiny_vlm
 from cagul.evaluate import evaluate_unlearned
 from cagul.methods import get_method, load_unlearned
 from cagul.methods.cagul.config import CagulMethodConfig, CagulTrainingArguments
@@ -33,7 +34,6 @@ from cagul.methods.lora import LoraArguments
 from cagul.methods.retrain import RetrainArguments
 from cagul.methods.viker import VikerArguments
 from cagul.models import load_vlm
-from cagul.models.tiny import build_tiny_vlm
 
 FIXTURE = Path(__file__).parent / "fixtures" / "equivalence.json"
 

@@ -38,9 +38,9 @@ from cagul.data.probes import write_probes
 from cagul.data.scenes import COLOURS, GRID, SHAPES, token_classes
 from cagul.data.templates import FIELD_OF_TRAIN_QUESTION, FIELDS
 from cagul.demo.finetune import FinetuneConfig, finetune, pretrain_vision
+from cagul.demo.tiny import build_tiny_vlm
 from cagul.evaluate import evaluate
 from cagul.models import VLM, load_vlm
-from cagul.models.tiny import build_tiny_vlm
 
 FAMILY = "qwen2_5_vl"
 
