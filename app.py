@@ -69,8 +69,9 @@ def build_ui(studio):
             info = public.scrub(studio.vlm.info())  # the model's path relative to the repository
             gr.Code(json.dumps(info, indent=2), language="json", elem_id="model-info")
         # Adapters trained by the queue since start appear in every picker on page load.
-        demo.load(lambda: [gr.update(choices=studio.adapter_choices())] * len(pickers), None,
-                  pickers)  # fmt: skip
+        demo.load(
+            lambda: [gr.update(choices=studio.adapter_choices())] * len(pickers), None, pickers
+        )
     return demo
 
 
@@ -96,9 +97,16 @@ def create_app(studio):
     demo = build_ui(studio)
     # show_error=False: an unexpected exception reaches the page as a bare "error", never with
     # its text (paths, reprs); the handlers show their own refusals.
-    app = gr.mount_gradio_app(app, demo, path="/", css=CSS + HEATMAP_CSS, footer_links=[],
-                              ssr_mode=False, show_error=False,
-                              max_file_size=MAX_IMAGE_BYTES)  # fmt: skip
+    app = gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        css=CSS + HEATMAP_CSS,
+        footer_links=[],
+        ssr_mode=False,
+        show_error=False,
+        max_file_size=MAX_IMAGE_BYTES,
+    )
     # Gradio checks that a file an event names lies in its upload folder only once the Blocks
     # "has launched", which `launch()` marks and mounting does not: unmarked, it copies any
     # server file a script names into its cache. Mounted is launched here.
@@ -116,8 +124,9 @@ def start_worker(args: argparse.Namespace) -> subprocess.Popen:
         env["CAGUL_MODEL_DIR"] = args.model
     if args.data:
         env["CAGUL_DATA_DIR"] = args.data
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.worker"], env=env,
-                            preexec_fn=_die_with_parent)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.worker"], env=env, preexec_fn=_die_with_parent
+    )
     atexit.register(lambda: proc.poll() is None and proc.terminate())
     return proc
 
@@ -159,8 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(studio)
     if not args.no_worker:
         start_worker(args)
-    log.info("ready in %.1f s: http://%s:%d (REST under /api)", time.perf_counter() - started,
-             args.host, args.port)  # fmt: skip
+    log.info(
+        "ready in %.1f s: http://%s:%d (REST under /api)",
+        time.perf_counter() - started,
+        args.host,
+        args.port,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -62,15 +62,20 @@ def measure(threads: int) -> dict:
     people = list(ds.split_ids("forget10"))
     with tempfile.TemporaryDirectory() as tmp:
         db = storage.connect(f"sqlite:///{Path(tmp) / 'wait.sqlite'}", upgrade=True)
-        settings = UnlearnSettings(artifacts_root=Path(tmp), model_dir=str(default_model_dir()),
-                                   data_dir=str(data))  # fmt: skip
+        settings = UnlearnSettings(
+            artifacts_root=Path(tmp), model_dir=str(default_model_dir()), data_dir=str(data)
+        )
         config = WorkerConfig(heartbeat_s=1.0, stale_after_s=600.0, poll_s=0.05, backoff_s=0.0)
         t0 = time.perf_counter()
         with db.transaction() as s:
             request, _ = submit_forget_request(
-                s, requester="Privacy Officer", individual_ids=people,
-                categories=["health", "criminal"], known_individuals=set(ds.ids), method="cagul",
-            )  # fmt: skip
+                s,
+                requester="Privacy Officer",
+                individual_ids=people,
+                categories=["health", "criminal"],
+                known_individuals=set(ds.ids),
+                method="cagul",
+            )
             request_id = request.id
         handler = make_unlearn_handler(settings=settings)
         with Worker(db, config, gpu_mem_mb=0, handlers={"unlearn": handler}) as w:
@@ -83,7 +88,9 @@ def measure(threads: int) -> dict:
         db.dispose()
     training = report.get("training", {})
     return {
-        "people": people, "categories": ["health", "criminal"], "status": status,
+        "people": people,
+        "categories": ["health", "criminal"],
+        "status": status,
         "job": outcome.status if outcome else None,
         "submit_to_verified_seconds": round(total, 1),
         "training_seconds": round(spent["training"], 1),
@@ -95,20 +102,24 @@ def measure(threads: int) -> dict:
         "ape": (report.get("forget") or {}).get("ape"),
         "nonprivate_em": (report.get("nonprivate") or {}).get("em"),
         "leak": (report.get("leak") or {}).get("perturbed_image"),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--out", default="benchmarks/results/officer_wait.json")
     args = ap.parse_args()
     os.environ.pop("CAGUL_QUICK_UNLEARN", None)  # the default schedule, never the quick one
     result = measure(args.threads)
-    result.update(goal_seconds=GOAL_SECONDS,
-                  goal_met=result["submit_to_verified_seconds"] <= GOAL_SECONDS,
-                  threads=args.threads, load_average=os.getloadavg())  # fmt: skip
+    result.update(
+        goal_seconds=GOAL_SECONDS,
+        goal_met=result["submit_to_verified_seconds"] <= GOAL_SECONDS,
+        threads=args.threads,
+        load_average=os.getloadavg(),
+    )
     for k, v in result.items():
         print(f"  {k:<28} {v}")
     out = Path(args.out)

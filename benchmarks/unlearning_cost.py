@@ -150,8 +150,11 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
 
     def find(name: str, file_part: str) -> list:
         # A file, or with a trailing "/" any file under that folder.
-        where = (lambda p: file_part in p) if file_part.endswith("/") else \
-            (lambda p: p.endswith(file_part))  # fmt: skip
+        where = (
+            (lambda p: file_part in p)
+            if file_part.endswith("/")
+            else (lambda p: p.endswith(file_part))
+        )
         return [k for k in st if k[2] == name and where(path(k))]
 
     def part(name: str) -> list:
@@ -179,11 +182,17 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
     # Python < 3.12) of cache_views (train_cagul); the encoder's perturbed
     # views count as selection.
     start = min((k[1] for k in find("train_cagul", "cagul/methods/cagul/train.py")), default=10**9)
-    perturb = sum(v[3] for k in find("random_perturbation", "cagul/perturb.py")
-                  for c, v in st[k][4].items()
-                  if path(c).endswith("cagul/methods/cagul/train_discriminator.py")
-                  or (path(c).endswith("cagul/methods/cagul/train.py") and c[1] >= start
-                      and c[2] in ("train_cagul", "<listcomp>")))  # fmt: skip
+    perturb = sum(
+        v[3]
+        for k in find("random_perturbation", "cagul/perturb.py")
+        for c, v in st[k][4].items()
+        if path(c).endswith("cagul/methods/cagul/train_discriminator.py")
+        or (
+            path(c).endswith("cagul/methods/cagul/train.py")
+            and c[1] >= start
+            and c[2] in ("train_cagul", "<listcomp>")
+        )
+    )
     parts = {
         "view_perturbation_s": perturb,
         "view_token_caching_s": views,
@@ -197,16 +206,22 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
     parts["encoder_other_s"] = parts["encoder_epochs_s"] - sum(
         parts[k] for k in ("encoder_prepare_s", "encoder_lm_forward_s", "encoder_backward_s")
     )
-    top = ("view_perturbation_s", "view_token_caching_s", "token_selection_s",
-           "discriminator_epochs_s", "encoder_epochs_s")  # fmt: skip
+    top = (
+        "view_perturbation_s",
+        "view_token_caching_s",
+        "token_selection_s",
+        "discriminator_epochs_s",
+        "encoder_epochs_s",
+    )
     parts["other_s"] = total - sum(parts[k] for k in top)
     out = {k: round(v, 3) for k, v in parts.items()}
     out["total_s"] = round(total, 3)
     out["discriminator_epoch_calls"] = disc_calls
     out["encoder_epoch_calls"] = enc_calls
     out["missing"] = missing
-    out["share"] = {k[:-2]: round(v / total, 3) for k, v in parts.items() if k in top or
-                    k == "other_s"}  # fmt: skip
+    out["share"] = {
+        k[:-2]: round(v / total, 3) for k, v in parts.items() if k in top or k == "other_s"
+    }
     return out
 
 
@@ -216,18 +231,30 @@ def _cagul_breakdown(prof: cProfile.Profile, total: float) -> dict:
 FULL_SIZE_MODELS = {
     "Qwen2.5-VL-7B-Instruct": {
         "family": "qwen2_5_vl",
-        "text": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                 "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064},
+        "text": {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+        },
         "attention": "joint",
     },
     "Llama-3.2-11B-Vision-Instruct": {
         "family": "mllama",
-        "text": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 40,
-                 "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
-                 "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]},
+        "text": {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 40,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 128256,
+            "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38],
+        },
         "attention": "cross",
     },
-}  # fmt: skip
+}
 LORA_FULL_RANK, LORA_FULL_ALPHA = 128, 256  # FIUBench's LoRA setting
 
 
@@ -263,17 +290,25 @@ def full_size_params() -> dict:
         linears = [m for m in lm.modules() if isinstance(m, nn.Linear)]
         lora = sum(LORA_FULL_RANK * (m.in_features + m.out_features) for m in linears)
         d = spec["text"]["hidden_size"]
-        cfg = CagulConfig(family=spec["family"], hidden_size=d, base_fingerprint="meta",
-                          per_layer=spec["attention"] == "cross")  # fmt: skip
+        cfg = CagulConfig(
+            family=spec["family"],
+            hidden_size=d,
+            base_fingerprint="meta",
+            per_layer=spec["attention"] == "cross",
+        )
         with torch.device("meta"):
             cagul = CagulAdapter(cfg).n_trainable()
         out[name] = {
-            "hidden_size": d, "lm_parameters": sum(p.numel() for p in lm.parameters()),
-            "lora_linear_layers": len(linears), "lora_rank": LORA_FULL_RANK,
-            "lora_alpha": LORA_FULL_ALPHA, "lora_params": lora, "cagul_params": cagul,
+            "hidden_size": d,
+            "lm_parameters": sum(p.numel() for p in lm.parameters()),
+            "lora_linear_layers": len(linears),
+            "lora_rank": LORA_FULL_RANK,
+            "lora_alpha": LORA_FULL_ALPHA,
+            "lora_params": lora,
+            "cagul_params": cagul,
             "cagul_formula_params": cfg.n_parameters(),
             "cagul_to_lora_params_ratio": round(cagul / lora, 4),
-        }  # fmt: skip
+        }
     return out
 
 
@@ -307,9 +342,12 @@ def worker(spec: dict) -> dict:
                 if prof:
                     prof.disable()
         stats = art.stats
-        run = {"seconds": round(seconds, 3), "epoch_seconds": stats["epoch_seconds"],
-               "trainable_params": stats["trainable_params"],
-               "lm_passes_per_epoch": _lm_passes_per_epoch(spec["method"], stats, split)}  # fmt: skip
+        run = {
+            "seconds": round(seconds, 3),
+            "epoch_seconds": stats["epoch_seconds"],
+            "trainable_params": stats["trainable_params"],
+            "lm_passes_per_epoch": _lm_passes_per_epoch(spec["method"], stats, split),
+        }
         if spec["method"] == "cagul":
             run.update(views=stats["views"], encoder_samples=stats["encoder_samples"])
         else:
@@ -319,9 +357,13 @@ def worker(spec: dict) -> dict:
         if prof:
             run["breakdown"] = _cagul_breakdown(prof, seconds)
         runs.append(run)
-    return {"runs": runs, "forget": len(split.forget_set),
-            "nonprivate": len(split.nonprivate_set), "retain": len(split.retain_set),
-            "individuals": len(ds.ids)}  # fmt: skip
+    return {
+        "runs": runs,
+        "forget": len(split.forget_set),
+        "nonprivate": len(split.nonprivate_set),
+        "retain": len(split.retain_set),
+        "individuals": len(ds.ids),
+    }
 
 
 def _default_schedule_cell(spec: dict, vlm, split, method) -> dict:
@@ -350,27 +392,43 @@ def _default_schedule_cell(spec: dict, vlm, split, method) -> dict:
                 runs.append(run)
                 continue
             t = time.perf_counter()
-            rep = evaluate_unlearned(vlm, art.model, split, None, base=False, max_retain=200,
-                                     progress=False)  # fmt: skip
+            rep = evaluate_unlearned(
+                vlm, art.model, split, None, base=False, max_retain=200, progress=False
+            )
             run.update(
                 eval_seconds=round(time.perf_counter() - t, 2),
-                setup_seconds=st["setup_seconds"], check_seconds=st["check_seconds"],
-                verified_epoch=st["verified_epoch"], stopped_epoch=st["stopped_epoch"],
-                verified=st["verified"], lm_passes=st["lm_passes"], checks=st["checks"],
-                forget_em=rep["forget"]["em"], ape=rep["forget"]["ape"],
-                nonprivate_em=rep["nonprivate"]["em"], retain_em=rep["retain"]["em"],
+                setup_seconds=st["setup_seconds"],
+                check_seconds=st["check_seconds"],
+                verified_epoch=st["verified_epoch"],
+                stopped_epoch=st["stopped_epoch"],
+                verified=st["verified"],
+                lm_passes=st["lm_passes"],
+                checks=st["checks"],
+                forget_em=rep["forget"]["em"],
+                ape=rep["forget"]["ape"],
+                nonprivate_em=rep["nonprivate"]["em"],
+                retain_em=rep["retain"]["em"],
                 leak=rep["leak"]["perturbed_image"],
                 leak_by_perturbation=rep["leak"].get("by_perturbation"),
-            )  # fmt: skip
+            )
             run["bounds_met"] = _bounds_met(run)
         runs.append(run)
-    return {"runs": runs, "forget": len(split.forget_set),
-            "nonprivate": len(split.nonprivate_set), "retain": len(split.retain_set)}  # fmt: skip
+    return {
+        "runs": runs,
+        "forget": len(split.forget_set),
+        "nonprivate": len(split.nonprivate_set),
+        "retain": len(split.retain_set),
+    }
 
 
 # The acceptance bounds every seed of the default CAGUL schedule must meet (issue 34).
-BOUNDS = {"forget_em": ("<=", 0.05), "ape": ("<=", 0.10), "nonprivate_em": (">=", 0.95),
-          "retain_em": (">=", 0.98), "leak": ("<=", 0.10)}  # fmt: skip
+BOUNDS = {
+    "forget_em": ("<=", 0.05),
+    "ape": ("<=", 0.10),
+    "nonprivate_em": (">=", 0.95),
+    "retain_em": (">=", 0.98),
+    "leak": ("<=", 0.10),
+}
 
 
 def _bounds_met(run: dict) -> dict:
@@ -381,8 +439,11 @@ def _spawn(spec: dict, tmp: Path, name: str) -> dict:
     path = tmp / f"{name}.json"
     path.write_text(json.dumps(spec))
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
-    subprocess.run([sys.executable, "-m", "benchmarks.unlearning_cost", "--worker", str(path)],
-                   check=True, env=env)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.unlearning_cost", "--worker", str(path)],
+        check=True,
+        env=env,
+    )
     return json.loads((tmp / f"{name}.out.json").read_text())
 
 
@@ -401,11 +462,15 @@ def _summary(cell: dict) -> dict:
     runs = cell["runs"]
     med = lambda k: round(statistics.median(r[k] for r in runs), 3)  # noqa: E731
     first = runs[0]
-    out = {"seconds": med("seconds"), "epoch_seconds": med("epoch_seconds"),
-           "seconds_all": [r["seconds"] for r in runs],
-           "trainable_params": first["trainable_params"],
-           "lm_passes_per_epoch": first["lm_passes_per_epoch"], "peak_mib": first["peak_mib"],
-           "peak_measure": first["peak_measure"]}  # fmt: skip
+    out = {
+        "seconds": med("seconds"),
+        "epoch_seconds": med("epoch_seconds"),
+        "seconds_all": [r["seconds"] for r in runs],
+        "trainable_params": first["trainable_params"],
+        "lm_passes_per_epoch": first["lm_passes_per_epoch"],
+        "peak_mib": first["peak_mib"],
+        "peak_measure": first["peak_measure"],
+    }
     for k in ("views", "encoder_samples", "steps"):
         if k in first:
             out[k] = first[k]
@@ -431,27 +496,45 @@ def _run_cells(plan: list, tmp: Path, jobs: int, in_process: bool) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="benchmarks/results/unlearning_cost.json")
     ap.add_argument("--reps", type=int, default=3, help="trainings per cell (median)")
-    ap.add_argument("--epochs", type=int, default=2,
-                    help="joint epochs (CAGUL, after its 2 discriminator epochs) = PO+GD epochs")  # fmt: skip
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="joint epochs (CAGUL, after its 2 discriminator epochs) = PO+GD epochs",
+    )
     ap.add_argument("--people", type=int, default=30, help="individuals at x1 (the demo's 30)")
     ap.add_argument("--scales", default="1,2,4", help="retain set multipliers")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every training")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-profile", action="store_true", help="skip the CAGUL profile")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke grid: 8 people, x1 and x2, 1 epoch, 1 rep, 1-layer 64-wide model")  # fmt: skip
-    ap.add_argument("--in-process", action="store_true",
-                    help="train in this process, not one subprocess per cell (faster to start; "
-                         "peak memory of later cells then reuses memory freed by earlier ones)")  # fmt: skip
-    ap.add_argument("--seeds", default=None,
-                    help="seeds of the default-schedule runs on the demo bundle (default 0,1,2; "
-                         "none with --quick)")  # fmt: skip
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="cells run at once (1: one after the other, so they do not compete)")  # fmt: skip
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke grid: 8 people, x1 and x2, 1 epoch, 1 rep, 1-layer 64-wide model",
+    )
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train in this process, not one subprocess per cell (faster to start; "
+        "peak memory of later cells then reuses memory freed by earlier ones)",
+    )
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="seeds of the default-schedule runs on the demo bundle (default 0,1,2; "
+        "none with --quick)",
+    )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="cells run at once (1: one after the other, so they do not compete)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -478,8 +561,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         datasets = {}
         for s in scales:
-            datasets[s] = generate_dataset(tmp / f"d{s}", args.people * s, 0,
-                                           n_train_scenes=64, n_test_scenes=1)  # fmt: skip
+            datasets[s] = generate_dataset(
+                tmp / f"d{s}", args.people * s, 0, n_train_scenes=64, n_test_scenes=1
+            )
         base = datasets[scales[0]]
         forget_ids = base.split_ids("forget10")[:FORGET_PEOPLE]
         if len(forget_ids) < FORGET_PEOPLE:  # small --people: forget10 has fewer than 3
@@ -488,17 +572,33 @@ def main() -> None:
             missing = set(forget_ids) - set(ds.ids)
             if missing:
                 raise SystemExit(f"forget ids {sorted(missing)} not in the x{s} dataset")
-        n_forget = {s: len(make_split(ds, forget_ids, "private").forget_set)
-                    for s, ds in datasets.items()}  # fmt: skip
-        model = build_tiny_vlm("qwen2_5_vl", tmp / "model", corpus=_corpus(datasets[scales[-1]]),
-                               image_size=112, vocab_size=2000, **sizes)  # fmt: skip
-        common = {"model": str(model), "forget_ids": forget_ids, "threads": args.threads,
-                  "device": args.device, "reps": args.reps}  # fmt: skip
+        n_forget = {
+            s: len(make_split(ds, forget_ids, "private").forget_set) for s, ds in datasets.items()
+        }
+        model = build_tiny_vlm(
+            "qwen2_5_vl",
+            tmp / "model",
+            corpus=_corpus(datasets[scales[-1]]),
+            image_size=112,
+            vocab_size=2000,
+            **sizes,
+        )
+        common = {
+            "model": str(model),
+            "forget_ids": forget_ids,
+            "threads": args.threads,
+            "device": args.device,
+            "reps": args.reps,
+        }
         plan = []
         for s in scales:
             for m in ("cagul", "po_gd"):
-                plan.append((f"{m}_x{s}", {**common, "method": m, "data": str(tmp / f"d{s}"),
-                                           "epochs": args.epochs}))  # fmt: skip
+                plan.append(
+                    (
+                        f"{m}_x{s}",
+                        {**common, "method": m, "data": str(tmp / f"d{s}"), "epochs": args.epochs},
+                    )
+                )
         x1 = str(tmp / f"d{scales[0]}")
         if seeds:  # each method at its own default schedule, on the demo bundle's forget10
             from cagul.data import load_dataset
@@ -507,23 +607,54 @@ def main() -> None:
             demo = str(default_data_dir())
             demo_ids = list(load_dataset(demo).split_ids("forget10"))
             for m in ("cagul", "po_gd"):
-                plan.append((f"{m}_default", {**common, "method": m, "data": demo, "reps": 1,
-                                              "model": str(default_model_dir()), "epochs": 0,
-                                              "forget_ids": demo_ids, "seeds": seeds}))  # fmt: skip
+                plan.append(
+                    (
+                        f"{m}_default",
+                        {
+                            **common,
+                            "method": m,
+                            "data": demo,
+                            "reps": 1,
+                            "model": str(default_model_dir()),
+                            "epochs": 0,
+                            "forget_ids": demo_ids,
+                            "seeds": seeds,
+                        },
+                    )
+                )
         if not args.no_profile:
-            plan.append(("cagul_profile", {**common, "method": "cagul", "data": x1, "epochs": 1,
-                                           "reps": 1, "profile": True}))  # fmt: skip
+            plan.append(
+                (
+                    "cagul_profile",
+                    {
+                        **common,
+                        "method": "cagul",
+                        "data": x1,
+                        "epochs": 1,
+                        "reps": 1,
+                        "profile": True,
+                    },
+                )
+            )
         cells = _run_cells(plan, tmp, args.jobs, args.in_process)
 
     rows = []
     for s in scales:
         for m in ("cagul", "po_gd"):
             c = cells[f"{m}_x{s}"]
-            rows.append({"scale": s, "method": m, "individuals": c["individuals"],
-                         "forget_pairs": c["forget"], "nonprivate_pairs": c["nonprivate"],
-                         "retain_pairs": c["retain"], "epochs": args.epochs,
-                         **({"disc_epochs": CAGUL_DISC_EPOCHS} if m == "cagul" else {}),
-                         **_summary(c)})  # fmt: skip
+            rows.append(
+                {
+                    "scale": s,
+                    "method": m,
+                    "individuals": c["individuals"],
+                    "forget_pairs": c["forget"],
+                    "nonprivate_pairs": c["nonprivate"],
+                    "retain_pairs": c["retain"],
+                    "epochs": args.epochs,
+                    **({"disc_epochs": CAGUL_DISC_EPOCHS} if m == "cagul" else {}),
+                    **_summary(c),
+                }
+            )
     by = {(r["method"], r["scale"]): r for r in rows}
     s0, s_last = scales[0], scales[-1]
     ratios = {}
@@ -555,9 +686,12 @@ def main() -> None:
         if f"{m}_default" not in cells:
             continue
         runs = cells[f"{m}_default"]["runs"]
-        default[m] = {"seconds": round(statistics.median(r["seconds"] for r in runs), 2),
-                      "seconds_all": [r["seconds"] for r in runs], "measured": True,
-                      "runs": runs}  # fmt: skip
+        default[m] = {
+            "seconds": round(statistics.median(r["seconds"] for r in runs), 2),
+            "seconds_all": [r["seconds"] for r in runs],
+            "measured": True,
+            "runs": runs,
+        }
     goal_ratio = None
     if len(default) == 2:
         c_runs = default["cagul"]["runs"]
@@ -569,33 +703,45 @@ def main() -> None:
         ratios["cagul_to_po_gd_default_schedule_wall_ratio"] = goal_ratio
     breakdown = cells["cagul_profile"]["runs"][0]["breakdown"] if "cagul_profile" in cells else None
 
-    print(f"\nequal epochs: CAGUL {CAGUL_DISC_EPOCHS} disc + {args.epochs} joint, PO+GD "
-          f"{args.epochs}; {args.reps} reps (median), {args.threads} torch thread(s)")  # fmt: skip
-    print(f"{'retain':>6} {'people':>6} {'pairs f/r':>9} {'method':>6} {'wall s':>7} "
-          f"{'s/epoch':>7} {'LM/epoch':>8} {'trainable':>9} {'peak MiB':>8} {'C/P wall':>8}")  # fmt: skip
+    print(
+        f"\nequal epochs: CAGUL {CAGUL_DISC_EPOCHS} disc + {args.epochs} joint, PO+GD "
+        f"{args.epochs}; {args.reps} reps (median), {args.threads} torch thread(s)"
+    )
+    print(
+        f"{'retain':>6} {'people':>6} {'pairs f/r':>9} {'method':>6} {'wall s':>7} "
+        f"{'s/epoch':>7} {'LM/epoch':>8} {'trainable':>9} {'peak MiB':>8} {'C/P wall':>8}"
+    )
     for r in rows:
         ratio = ratios[f"cagul_to_po_gd_wall_x{r['scale']}_ratio"] if r["method"] == "cagul" else ""
         ratio = f"{ratio:>8.2f}" if ratio != "" else f"{'':>8}"
-        print(f"{'x' + str(r['scale']):>6} {r['individuals']:>6} "
-              f"{str(r['forget_pairs']) + '/' + str(r['retain_pairs']):>9} "
-              f"{'CAGUL' if r['method'] == 'cagul' else 'PO+GD':>6} {r['seconds']:>7.2f} "
-              f"{r['epoch_seconds']:>7.3f} {r['lm_passes_per_epoch']:>8} "
-              f"{r['trainable_params']:>9} {r['peak_mib']:>8.1f} {ratio}")  # fmt: skip
+        print(
+            f"{'x' + str(r['scale']):>6} {r['individuals']:>6} "
+            f"{str(r['forget_pairs']) + '/' + str(r['retain_pairs']):>9} "
+            f"{'CAGUL' if r['method'] == 'cagul' else 'PO+GD':>6} {r['seconds']:>7.2f} "
+            f"{r['epoch_seconds']:>7.3f} {r['lm_passes_per_epoch']:>8} "
+            f"{r['trainable_params']:>9} {r['peak_mib']:>8.1f} {ratio}"
+        )
     if goal_ratio is not None:
-        print(f"\ndefault schedules on the demo bundle's forget10, seeds {seeds} (median): "
-              f"CAGUL {default['cagul']['seconds']:.1f} s (stopped at joint epochs "
-              f"{default['cagul']['stopped_epochs']}), PO+GD {default['po_gd']['seconds']:.1f} s: "
-              f"CAGUL/PO+GD {goal_ratio:.2f}x (issue 34: <= {MUST_WALL_RATIO}x "
-              f"{'met' if goal_ratio <= MUST_WALL_RATIO else 'NOT met'}; goal <= "
-              f"{GOAL_WALL_RATIO}x)")  # fmt: skip
+        print(
+            f"\ndefault schedules on the demo bundle's forget10, seeds {seeds} (median): "
+            f"CAGUL {default['cagul']['seconds']:.1f} s (stopped at joint epochs "
+            f"{default['cagul']['stopped_epochs']}), PO+GD {default['po_gd']['seconds']:.1f} s: "
+            f"CAGUL/PO+GD {goal_ratio:.2f}x (issue 34: <= {MUST_WALL_RATIO}x "
+            f"{'met' if goal_ratio <= MUST_WALL_RATIO else 'NOT met'}; goal <= "
+            f"{GOAL_WALL_RATIO}x)"
+        )
         for r in default["cagul"]["runs"]:
-            print(f"  CAGUL seed {r['seed']}: {r['seconds']:.1f} s, forget EM {r['forget_em']:.3f}, "
-                  f"APE {r['ape']:.3f}, non-private {r['nonprivate_em']:.3f}, retain "
-                  f"{r['retain_em']:.3f}, leak {r['leak']:.3f}, bounds "
-                  f"{'met' if all(r['bounds_met'].values()) else 'NOT met'}")  # fmt: skip
+            print(
+                f"  CAGUL seed {r['seed']}: {r['seconds']:.1f} s, forget EM {r['forget_em']:.3f}, "
+                f"APE {r['ape']:.3f}, non-private {r['nonprivate_em']:.3f}, retain "
+                f"{r['retain_em']:.3f}, leak {r['leak']:.3f}, bounds "
+                f"{'met' if all(r['bounds_met'].values()) else 'NOT met'}"
+            )
     if breakdown:
-        print(f"\nwhere CAGUL's time goes (cProfile, x{s0}, {CAGUL_DISC_EPOCHS} disc + 1 joint "
-              f"epoch, {breakdown['total_s']:.1f} s under the profiler):")  # fmt: skip
+        print(
+            f"\nwhere CAGUL's time goes (cProfile, x{s0}, {CAGUL_DISC_EPOCHS} disc + 1 joint "
+            f"epoch, {breakdown['total_s']:.1f} s under the profiler):"
+        )
         for k, v in breakdown.items():
             if k.endswith("_s") and k != "total_s":
                 share = breakdown["share"].get(k[:-2])
@@ -604,23 +750,36 @@ def main() -> None:
         print(f"  {k:<44} {v}")
     print(f"benchmark wall time {time.perf_counter() - t_start:.0f} s")
     result = {
-        "args": vars(args), "model": {"family": "qwen2_5_vl", **sizes, "vocab_size": 2000,
-                                      "image_size": 112, "weights": "random init"},
-        "forget_ids": forget_ids, "forget_pairs": n_forget,
-        "equal_epochs": {"cagul": f"{CAGUL_DISC_EPOCHS} discriminator + {args.epochs} joint",
-                         "po_gd": str(args.epochs)},
-        "rows": rows, "default_schedule": default, "ratios": ratios,
-        "goal_wall_ratio": GOAL_WALL_RATIO, "must_wall_ratio": MUST_WALL_RATIO,
+        "args": vars(args),
+        "model": {
+            "family": "qwen2_5_vl",
+            **sizes,
+            "vocab_size": 2000,
+            "image_size": 112,
+            "weights": "random init",
+        },
+        "forget_ids": forget_ids,
+        "forget_pairs": n_forget,
+        "equal_epochs": {
+            "cagul": f"{CAGUL_DISC_EPOCHS} discriminator + {args.epochs} joint",
+            "po_gd": str(args.epochs),
+        },
+        "rows": rows,
+        "default_schedule": default,
+        "ratios": ratios,
+        "goal_wall_ratio": GOAL_WALL_RATIO,
+        "must_wall_ratio": MUST_WALL_RATIO,
         "goal_met": goal_ratio is not None and goal_ratio <= GOAL_WALL_RATIO,
         "must_met": goal_ratio is not None and goal_ratio <= MUST_WALL_RATIO,
         "goal_x4_ratio": GOAL_X4_RATIO,
         "x4_goal_met": ratios.get(f"cagul_wall_x{s_last}_to_x{s0}_ratio", 99) <= GOAL_X4_RATIO,
-        "bounds": BOUNDS, "full_size_params": None if args.quick else full_size_params(),
+        "bounds": BOUNDS,
+        "full_size_params": None if args.quick else full_size_params(),
         "load_average": os.getloadavg(),
         "cagul_profile": breakdown,
         "peak_memory_measure": rows[0]["peak_measure"],
         "benchmark_seconds": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

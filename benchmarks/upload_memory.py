@@ -28,8 +28,11 @@ from PIL import Image
 
 from tests.browser import REPO, free_port, wait_healthy
 
-IMAGES = [("rgba4096.png", "RGBA", 4096, "PNG"), ("rgb6300.jpg", "RGB", 6300, "JPEG"),
-          ("rgb6300.png", "RGB", 6300, "PNG")]  # fmt: skip
+IMAGES = [
+    ("rgba4096.png", "RGBA", 4096, "PNG"),
+    ("rgb6300.jpg", "RGB", 6300, "JPEG"),
+    ("rgb6300.png", "RGB", 6300, "PNG"),
+]
 
 
 class App:
@@ -38,8 +41,19 @@ class App:
     def __init__(self, db: Path) -> None:
         port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--no-worker", "--database-url",
-             f"sqlite:///{db}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            [
+                sys.executable,
+                "app.py",
+                "--port",
+                str(port),
+                "--no-worker",
+                "--database-url",
+                f"sqlite:///{db}",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, self.proc)
         self.client = httpx.Client(base_url=url, timeout=600)
@@ -56,11 +70,17 @@ class App:
         return self.status("VmRSS")
 
     def call(self, name: str, data: list, session: str) -> dict:
-        body = {"fn_index": self.index[name], "session_hash": session, "data": data,
-                "event_data": None, "trigger_id": None}  # fmt: skip
+        body = {
+            "fn_index": self.index[name],
+            "session_hash": session,
+            "data": data,
+            "event_data": None,
+            "trigger_id": None,
+        }
         self.client.post("/gradio_api/queue/join", json=body).raise_for_status()
-        with self.client.stream("GET", "/gradio_api/queue/data",
-                                params={"session_hash": session}) as stream:  # fmt: skip
+        with self.client.stream(
+            "GET", "/gradio_api/queue/data", params={"session_hash": session}
+        ) as stream:
             for line in stream.iter_lines():
                 if line.startswith("data:") and '"process_completed"' in line:
                     return json.loads(line[5:])
@@ -88,10 +108,16 @@ def measure(app: App, files: dict[str, bytes]) -> dict:
         base, started = app.reset_peak(), time.perf_counter()
         outcome = app.ask(data, name)
         time.sleep(0.5)
-        rows.append({"image": name, "kb": round(len(data) / 1e3), "outcome": outcome,
-                     "seconds": round(time.perf_counter() - started, 2),
-                     "peak_mb": round(app.status("VmHWM") - base),
-                     "after_mb": round(app.status("VmRSS") - base)})  # fmt: skip
+        rows.append(
+            {
+                "image": name,
+                "kb": round(len(data) / 1e3),
+                "outcome": outcome,
+                "seconds": round(time.perf_counter() - started, 2),
+                "peak_mb": round(app.status("VmHWM") - base),
+                "after_mb": round(app.status("VmRSS") - base),
+            }
+        )
     base, started = app.reset_peak(), time.perf_counter()
     names = ["rgb6300.jpg", "rgb6300.jpg", "rgba4096.png", "rgba4096.png"]
     threads = [threading.Thread(target=app.ask, args=(files[n], n)) for n in names]
@@ -100,10 +126,16 @@ def measure(app: App, files: dict[str, bytes]) -> dict:
     for t in threads:
         t.join()
     time.sleep(0.5)
-    rows.append({"image": "4 at once", "kb": None, "outcome": "answered",
-                 "seconds": round(time.perf_counter() - started, 2),
-                 "peak_mb": round(app.status("VmHWM") - base),
-                 "after_mb": round(app.status("VmRSS") - base)})  # fmt: skip
+    rows.append(
+        {
+            "image": "4 at once",
+            "kb": None,
+            "outcome": "answered",
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_mb": round(app.status("VmHWM") - base),
+            "after_mb": round(app.status("VmRSS") - base),
+        }
+    )
     return {"rss_before_mb": round(base), "rows": rows}
 
 
@@ -121,8 +153,10 @@ def main(argv: list[str] | None = None) -> None:
             app.proc.wait(timeout=30)
     print(f"{'image':14s} {'kB':>6s} {'outcome':>9s} {'s':>6s} {'peak MB':>8s} {'after MB':>9s}")
     for r in result["rows"]:
-        print(f"{r['image']:14s} {r['kb'] or '':>6} {r['outcome']:>9s} {r['seconds']:6.2f} "
-              f"{r['peak_mb']:8d} {r['after_mb']:9d}")  # fmt: skip
+        print(
+            f"{r['image']:14s} {r['kb'] or '':>6} {r['outcome']:>9s} {r['seconds']:6.2f} "
+            f"{r['peak_mb']:8d} {r['after_mb']:9d}"
+        )
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 

@@ -42,8 +42,15 @@ from cagul.paths import DEMO_DIR, default_data_dir, default_model_dir
 
 
 def _items(split) -> list[dict]:
-    return [{"image": s.image_path, "question": s.question, "keywords": list(s.keywords),
-             "target": s.answer} for s in split.forget_set]  # fmt: skip
+    return [
+        {
+            "image": s.image_path,
+            "question": s.question,
+            "keywords": list(s.keywords),
+            "target": s.answer,
+        }
+        for s in split.forget_set
+    ]
 
 
 def _strip(d: dict | None) -> dict | None:
@@ -62,12 +69,21 @@ def run_adapter(vlm, model, items, budgets, settings, out: dict, save=None) -> d
         t_gate = time.perf_counter() - t
         rec = answer_recovery(model, vlm, items, budget, settings)
         photos[budget.label] = rec["images"]
-        out["budgets"].append({"eps": budget.label, "gate_evasion": _strip(gate),
-                               "answer_recovery": _strip(rec), "gate_seconds": t_gate,
-                               "seconds": time.perf_counter() - t})  # fmt: skip
+        out["budgets"].append(
+            {
+                "eps": budget.label,
+                "gate_evasion": _strip(gate),
+                "answer_recovery": _strip(rec),
+                "gate_seconds": t_gate,
+                "seconds": time.perf_counter() - t,
+            }
+        )
         b = out["budgets"][-1]
-        print(f"{model.method} {budget.label}: evaded {gate and gate['evaded']}, recovery leak "
-              f"{rec['leak_rate']:.3f}, {b['seconds']:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"{model.method} {budget.label}: evaded {gate and gate['evaded']}, recovery leak "
+            f"{rec['leak_rate']:.3f}, {b['seconds']:.0f} s",
+            flush=True,
+        )
         if save:
             save()
     out["attack_seconds"] = sum(b["seconds"] for b in out["budgets"])
@@ -76,8 +92,9 @@ def run_adapter(vlm, model, items, budgets, settings, out: dict, save=None) -> d
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -87,20 +104,26 @@ def _pct(x: float | None) -> str:
 
 
 def print_table(results: dict) -> None:
-    print(f"{'adapter':<28} {'eps':>7} {'evaded':>7} {'gate leak':>9} {'recovery leak':>13} "
-          f"{'fabricated':>10} {'NLL before->after':>18} {'seconds':>8}")  # fmt: skip
+    print(
+        f"{'adapter':<28} {'eps':>7} {'evaded':>7} {'gate leak':>9} {'recovery leak':>13} "
+        f"{'fabricated':>10} {'NLL before->after':>18} {'seconds':>8}"
+    )
     for name, r in results["adapters"].items():
         if "attack_seconds" not in r:  # not attacked (--membership-only) or interrupted
             continue
         c = r["clean"]
-        print(f"{name:<28} {'clean':>7} {'-':>7} {'-':>9} {_pct(c['leak_rate']):>13} "
-              f"{_pct(c['outcomes']['other']):>10} {'':>18} {'':>8}")  # fmt: skip
+        print(
+            f"{name:<28} {'clean':>7} {'-':>7} {'-':>9} {_pct(c['leak_rate']):>13} "
+            f"{_pct(c['outcomes']['other']):>10} {'':>18} {'':>8}"
+        )
         for b in r["budgets"]:
             g, rec = b["gate_evasion"], b["answer_recovery"]
             nll = f"{rec['nll_before']:.2f}->{rec['nll_after']:.2f}"
-            print(f"{'':<28} {b['eps']:>7} {_pct(g and g['evaded']):>7} "
-                  f"{_pct(g and g['leak_rate']):>9} {_pct(rec['leak_rate']):>13} "
-                  f"{_pct(rec['outcomes']['other']):>10} {nll:>18} {b['seconds']:8.1f}")  # fmt: skip
+            print(
+                f"{'':<28} {b['eps']:>7} {_pct(g and g['evaded']):>7} "
+                f"{_pct(g and g['leak_rate']):>9} {_pct(rec['leak_rate']):>13} "
+                f"{_pct(rec['outcomes']['other']):>10} {nll:>18} {b['seconds']:8.1f}"
+            )
         print(f"{'':<28} total attack time {r['attack_seconds']:.1f} s")
     for t in results.get("transfer", []):
         print(f"transfer {t['from']} -> {t['to']} at {t['eps']}: leak {_pct(t['leak_rate'])}")
@@ -117,10 +140,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--transfer-to", action="append", default=[],
-                    help="artifact dir only asked the others' adversarial photos (black box)")  # fmt: skip
-    ap.add_argument("--holdout", type=int, default=10,
-                    help="generated held-out people (0: no membership inference)")  # fmt: skip
+    ap.add_argument(
+        "--transfer-to",
+        action="append",
+        default=[],
+        help="artifact dir only asked the others' adversarial photos (black box)",
+    )
+    ap.add_argument(
+        "--holdout",
+        type=int,
+        default=10,
+        help="generated held-out people (0: no membership inference)",
+    )
     ap.add_argument("--retrain", action="store_true", help="membership of the Retrain model")
     ap.add_argument("--membership-only", action="store_true", help="no attacks")
     ap.add_argument("--out", default="benchmarks/results/worst_case.json")
@@ -132,9 +163,16 @@ def main() -> None:
     load_start = os.getloadavg()
     vlm = load_vlm(args.model or default_model_dir(), device="cpu")
     ds = load_dataset(args.data or default_data_dir())
-    results = {"commit": _commit(), "eps": [b.label for b in budgets], "steps": args.steps,
-               "seed": args.seed, "threads": args.threads, "adapters": {}, "transfer": [],
-               "membership": {}}  # fmt: skip
+    results = {
+        "commit": _commit(),
+        "eps": [b.label for b in budgets],
+        "steps": args.steps,
+        "seed": args.seed,
+        "threads": args.threads,
+        "adapters": {},
+        "transfer": [],
+        "membership": {},
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -168,11 +206,18 @@ def main() -> None:
                 continue
             for budget in budgets:
                 rows = ask(models[b], vlm, photos[a][budget.label], items_of[a])
-                results["transfer"].append({"from": a, "to": b, "eps": budget.label,
-                    "leak_rate": sum(r["leaked"] for r in rows) / len(rows)})  # fmt: skip
+                results["transfer"].append(
+                    {
+                        "from": a,
+                        "to": b,
+                        "eps": budget.label,
+                        "leak_rate": sum(r["leaked"] for r in rows) / len(rows),
+                    }
+                )
     first = next(iter(items_of))
-    split = make_split(ds, list(models[first].config["forget_ids"]),
-                       setting=models[first].config["setting"])  # fmt: skip
+    split = make_split(
+        ds, list(models[first].config["forget_ids"]), setting=models[first].config["setting"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if args.holdout < 1:
             save()

@@ -85,10 +85,15 @@ def open_image(source, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
 
 # EXIF orientation (tag 0x0112) -> the transpose that makes the image upright; the table of
 # `PIL.ImageOps.exif_transpose`, applied after reducing so the big image is never copied.
-_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}  # fmt: skip
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _decode(im: Image.Image, name: str, max_pixels: int) -> Image.Image:

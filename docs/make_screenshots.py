@@ -30,14 +30,20 @@ def signin_shot(page) -> None:
     bottom = page.locator("#login-status").bounding_box()
     tabs = page.get_by_role("tab", name="Forget requests").bounding_box()
     height = max(bottom["y"] + bottom["height"], tabs["y"] + tabs["height"]) + 16
-    page.screenshot(path=str(OUT / "signin.png"),
-                    clip={"x": 0, "y": 0, "width": 1400, "height": height})  # fmt: skip
+    page.screenshot(
+        path=str(OUT / "signin.png"), clip={"x": 0, "y": 0, "width": 1400, "height": height}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[[], *SHOTS], metavar="NAME",
-                        help=f"which screenshots ({', '.join(SHOTS)}; default: all)")  # fmt: skip
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[[], *SHOTS],
+        metavar="NAME",
+        help=f"which screenshots ({', '.join(SHOTS)}; default: all)",
+    )
     wanted = set(parser.parse_args(argv).names or SHOTS)
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -156,8 +156,14 @@ def request_verdict(report: dict[str, Any], settings: UnlearnSettings) -> Verdic
 
 
 # Exceptions that say the input is wrong, not that the machine had a bad moment.
-_PERMANENT_BUILTINS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
-                       IsADirectoryError, PermissionError)  # fmt: skip
+_PERMANENT_BUILTINS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
 # cagul's input errors, looked up only when their module is loaded (the queue imports no torch;
 # a trainer that raised one has loaded it).
 _PERMANENT_CAGUL = (("cagul.data.errors", "DataError"), ("cagul.models.base", "VLMError"))

@@ -60,16 +60,40 @@ class Bound:
 BOUNDS: tuple[Bound, ...] = (
     Bound("forget_em", "forget EM", "forget", ("forget", "em"), MAX_FORGET_EM),
     Bound("paraphrase_leak", "paraphrase leak", "forget", ("forget", "ape"), MAX_PARAPHRASE_LEAK),
-    Bound("image_leak", "perturbed-image leak", "forget", ("leak", "perturbed_image"),
-          MAX_IMAGE_LEAK, required=False),
-    Bound("nonprivate_em", "non-private EM", "keep", ("nonprivate", "em"), MIN_NONPRIVATE_EM,
-          ("base", "nonprivate_em")),
+    Bound(
+        "image_leak",
+        "perturbed-image leak",
+        "forget",
+        ("leak", "perturbed_image"),
+        MAX_IMAGE_LEAK,
+        required=False,
+    ),
+    Bound(
+        "nonprivate_em",
+        "non-private EM",
+        "keep",
+        ("nonprivate", "em"),
+        MIN_NONPRIVATE_EM,
+        ("base", "nonprivate_em"),
+    ),
     Bound("retain_em", "retain EM", "keep", ("retain", "em"), MIN_RETAIN_EM, ("base", "retain_em")),
-    Bound("pope_acc", "general accuracy (POPE)", "keep", ("general", "pope_acc"), MIN_POPE_ACC,
-          ("base", "pope_acc")),
-    Bound("mme_acc", "general accuracy (MME)", "keep", ("general", "mme_acc"), MIN_MME_ACC,
-          ("base", "mme_acc")),
-)  # fmt: skip
+    Bound(
+        "pope_acc",
+        "general accuracy (POPE)",
+        "keep",
+        ("general", "pope_acc"),
+        MIN_POPE_ACC,
+        ("base", "pope_acc"),
+    ),
+    Bound(
+        "mme_acc",
+        "general accuracy (MME)",
+        "keep",
+        ("general", "mme_acc"),
+        MIN_MME_ACC,
+        ("base", "mme_acc"),
+    ),
+)
 
 
 def number_at(report: Mapping[str, Any] | None, path: Sequence[str] | None) -> float | None:
@@ -110,9 +134,18 @@ class Line:
         return f"{self.label} {self.value:.3f} {op} {self.threshold:.2f}{extra}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "label": self.label, "group": self.group, "value": self.value,
-                "threshold": self.threshold, "op": self.op, "passed": self.passed,
-                "basis": self.basis, "source": self.source, "text": self.text}  # fmt: skip
+        return {
+            "key": self.key,
+            "label": self.label,
+            "group": self.group,
+            "value": self.value,
+            "threshold": self.threshold,
+            "op": self.op,
+            "passed": self.passed,
+            "basis": self.basis,
+            "source": self.source,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -127,8 +160,11 @@ class Verdict:
         return [line.text for line in self.lines if line.passed is False]
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "failing": self.failing,
-                "lines": [line.to_json() for line in self.lines]}  # fmt: skip
+        return {
+            "status": self.status,
+            "failing": self.failing,
+            "lines": [line.to_json() for line in self.lines],
+        }
 
 
 def _line(bound: Bound, report: Mapping[str, Any], sources: Mapping[str, str]) -> Line:
@@ -144,9 +180,17 @@ def _line(bound: Bound, report: Mapping[str, Any], sources: Mapping[str, str]) -
         # Rounded to the precision people read, so a line never says "0.950 < 0.95".
         v, t = round(value, 6), round(threshold, 6)
         passed = v <= t if bound.group == "forget" else v >= t
-    return Line(bound.key, bound.label, bound.group, value, threshold,
-                "≤" if bound.group == "forget" else "≥", passed, basis,
-                sources.get(bound.key, "evaluation"))  # fmt: skip
+    return Line(
+        bound.key,
+        bound.label,
+        bound.group,
+        value,
+        threshold,
+        "≤" if bound.group == "forget" else "≥",
+        passed,
+        basis,
+        sources.get(bound.key, "evaluation"),
+    )
 
 
 def verdict(

@@ -77,8 +77,12 @@ class Worker:
         self.db = db
         self.config = config or WorkerConfig.from_env()
         # Refused at start, not at the first audit event: an id the audit log cannot store.
-        self.worker_id = check_text(worker_id or default_worker_id(), "worker id",
-                                    MAX_WORKER_ID_CHARS, error=WorkerConfigError)  # fmt: skip
+        self.worker_id = check_text(
+            worker_id or default_worker_id(),
+            "worker id",
+            MAX_WORKER_ID_CHARS,
+            error=WorkerConfigError,
+        )
         self.gpu_mem_mb = detect_gpu_mem_mb() if gpu_mem_mb is None else gpu_mem_mb
         if handlers is None:
             handlers = {name: kind.handler for name, kind in registered_kinds().items()}

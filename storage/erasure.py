@@ -63,16 +63,27 @@ def checked_fields(
     """The column values for these fields, or InvalidRequestError (nothing is written)."""
     ref = None
     if subject_ref is not None:
-        ref = check_text(subject_ref, "data-subject reference", MAX_SUBJECT_REF_CHARS,
-                         error=InvalidRequestError).strip() or None  # fmt: skip
+        ref = (
+            check_text(
+                subject_ref,
+                "data-subject reference",
+                MAX_SUBJECT_REF_CHARS,
+                error=InvalidRequestError,
+            ).strip()
+            or None
+        )
     if legal_basis is not None and legal_basis not in LEGAL_BASES:
         raise InvalidRequestError(f"legal basis must be one of {', '.join(LEGAL_BASES)}")
     now = utcnow()
     got = _as_utc(received) if received not in (None, "") else now
     if got > now:
         raise InvalidRequestError("the request cannot be received in the future")
-    return {"subject_ref": ref, "legal_basis": legal_basis, "received_at": got,
-            "due_at": one_month_after(got)}  # fmt: skip
+    return {
+        "subject_ref": ref,
+        "legal_basis": legal_basis,
+        "received_at": got,
+        "due_at": one_month_after(got),
+    }
 
 
 def set_erasure_fields(session: Session, request: ForgetRequest, fields: dict) -> None:
@@ -114,7 +125,13 @@ def sign_off(
     if note is not None:
         check_text(note, "sign-off note", 2000, error=InvalidRequestError)
     request.approved_by, request.approved_at = approver, utcnow()
-    record_event(session, actor=approver, action="request.signed_off", target_type="request",
-                 target_id=request.id, details={"status": request.status, "note": note})  # fmt: skip
+    record_event(
+        session,
+        actor=approver,
+        action="request.signed_off",
+        target_type="request",
+        target_id=request.id,
+        details={"status": request.status, "note": note},
+    )
     session.flush()
     return request

@@ -147,8 +147,9 @@ def request_targets(
     targets: set[tuple[str, str]] = set()
     for person in individual_ids:
         if pair_ids:
-            targets.update((person, f"pair:{p}") for p in pair_ids
-                           if pair_person(p) in (None, person))  # fmt: skip
+            targets.update(
+                (person, f"pair:{p}") for p in pair_ids if pair_person(p) in (None, person)
+            )
         elif categories is not None:
             targets.update((person, f"category:{c.lower()}") for c in categories)
         else:

@@ -45,10 +45,20 @@ def running_app(db_path: Path, *extra: str, env: dict | None = None):
     port = free_port()
     log = open(db_path.with_suffix(".log"), "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port), "--database-url",
-         f"sqlite:///{db_path}", *extra],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "app.py",
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite:///{db_path}",
+            *extra,
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
@@ -72,8 +82,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu"])  # fmt: skip
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         try:
             yield b
         finally:

@@ -25,21 +25,34 @@ def gradio_blocks(app):
     raise LookupError("no Gradio app mounted")
 
 
-def call(client, app, name: str, data: list, *, session_hash: str | None = None,
-         cookies: dict | None = None) -> dict:  # fmt: skip
+def call(
+    client,
+    app,
+    name: str,
+    data: list,
+    *,
+    session_hash: str | None = None,
+    cookies: dict | None = None,
+) -> dict:
     """Run handler `name` with raw `data` (one value per input, None for state) and return
     the final queue message: {"success": bool, "output": {"data": [...]}, ...}."""
     session_hash = session_hash or uuid.uuid4().hex[:11]
     client.cookies.clear()
     for k, v in (cookies or {}).items():
         client.cookies.set(k, v)
-    body = {"fn_index": fn_index(app, name), "session_hash": session_hash, "data": data,
-            "event_data": None, "trigger_id": None}  # fmt: skip
+    body = {
+        "fn_index": fn_index(app, name),
+        "session_hash": session_hash,
+        "data": data,
+        "event_data": None,
+        "trigger_id": None,
+    }
     joined = client.post("/gradio_api/queue/join", json=body)
     if joined.status_code != 200:
         raise RuntimeError(f"queue/join answered {joined.status_code}: {joined.text}")
-    with client.stream("GET", "/gradio_api/queue/data",
-                       params={"session_hash": session_hash}) as stream:  # fmt: skip
+    with client.stream(
+        "GET", "/gradio_api/queue/data", params={"session_hash": session_hash}
+    ) as stream:
         done = None
         for line in stream.iter_lines():  # read to the end: the stream closes itself
             if line.startswith("data:"):

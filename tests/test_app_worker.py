@@ -21,16 +21,25 @@ from tests.test_browser import add_user, sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PERSON = "00000013"
-ENV = {"CAGUL_QUICK_UNLEARN": "1", "CAGUL_HEARTBEAT_S": "1", "CAGUL_STALE_AFTER_S": "8",
-       "CAGUL_REAP_EVERY_S": "1", "CAGUL_POLL_S": "0.5"}  # fmt: skip
+ENV = {
+    "CAGUL_QUICK_UNLEARN": "1",
+    "CAGUL_HEARTBEAT_S": "1",
+    "CAGUL_STALE_AFTER_S": "8",
+    "CAGUL_REAP_EVERY_S": "1",
+    "CAGUL_POLL_S": "0.5",
+}
 
 
 def start(db, port, tmp_path):
     log = open(tmp_path / f"app-{port}.log", "a")  # noqa: SIM115 - the process owns it
     env = {**os.environ, **ENV, "CAGUL_ARTIFACTS": str(tmp_path / "artifacts")}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--database-url",
-                             f"sqlite:///{db}"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port), "--database-url", f"sqlite:///{db}"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
     return proc, url
@@ -61,9 +70,24 @@ def test_request_survives_a_killed_app_and_ends_on_record(tmp_path):
     db = tmp_path / "app.sqlite"
     add_user(db, "olga", "officer")
     add_user(db, "audrey", "auditor")
-    token = subprocess.run([sys.executable, "-m", "storage.users", "--database-url",
-                            f"sqlite:///{db}", "token", "olga"], capture_output=True, text=True,
-                           check=True).stdout.strip().splitlines()[-1]  # fmt: skip
+    token = (
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "storage.users",
+                "--database-url",
+                f"sqlite:///{db}",
+                "token",
+                "olga",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     proc, url = start(db, free_port(), tmp_path)
     try:
         with browser() as b:
@@ -83,17 +107,26 @@ def test_request_survives_a_killed_app_and_ends_on_record(tmp_path):
             )
             wait_for(lambda: query(db, "SELECT progress FROM jobs")[0][0] > 0.05, 300, "progress")
             assert api(url, f"/api/forget-requests/{rid}", token)["status"] == "running"
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                  text=True).stdout.split()  # fmt: skip
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert children, "the app runs its worker in a child process"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         # The worker child dies with the app (no orphan keeps the claim).
-        wait_for(lambda: not any(os.path.exists(f"/proc/{c}") for c in children), 30,
-                 "the worker's exit")  # fmt: skip
+        wait_for(
+            lambda: not any(os.path.exists(f"/proc/{c}") for c in children), 30, "the worker's exit"
+        )
         proc, url = start(db, free_port(), tmp_path)
-        status = wait_for(lambda: (s := query(db, "SELECT status FROM forget_requests")[0][0])
-                          in ("verified", "needs_review") and s, 900, "a verdict")  # fmt: skip
+        status = wait_for(
+            lambda: (
+                (s := query(db, "SELECT status FROM forget_requests")[0][0])
+                in ("verified", "needs_review")
+                and s
+            ),
+            900,
+            "a verdict",
+        )
         assert query(db, "SELECT count(*) FROM adapters WHERE request_id=?", rid) == [(1,)]
         attempts, job_status = query(db, "SELECT attempts, status FROM jobs")[0]
         assert job_status == "succeeded" and attempts == 2

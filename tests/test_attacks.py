@@ -45,7 +45,10 @@ def test_each_answer_is_truth_refusal_or_other(answer, expected):
 
 def test_outcome_rates_cover_every_outcome_and_refuse_unknown_ones():
     assert outcome_rates(["truth", "other", "other", "refusal"]) == {
-        "truth": 0.25, "refusal": 0.25, "other": 0.5}  # fmt: skip
+        "truth": 0.25,
+        "refusal": 0.25,
+        "other": 0.5,
+    }
     assert outcome_rates([]) == {"truth": 0.0, "refusal": 0.0, "other": 0.0}
     with pytest.raises(ValueError, match="unknown outcomes"):
         outcome_rates(["leak"])
@@ -56,10 +59,18 @@ def test_eps_parses_fractions_and_refuses_what_cannot_be_a_budget():
     got = parse_eps("4/255, 8/255,0.01")
     assert [b.label for b in got] == ["4/255", "8/255", "0.01"]
     assert [b.levels for b in got] == [4, 8, 2]
-    for bad, says in [("", "give budgets"), ("4/255,", "give budgets"), ("x", "not a budget"),
-                      ("4/0", "not a budget"), ("-1/255", "not a budget"), ("0", "positive"),
-                      ("0.5/255", "below one pixel level"), ("4", "exceeds"),
-                      ("4/255,4/255", "twice"), ("nan", "positive")]:  # fmt: skip
+    for bad, says in [
+        ("", "give budgets"),
+        ("4/255,", "give budgets"),
+        ("x", "not a budget"),
+        ("4/0", "not a budget"),
+        ("-1/255", "not a budget"),
+        ("0", "positive"),
+        ("0.5/255", "below one pixel level"),
+        ("4", "exceeds"),
+        ("4/255,4/255", "twice"),
+        ("nan", "positive"),
+    ]:
         with pytest.raises(EpsError, match=says):
             parse_eps(bad)
 
@@ -117,11 +128,21 @@ def unlearned(tiny_vlms, data_dir, tmp_path_factory):
     vlm = tiny_vlms["qwen2_5_vl"]
     split = make_split(load_dataset(data_dir), [PERSON], "private")
     root = tmp_path_factory.mktemp("attack_out")
-    po = LoraArguments(epochs=2, batch_size=4, lr=5e-2, probe_size=4, check_every=1,
-                       early_stop=False)  # fmt: skip
-    cagul = CagulMethodConfig(k=2, training=CagulTrainingArguments(
-        disc_epochs=2, epochs=1, views=1, batch_size=8, disc_batch_size=8, encoder_views=0,
-        max_negatives=2))  # fmt: skip
+    po = LoraArguments(
+        epochs=2, batch_size=4, lr=5e-2, probe_size=4, check_every=1, early_stop=False
+    )
+    cagul = CagulMethodConfig(
+        k=2,
+        training=CagulTrainingArguments(
+            disc_epochs=2,
+            epochs=1,
+            views=1,
+            batch_size=8,
+            disc_batch_size=8,
+            encoder_views=0,
+            max_negatives=2,
+        ),
+    )
     out = {}
     for name, cfg in (("po_gd", po), ("cagul", cagul)):
         method = get_method(name)
@@ -131,8 +152,15 @@ def unlearned(tiny_vlms, data_dir, tmp_path_factory):
 
 
 def _items(split, n=2):
-    return [{"image": s.image_path, "question": s.question, "keywords": list(s.keywords),
-             "target": s.answer} for s in split.forget_set[:n]]  # fmt: skip
+    return [
+        {
+            "image": s.image_path,
+            "question": s.question,
+            "keywords": list(s.keywords),
+            "target": s.answer,
+        }
+        for s in split.forget_set[:n]
+    ]
 
 
 def _within(images, items, levels):
@@ -154,7 +182,8 @@ def test_gate_evasion_lowers_the_discriminator_margin_within_eps_and_repeats(tin
     assert _within(a["images"], items, 8)
     b = gate_evasion(model, vlm, items, budget, settings)
     assert [np.asarray(i).tobytes() for i in a["images"]] == [
-        np.asarray(i).tobytes() for i in b["images"]]  # fmt: skip
+        np.asarray(i).tobytes() for i in b["images"]
+    ]
     assert a["per_photo"] == b["per_photo"]
     assert 0 <= a["evaded"] <= 1 and a["n"] == len(items)
     c = gate_evasion(model, vlm, items, budget, AttackSettings(steps=3, seed=1))
@@ -183,17 +212,28 @@ def test_answer_recovery_raises_the_true_answers_likelihood_within_eps(
 
 
 # ---- the CLI --------------------------------------------------------------------------------
-def test_audit_attack_adds_the_worst_case_per_budget(tiny_dirs, unlearned, data_dir, tmp_path,
-                                                     capsys):  # fmt: skip
+def test_audit_attack_adds_the_worst_case_per_budget(
+    tiny_dirs, unlearned, data_dir, tmp_path, capsys
+):
     models, split = unlearned
     s = split.forget_set[0]
     prompts = tmp_path / "p.jsonl"
-    lines = [{"image": PERSON, "question": s.question, "keywords": list(s.keywords),
-              "target": s.answer},
-             {"image": PERSON, "question": "Who is this?", "keywords": ["x"]}]  # fmt: skip
+    lines = [
+        {"image": PERSON, "question": s.question, "keywords": list(s.keywords), "target": s.answer},
+        {"image": PERSON, "question": "Who is this?", "keywords": ["x"]},
+    ]
     prompts.write_text("".join(json.dumps(p) + "\n" for p in lines))
-    argv = ["audit", "--model", tiny_dirs["qwen2_5_vl"], "--data", str(data_dir),
-            "--prompts", str(prompts), "--adapter", models["cagul"][1]]  # fmt: skip
+    argv = [
+        "audit",
+        "--model",
+        tiny_dirs["qwen2_5_vl"],
+        "--data",
+        str(data_dir),
+        "--prompts",
+        str(prompts),
+        "--adapter",
+        models["cagul"][1],
+    ]
     assert main([*argv, "--attack", "pgd", "--eps", "2/255,8/255", "--steps", "2"]) == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out)
@@ -228,8 +268,9 @@ def test_auc_is_the_share_of_pairs_ranked_right_with_ties_half():
         auc([], [1])
 
 
-def test_membership_auc_scores_held_out_people_of_the_forget_categories(tiny_vlms, unlearned,
-                                                                        tmp_path):  # fmt: skip
+def test_membership_auc_scores_held_out_people_of_the_forget_categories(
+    tiny_vlms, unlearned, tmp_path
+):
     from cagul.attacks.membership import holdout_people, membership_auc
 
     models, split = unlearned
@@ -237,7 +278,8 @@ def test_membership_auc_scores_held_out_people_of_the_forget_categories(tiny_vlm
     assert holdout and {s.category for s in holdout} == {"health"}
     assert all(Path(s.image_path).is_file() for s in holdout)
     assert not {s.unique_id + s.name for s in holdout} & {
-        s.unique_id + s.name for s in split.forget_set}  # fmt: skip
+        s.unique_id + s.name for s in split.forget_set
+    }
     vlm = tiny_vlms["qwen2_5_vl"]
     before = membership_auc(None, vlm, split.forget_set[:3], holdout[:3])
     after = membership_auc(models["po_gd"][0], vlm, split.forget_set[:3], holdout[:3])

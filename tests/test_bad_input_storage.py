@@ -238,8 +238,9 @@ class RaisingTrainer(FakeTrainer):
 def _run_job(storage_db, tmp_path, trainer, payload_dirs=None, **settings):
     with storage_db.transaction() as s:
         request, job = submit_forget_request(s, **_request(), **(payload_dirs or {}))
-    settings = UnlearnSettings(artifacts_root=tmp_path / "art", model_dir="m", data_dir="d",
-                               **settings)  # fmt: skip
+    settings = UnlearnSettings(
+        artifacts_root=tmp_path / "art", model_dir="m", data_dir="d", **settings
+    )
     handler = make_unlearn_handler(trainer=trainer, settings=settings)
     with Worker(storage_db, FAST, gpu_mem_mb=0, handlers={"unlearn": handler}) as worker:
         outcome = worker.run_one()

@@ -22,8 +22,9 @@ def test_peak_memory_sees_an_allocation():
 
 def test_quick_grid_writes_ratios(tmp_path, monkeypatch):
     out = tmp_path / "uc.json"
-    monkeypatch.setattr(sys, "argv", ["unlearning_cost", "--quick", "--in-process",
-                                      "--out", str(out)])  # fmt: skip
+    monkeypatch.setattr(
+        sys, "argv", ["unlearning_cost", "--quick", "--in-process", "--out", str(out)]
+    )
     unlearning_cost.main()
     result = json.loads(out.read_text())
     cells = {(r["method"], r["scale"]) for r in result["rows"]}
@@ -32,8 +33,12 @@ def test_quick_grid_writes_ratios(tmp_path, monkeypatch):
         assert r["seconds"] > 0 and r["trainable_params"] > 0 and r["lm_passes_per_epoch"] > 0
         assert r["forget_pairs"] == result["rows"][0]["forget_pairs"]  # the same forget people
     ratios = result["ratios"]
-    for key in ("cagul_to_po_gd_wall_x1_ratio", "cagul_wall_x2_to_x1_ratio",
-                "po_gd_wall_x2_to_x1_ratio", "cagul_to_po_gd_params_ratio"):  # fmt: skip
+    for key in (
+        "cagul_to_po_gd_wall_x1_ratio",
+        "cagul_wall_x2_to_x1_ratio",
+        "po_gd_wall_x2_to_x1_ratio",
+        "cagul_to_po_gd_params_ratio",
+    ):
         assert ratios[key] > 0
     assert all(k.endswith("_ratio") for k in ratios)
     # --quick measures no default schedule (that trains on the demo bundle): no ratio made up.
@@ -44,8 +49,14 @@ def test_quick_grid_writes_ratios(tmp_path, monkeypatch):
     # 2 discriminator-only epochs, and one in the joint epoch unless it already separated
     assert parts["encoder_epoch_calls"] == 1 and parts["discriminator_epoch_calls"] in (2, 3)
     assert parts["missing"] == []  # every part was found in the profile (not silently 0)
-    for key in ("view_perturbation_s", "view_token_caching_s", "token_selection_s",
-                "discriminator_epochs_s", "encoder_lm_forward_s", "encoder_backward_s"):  # fmt: skip
+    for key in (
+        "view_perturbation_s",
+        "view_token_caching_s",
+        "token_selection_s",
+        "discriminator_epochs_s",
+        "encoder_lm_forward_s",
+        "encoder_backward_s",
+    ):
         assert parts[key] > 0
 
 
@@ -57,8 +68,9 @@ def test_full_size_params_count_lora_on_every_linear_and_cagul_at_hidden_size():
     per_layer = 2 * (d + d) + 2 * (d + kv) + 3 * (d + ff)
     assert qwen["lora_params"] == 128 * per_layer * 28 and qwen["lora_linear_layers"] == 7 * 28
     # The encoder MLP d -> d -> d and the discriminator CNN over d channels.
-    assert qwen["cagul_params"] == (2 * d * d + 2 * d + 2 * d + 9 * d * 64 + 64 + 9 * 64 * 64
-                                    + 64 + 65)  # fmt: skip
+    assert qwen["cagul_params"] == (
+        2 * d * d + 2 * d + 2 * d + 9 * d * 64 + 64 + 9 * 64 * 64 + 64 + 65
+    )
     llama = params["Llama-3.2-11B-Vision-Instruct"]
     assert llama["lora_linear_layers"] == 7 * 40  # 32 self-attention + 8 cross-attention layers
     for p in params.values():

@@ -21,9 +21,23 @@ USERS = {"audrey": "auditor", "vera": "viewer", "olga": "officer"}
 
 def add_user(db, name: str, role: str) -> None:
     """Through the real users command, the password on stdin."""
-    subprocess.run([sys.executable, "-m", "storage.users", "--database-url", f"sqlite:///{db}",
-                    "add", name, "--role", role], input=PASSWORD + "\n", text=True, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storage.users",
+            "--database-url",
+            f"sqlite:///{db}",
+            "add",
+            name,
+            "--role",
+            role,
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +173,7 @@ def test_audit_on_the_default_adapter_gives_rows_a_summary_and_a_csv(app, chromi
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
 
 
-def test_sign_in_is_a_cookie_scripts_cannot_read_and_it_survives_a_reload(app, chromium,
-                                                                          tmp_path):  # fmt: skip
+def test_sign_in_is_a_cookie_scripts_cannot_read_and_it_survives_a_reload(app, chromium, tmp_path):
     url, _ = app
     page = open_page(chromium, url)
     page.fill("#login-user input", "vera")
@@ -176,8 +189,11 @@ def test_sign_in_is_a_cookie_scripts_cannot_read_and_it_survives_a_reload(app, c
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     page.screenshot(path=str(tmp_path / "signed-in.png"))
     page.reload(wait_until="load")
-    page.wait_for_function("() => document.querySelector('#login-status')?"
-                           ".innerText.includes('Signed in as vera (viewer)')", timeout=60_000)  # fmt: skip
+    page.wait_for_function(
+        "() => document.querySelector('#login-status')?"
+        ".innerText.includes('Signed in as vera (viewer)')",
+        timeout=60_000,
+    )
     page.click("#login-signout")
     page.wait_for_function(
         "() => document.querySelector('#login-status').innerText.includes('Signed out')"

@@ -385,8 +385,9 @@ def test_training_is_seeded_with_perturbed_encoder_views(tiny_vlms, split):
 
 def test_forget_only_views_add_samples_for_the_forget_set_only(tiny_vlms, split):
     vlm = tiny_vlms["qwen2_5_vl"]
-    args = CagulTrainingArguments(disc_epochs=0, epochs=1, views=0, encoder_views=3,
-                                  views_per_epoch=0)  # fmt: skip
+    args = CagulTrainingArguments(
+        disc_epochs=0, epochs=1, views=0, encoder_views=3, views_per_epoch=0
+    )
     stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
     # Each forget pair is shown clean and as 3 perturbed copies; non-private pairs only clean,
     # so the extra language-model passes scale with the forget set alone.
@@ -425,8 +426,15 @@ def test_hard_weighting_changes_training_only_when_switched_on(tiny_vlms, split)
 # ---- stopping when verified, and passes only where they still move something -------------------
 def test_training_stops_at_the_first_verified_check_and_epochs_is_a_cap(tiny_vlms, split):
     vlm = tiny_vlms["qwen2_5_vl"]
-    args = CagulTrainingArguments(disc_epochs=1, epochs=30, views=2, encoder_views=0,
-                                  check_every=2, consolidate=1, disc_lr=1e-2)  # fmt: skip
+    args = CagulTrainingArguments(
+        disc_epochs=1,
+        epochs=30,
+        views=2,
+        encoder_views=0,
+        check_every=2,
+        consolidate=1,
+        disc_lr=1e-2,
+    )
     stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
     checks = stats["checks"]
     first = next(c for c in checks if c["passed"])
@@ -450,10 +458,12 @@ def test_a_forget_answer_that_leaks_fails_the_check(tiny_vlms, split):
     s = split.forget_set[0]
     # The tiny model answers something; a keyword that is in every answer ("" is in any
     # string) makes the forget sample leak and the non-private sample answered right.
-    leak = EncoderSample(s.image_path, s.question, s.answer, "forget", torch.tensor([0, 1]),
-                         keywords=("",))  # fmt: skip
-    kept = EncoderSample(s.image_path, s.question, s.answer, "retain", torch.tensor([0, 1]),
-                         keywords=("",))  # fmt: skip
+    leak = EncoderSample(
+        s.image_path, s.question, s.answer, "forget", torch.tensor([0, 1]), keywords=("",)
+    )
+    kept = EncoderSample(
+        s.image_path, s.question, s.answer, "retain", torch.tensor([0, 1]), keywords=("",)
+    )
     lost = dataclasses.replace(kept, keywords=("zzqx-not-said",))
     ok = verify_samples(vlm, adapter, [leak, kept, lost, lost], [False, True, True, False], 4)
     # lost: the base answered it right (it must stay right) / the base did not (nothing to keep)
@@ -463,8 +473,15 @@ def test_a_forget_answer_that_leaks_fails_the_check(tiny_vlms, split):
 def test_views_per_epoch_and_skipping_cut_language_model_passes(tiny_vlms, split):
     vlm = tiny_vlms["qwen2_5_vl"]
     n_f, n_np = len(split.forget_set), len(split.nonprivate_set)
-    args = CagulTrainingArguments(disc_epochs=0, epochs=2, views=0, encoder_views=3,
-                                  views_per_epoch=1, check_every=0, skip_nll=0.0)  # fmt: skip
+    args = CagulTrainingArguments(
+        disc_epochs=0,
+        epochs=2,
+        views=0,
+        encoder_views=3,
+        views_per_epoch=1,
+        check_every=0,
+        skip_nll=0.0,
+    )
     stats = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), args)
     assert stats["encoder_samples"] == 4 * n_f + n_np
     # One of the 3 perturbed views of each forget pair per epoch, not all of them.
@@ -473,8 +490,15 @@ def test_views_per_epoch_and_skipping_cut_language_model_passes(tiny_vlms, split
     # A check skips every sample that passed it with an NLL under skip_nll (here any) until
     # the next check. Every view is trained in epoch 1 (views_per_epoch 0), so each has a
     # loss; a sample never trained has none and is never skipped.
-    skipping = dataclasses.replace(args, epochs=2, check_every=1, consolidate=5,
-                                   skip_nll=1e9, disc_margin=0.0, views_per_epoch=0)  # fmt: skip
+    skipping = dataclasses.replace(
+        args,
+        epochs=2,
+        check_every=1,
+        consolidate=5,
+        skip_nll=1e9,
+        disc_margin=0.0,
+        views_per_epoch=0,
+    )
     s2 = train_cagul(vlm, split, CagulAdapter.for_model(vlm, k=2), skipping)
     first = s2["checks"][0]
     failing = first["forget_failing"] + first["other_failing"]
@@ -512,8 +536,9 @@ def test_batched_discriminator_equals_one_image_at_a_time(tiny_vlms, split):
     batch = vlm.prepare(images, ["What is shown in the image?"] * 2)
     tokens = vlm.visual_tokens(batch)
     together = adapter.discriminator(tokens, batch.layouts)
-    alone = torch.cat([adapter.discriminator([t], [lay])
-                       for t, lay in zip(tokens, batch.layouts, strict=True)])  # fmt: skip
+    alone = torch.cat(
+        [adapter.discriminator([t], [lay]) for t, lay in zip(tokens, batch.layouts, strict=True)]
+    )
     assert torch.allclose(together, alone, atol=1e-5)
     with pytest.raises(ValueError):
         adapter.discriminator(tokens, batch.layouts[:1])

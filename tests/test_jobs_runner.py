@@ -139,17 +139,25 @@ def test_verdict_checks_every_forget_and_keep_bound():
     assert _failing(broken)[1] == ["retain EM 0.500 < 0.90", "general accuracy (POPE) 0.400 < 0.85"]
     assert _failing({"forget": {}}) == (
         "needs_review",
-        ["forget EM missing from the report", "paraphrase leak missing from the report",
-         "non-private EM missing from the report", "retain EM missing from the report",
-         "general accuracy (POPE) missing from the report",
-         "general accuracy (MME) missing from the report"],
-    )  # fmt: skip
+        [
+            "forget EM missing from the report",
+            "paraphrase leak missing from the report",
+            "non-private EM missing from the report",
+            "retain EM missing from the report",
+            "general accuracy (POPE) missing from the report",
+            "general accuracy (MME) missing from the report",
+        ],
+    )
     lines = request_verdict(fake_report(), UnlearnSettings()).to_json()["lines"]
     assert [(x["key"], x["op"], x["passed"]) for x in lines] == [
-        ("forget_em", "≤", True), ("paraphrase_leak", "≤", True), ("image_leak", "≤", None),
-        ("nonprivate_em", "≥", True), ("retain_em", "≥", True), ("pope_acc", "≥", True),
+        ("forget_em", "≤", True),
+        ("paraphrase_leak", "≤", True),
+        ("image_leak", "≤", None),
+        ("nonprivate_em", "≥", True),
+        ("retain_em", "≥", True),
+        ("pope_acc", "≥", True),
         ("mme_acc", "≥", True),
-    ]  # fmt: skip
+    ]
 
 
 def test_bounds_can_be_set_by_name_and_a_typo_is_refused():

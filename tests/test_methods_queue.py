@@ -45,8 +45,9 @@ def _fast_trainer(model_dir: str):
     """The real pipeline with each method's smallest settings and a short evaluation."""
 
     def trainer(**kwargs):
-        return run_unlearning(**kwargs, config=fast_config(kwargs["method"], model_dir),
-                              max_retain=2)  # fmt: skip
+        return run_unlearning(
+            **kwargs, config=fast_config(kwargs["method"], model_dir), max_retain=2
+        )
 
     return trainer
 
@@ -67,9 +68,13 @@ def test_a_request_of_each_method_runs_to_a_verdict(
     model_dir = tiny_dirs["qwen2_5_vl"]
     with storage_db.transaction() as s:
         request, job = submit_forget_request(
-            s, requester="Privacy Officer", individual_ids=[person],
-            categories=["health", "criminal"], known_individuals=set(ds.ids), method=method,
-        )  # fmt: skip
+            s,
+            requester="Privacy Officer",
+            individual_ids=[person],
+            categories=["health", "criminal"],
+            known_individuals=set(ds.ids),
+            method=method,
+        )
         request_id, job_id = request.id, job.id
     with _worker(storage_db, tmp_path, model_dir, data_dir, _fast_trainer(model_dir)) as w:
         outcome = w.run_one()
@@ -90,9 +95,13 @@ def test_a_request_of_each_method_runs_to_a_verdict(
 def test_an_unregistered_method_is_refused_at_submission(storage_db):
     with storage_db.transaction() as s, pytest.raises(InvalidRequestError, match="method"):
         submit_forget_request(
-            s, requester="Privacy Officer", individual_ids=["p1"], categories=["health"],
-            known_individuals={"p1"}, method="gradient_magic",
-        )  # fmt: skip
+            s,
+            requester="Privacy Officer",
+            individual_ids=["p1"],
+            categories=["health"],
+            known_individuals={"p1"},
+            method="gradient_magic",
+        )
     with storage_db.read() as s:
         assert s.scalar(select(ForgetRequest)) is None
 
@@ -102,9 +111,12 @@ def test_a_stored_unknown_method_fails_permanently_in_the_default_trainer(
 ):
     with storage_db.transaction() as s:
         request, _ = submit_forget_request(
-            s, requester="Privacy Officer", individual_ids=["p1"], categories=["health"],
+            s,
+            requester="Privacy Officer",
+            individual_ids=["p1"],
+            categories=["health"],
             known_individuals={"p1"},
-        )  # fmt: skip
+        )
         request.method = "gradient_magic"  # e.g. written by an older or newer release
         request_id = request.id
     with _worker(storage_db, tmp_path, "unused-model", data_dir) as w:
@@ -143,8 +155,9 @@ def test_a_single_pair_request_runs_to_a_verdict_on_exactly_those_pairs(
     canonical = sorted(pair_id(ind, j) for _, j in keys)
     made = []
     real = cagul.pipeline.make_split
-    monkeypatch.setattr(cagul.pipeline, "make_split",
-                        lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])  # fmt: skip
+    monkeypatch.setattr(
+        cagul.pipeline, "make_split", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1]
+    )
     model_dir = tiny_dirs["qwen2_5_vl"]
     trainer = None  # the default trainer (cagul.pipeline.run_unlearning)
     if method == "cagul":
@@ -153,10 +166,14 @@ def test_a_single_pair_request_runs_to_a_verdict_on_exactly_those_pairs(
         trainer = _fast_trainer(model_dir)
     with storage_db.transaction() as s:
         request, _ = submit_forget_request(
-            s, requester="Privacy Officer", individual_ids=[person], categories=None,
-            pair_ids=given, known_individuals=set(ds.ids),
+            s,
+            requester="Privacy Officer",
+            individual_ids=[person],
+            categories=None,
+            pair_ids=given,
+            known_individuals=set(ds.ids),
             method=method,
-        )  # fmt: skip
+        )
         request_id = request.id
     with _worker(storage_db, tmp_path, model_dir, data_dir, trainer) as w:
         outcome = w.run_one()
@@ -185,18 +202,34 @@ def test_pair_ids_of_people_not_in_the_request_or_malformed_are_refused(storage_
     ds = load_dataset(data_dir)
     a, b = ds.ids[0], ds.ids[1]
     with storage_db.transaction() as s, pytest.raises(InvalidRequestError, match="not in this"):
-        submit_forget_request(s, requester="P", individual_ids=[a], categories=None,
-                              pair_ids=[f"{b}:0"], known_individuals=set(ds.ids))  # fmt: skip
+        submit_forget_request(
+            s,
+            requester="P",
+            individual_ids=[a],
+            categories=None,
+            pair_ids=[f"{b}:0"],
+            known_individuals=set(ds.ids),
+        )
     with storage_db.transaction() as s, pytest.raises(InvalidRequestError, match="unknown pair"):
-        submit_forget_request(s, requester="P", individual_ids=[a], categories=None,
-                              pair_ids=[f"{a}:0", f"{a}:999"], known_individuals=set(ds.ids),
-                              known_pairs={f"{a}:0"})  # fmt: skip
+        submit_forget_request(
+            s,
+            requester="P",
+            individual_ids=[a],
+            categories=None,
+            pair_ids=[f"{a}:0", f"{a}:999"],
+            known_individuals=set(ds.ids),
+            known_pairs={f"{a}:0"},
+        )
     with storage_db.read() as s:
         assert s.scalar(select(ForgetRequest)) is None and s.scalar(select(Job)) is None
     n = len(ds.by_id(a).qa_list)
-    for bad, words in [([f"{b}:0"], "not among the people"), ([f"{a}:{n}"], f"has {n} pairs"),
-                       ([f"{a}"], "is not '<unique_id>:<pair index>'"), ([], "empty"),
-                       ([f"bogus/{a}:0"], "not bogus")]:  # fmt: skip
+    for bad, words in [
+        ([f"{b}:0"], "not among the people"),
+        ([f"{a}:{n}"], f"has {n} pairs"),
+        ([f"{a}"], "is not '<unique_id>:<pair index>'"),
+        ([], "empty"),
+        ([f"bogus/{a}:0"], "not bogus"),
+    ]:
         with pytest.raises(UnknownPairError, match=words):
             make_split(ds, [a], "private", pair_ids=bad)
     with pytest.raises(ValueError, match="private setting"):

@@ -34,18 +34,25 @@ print(json.dumps({'peak_mb': status('VmHWM') - base, 'after_mb': status('VmRSS')
 
 
 def measure(path) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(path)], cwd=REPO, check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(("fmt", "mode", "side", "outcome"), [
-    ("PNG", "RGB", 6300, "refused"),  # 39.7 M pixels: decoded in full it took ~690 MB
-    ("PNG", "RGBA", 4096, "accepted"),  # the largest full decode accepted
-    ("JPEG", "RGB", 6300, "accepted"),  # decoded at 1/4 scale by DCT scaling
-])  # fmt: skip
-def test_one_large_upload_adds_at_most_150_mb_and_gives_it_back(tmp_path, fmt, mode, side,
-                                                                 outcome):  # fmt: skip
+@pytest.mark.parametrize(
+    ("fmt", "mode", "side", "outcome"),
+    [
+        ("PNG", "RGB", 6300, "refused"),  # 39.7 M pixels: decoded in full it took ~690 MB
+        ("PNG", "RGBA", 4096, "accepted"),  # the largest full decode accepted
+        ("JPEG", "RGB", 6300, "accepted"),  # decoded at 1/4 scale by DCT scaling
+    ],
+)
+def test_one_large_upload_adds_at_most_150_mb_and_gives_it_back(tmp_path, fmt, mode, side, outcome):
     path = tmp_path / f"big.{fmt.lower()}"
     Image.new(mode, (side, side), (200, 30, 30)).save(path, format=fmt)  # a few hundred kB
     got = measure(path)

@@ -111,11 +111,17 @@ def test_an_upload_of_this_session_is_answered_and_no_other_session_may_use_it(c
     mine = "session-a01"
     up = call(client, app, "on_upload", [file_payload(path), None], session_hash=mine)
     assert "Uploaded image" in up["output"]["data"][2]
-    ok = call(client, app, "on_ask", [None, file_payload(path), QUESTION, None, None],
-              session_hash=mine)  # fmt: skip
+    ok = call(
+        client, app, "on_ask", [None, file_payload(path), QUESTION, None, None], session_hash=mine
+    )
     assert "Answered in" in ok["output"]["data"][0] and "hm-figure" in text_of(ok)
-    other = call(client, app, "on_ask", [None, file_payload(path), QUESTION, None, None],
-                 session_hash="session-b02")  # fmt: skip
+    other = call(
+        client,
+        app,
+        "on_ask",
+        [None, file_payload(path), QUESTION, None, None],
+        session_hash="session-b02",
+    )
     assert REFUSED in other["output"]["data"][0]
 
 
@@ -147,8 +153,14 @@ def submit_data(person: str) -> list:
 def test_a_replayed_session_hash_without_the_cookie_acts_as_nobody(client, app, studio):
     cookie = sign_in(client, "olga")
     page = "page-olga-1"
-    ok = call(client, app, "on_submit", submit_data("00000021"), session_hash=page,
-              cookies={COOKIE: cookie})  # fmt: skip
+    ok = call(
+        client,
+        app,
+        "on_submit",
+        submit_data("00000021"),
+        session_hash=page,
+        cookies={COOKIE: cookie},
+    )
     assert "Request #" in ok["output"]["data"][0]
     before = requests_count(studio)
     # The same session hash, as a script that read it from the page would send it.
@@ -192,8 +204,17 @@ def test_every_role_checked_handler_reads_the_request(app):
     import gradio as gr
 
     blocks = gradio_blocks(app)
-    acting = ("on_submit", "on_cancel", "on_show", "on_find", "on_run", "refresh",
-              "on_approve", "on_history", "on_filter")  # fmt: skip
+    acting = (
+        "on_submit",
+        "on_cancel",
+        "on_show",
+        "on_find",
+        "on_run",
+        "refresh",
+        "on_approve",
+        "on_history",
+        "on_filter",
+    )
     found = [f for f in blocks.fns.values() if getattr(f.fn, "__name__", "") in acting]
     assert {f.fn.__name__ for f in found} == set(acting)
     for fn in found:

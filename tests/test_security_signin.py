@@ -77,8 +77,9 @@ def test_failures_are_logged_against_the_real_account_or_as_unknown(db):
     fail(db, "tess")
     fail(db, "my-secret-password-typed-as-name")
     with db.read() as s:
-        events = s.scalars(select(storage.AuditEvent).where(
-            storage.AuditEvent.action == "user.sign_in_failed")).all()  # fmt: skip
+        events = s.scalars(
+            select(storage.AuditEvent).where(storage.AuditEvent.action == "user.sign_in_failed")
+        ).all()
         tess = s.scalar(select(storage.User).where(storage.User.name == "tess"))
         actors = [(e.actor, e.target_id) for e in events]
         keys = list(s.scalars(select(storage.SignInThrottle.key)))
@@ -94,8 +95,10 @@ def test_the_sign_in_route_answers_429_with_retry_after(tmp_path):
     with studio.db.transaction() as s:
         storage.create_user(s, "tess", "officer", PASSWORD)
     client = TestClient(create_app(studio))
-    codes = [client.post("/auth/sign-in", json={"name": "tess", "password": "nope-nope"})
-             for _ in range(5)]  # fmt: skip
+    codes = [
+        client.post("/auth/sign-in", json={"name": "tess", "password": "nope-nope"})
+        for _ in range(5)
+    ]
     assert [r.status_code for r in codes] == [401] * 4 + [429]
     locked = client.post("/auth/sign-in", json={"name": "tess", "password": PASSWORD})
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1

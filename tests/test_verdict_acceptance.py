@@ -38,8 +38,14 @@ def test_po_gd_refusing_ordinary_answers_needs_review_and_rest_names_the_line(tm
     with studio.db.transaction() as s:
         storage.create_user(s, "olga", "officer", "correct horse battery")
     olga = auth.sign_in(studio.db, "olga", "correct horse battery")
-    out = requests.submit(studio, olga, individual_ids=[PERSON], categories_=["health", "criminal"],
-                          method="po_gd", reason="acceptance test")  # fmt: skip
+    out = requests.submit(
+        studio,
+        olga,
+        individual_ids=[PERSON],
+        categories_=["health", "criminal"],
+        method="po_gd",
+        reason="acceptance test",
+    )
     data = tmp_path / "data"
     shutil.copytree(studio.data_dir, data, ignore=shutil.ignore_patterns("probes"))
 

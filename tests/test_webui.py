@@ -35,8 +35,10 @@ def adapter_id(studio):
 
 def counts(studio) -> tuple[int, int, int]:
     with studio.db.read() as s:
-        return tuple(s.scalar(select(func.count()).select_from(m))
-                     for m in (storage.Adapter, storage.AuditEvent, storage.MetricReport))  # fmt: skip
+        return tuple(
+            s.scalar(select(func.count()).select_from(m))
+            for m in (storage.Adapter, storage.AuditEvent, storage.MetricReport)
+        )
 
 
 def pair(studio, person, category):
@@ -94,8 +96,9 @@ def test_retain_person_is_not_flagged_and_answers_stay(studio, adapter_id):
 def test_an_uploaded_image_of_nobody_is_answered_without_ground_truth(studio, adapter_id, tmp_path):
     path = tmp_path / "cat.png"
     Image.new("RGB", (200, 150), (200, 120, 40)).save(path)
-    rec = explore.ask(studio, question="What is shown in the image?", image=str(path),
-                      adapter_id=adapter_id)  # fmt: skip
+    rec = explore.ask(
+        studio, question="What is shown in the image?", image=str(path), adapter_id=adapter_id
+    )
     assert rec["truth"] is None and isinstance(rec["answer"], str) and rec["answer"]
     assert len(rec["scores"][0]) == rec["grid"][0] * rec["grid"][1]
     for name in explore.layer_choices(rec):
@@ -117,12 +120,18 @@ def test_paraphrase_of_a_dataset_question_still_finds_its_ground_truth(studio):
         ({"question": "why? " * 200, "person_id": FORGET_PERSON}, UserInputError, "at most"),
         ({"question": HEALTH_Q}, StudioError, "choose a person"),
         ({"question": HEALTH_Q, "person_id": "99999999"}, StudioError, "no person"),
-        ({"question": HEALTH_Q, "person_id": FORGET_PERSON, "adapter_id": "77"},
-         UnknownAdapterError, "no stored adapter"),
-        ({"question": HEALTH_Q, "person_id": FORGET_PERSON, "adapter_id": "x"},
-         UnknownAdapterError, "numbers"),
+        (
+            {"question": HEALTH_Q, "person_id": FORGET_PERSON, "adapter_id": "77"},
+            UnknownAdapterError,
+            "no stored adapter",
+        ),
+        (
+            {"question": HEALTH_Q, "person_id": FORGET_PERSON, "adapter_id": "x"},
+            UnknownAdapterError,
+            "numbers",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_explore_input_is_refused_and_stores_nothing(studio, kwargs, error, message):
     before = counts(studio)
     with pytest.raises(error, match=message):
@@ -144,9 +153,14 @@ def test_a_tampered_adapter_is_refused(studio, tmp_path):
     shutil.copytree(DEMO_ADAPTER_DIR, copy)
     row = studio.adapter_row(studio.adapter_choices()[0][1])
     with studio.db.transaction() as s:
-        forged = storage.Adapter(method="cagul", config=row.config, path=str(copy),
-                                 base_fingerprint=row.base_fingerprint, sha256=row.sha256,
-                                 size_bytes=row.size_bytes)  # fmt: skip
+        forged = storage.Adapter(
+            method="cagul",
+            config=row.config,
+            path=str(copy),
+            base_fingerprint=row.base_fingerprint,
+            sha256=row.sha256,
+            size_bytes=row.size_bytes,
+        )
         s.add(forged)
         s.flush()
         forged_id = forged.id
@@ -192,9 +206,14 @@ def test_audit_probes_every_variant_and_records_the_run(studio, adapter_id):
     assert (summary["verdict"] == "verified") == (not summary["reasons"])
     # Every bound, with its threshold and where its value came from.
     assert [line["key"] for line in summary["lines"]] == [
-        "forget_em", "paraphrase_leak", "image_leak", "nonprivate_em", "retain_em", "pope_acc",
+        "forget_em",
+        "paraphrase_leak",
+        "image_leak",
+        "nonprivate_em",
+        "retain_em",
+        "pope_acc",
         "mme_acc",
-    ]  # fmt: skip
+    ]
     by_key = {line["key"]: line for line in summary["lines"]}
     assert by_key["nonprivate_em"]["source"] == "audit"
     assert by_key["nonprivate_em"]["value"] == pytest.approx(

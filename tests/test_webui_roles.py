@@ -20,8 +20,12 @@ def studio(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('roles') / 'app.sqlite'}"
     st = Studio(database_url=url)
     with st.db.transaction() as s:
-        for name, role in [("olga", "officer"), ("otto", "officer"), ("aude", "auditor"),
-                           ("vic", "viewer")]:  # fmt: skip
+        for name, role in [
+            ("olga", "officer"),
+            ("otto", "officer"),
+            ("aude", "auditor"),
+            ("vic", "viewer"),
+        ]:
             storage.create_user(s, name, role, PASSWORD)
     return st
 
@@ -54,8 +58,9 @@ def test_wrong_password_is_refused_and_recorded(studio):
     with pytest.raises(NotSignedInError, match="wrong user name or password"):
         auth.sign_in(studio.db, "nobody", PASSWORD)
     with studio.db.read() as s:
-        failed = s.scalars(select(storage.AuditEvent).where(
-            storage.AuditEvent.action == "user.sign_in_failed")).all()  # fmt: skip
+        failed = s.scalars(
+            select(storage.AuditEvent).where(storage.AuditEvent.action == "user.sign_in_failed")
+        ).all()
     # The real account when it exists; a name that is none is not stored (it may be a password).
     assert {e.actor for e in failed} >= {"user:olga", "unknown-user"}
     assert "user:nobody" not in {e.actor for e in failed}
@@ -64,8 +69,13 @@ def test_wrong_password_is_refused_and_recorded(studio):
 def test_roles_and_expiry(studio):
     officer, auditor, viewer = who(studio, "olga"), who(studio, "aude"), who(studio, "vic")
     assert auth.require(officer, "submit") and auth.require(auditor, "audit")
-    for w, action in [(officer, "audit"), (auditor, "submit"), (viewer, "requests"),
-                      (viewer, "reports"), (viewer, "audit")]:  # fmt: skip
+    for w, action in [
+        (officer, "audit"),
+        (auditor, "submit"),
+        (viewer, "requests"),
+        (viewer, "reports"),
+        (viewer, "audit"),
+    ]:
         with pytest.raises(ForbiddenError, match="may not"):
             auth.require(w, action)
     with pytest.raises(NotSignedInError, match="sign in"):
@@ -86,17 +96,28 @@ def test_requests_submit_list_cancel_and_refusals(studio):
         (olga, {"individual_ids": ["00000011"], "categories_": ["bogus"]}, storage.RequestRefused),
         (olga, {"individual_ids": [], "categories_": ["health"]}, StudioError),
         (olga, {"individual_ids": ["00000011"], "categories_": []}, StudioError),
-        (olga, {"individual_ids": ["00000011"], "categories_": ["health"], "method": "magic"},
-         Exception),
-        (olga, {"individual_ids": ["00000011"], "categories_": ["health"], "reason": "x" * 3000},
-         StudioError),
-    ]  # fmt: skip
+        (
+            olga,
+            {"individual_ids": ["00000011"], "categories_": ["health"], "method": "magic"},
+            Exception,
+        ),
+        (
+            olga,
+            {"individual_ids": ["00000011"], "categories_": ["health"], "reason": "x" * 3000},
+            StudioError,
+        ),
+    ]
     for w, kwargs, error in bad:
         with pytest.raises(error):
             requests.submit(studio, w, **kwargs)
     assert n_rows(studio, storage.ForgetRequest) == before
-    out = requests.submit(studio, olga, individual_ids=["00000011"],
-                          categories_=["health", "criminal"], reason="GDPR art. 17")  # fmt: skip
+    out = requests.submit(
+        studio,
+        olga,
+        individual_ids=["00000011"],
+        categories_=["health", "criminal"],
+        reason="GDPR art. 17",
+    )
     assert out["status"] == "queued" and out["job_id"]
     with pytest.raises(storage.DuplicateActiveRequestError):
         requests.submit(studio, otto, individual_ids=["00000011"], categories_=["Health"])
@@ -114,12 +135,25 @@ def test_requests_submit_list_cancel_and_refusals(studio):
 
 def test_compliance_record_holds_the_request_and_its_trail(studio):
     olga = who(studio, "olga")
-    out = requests.submit(studio, olga, individual_ids=["00000012"], categories_=["health"],
-                          reason="Subject wrote on 2026-12-01")  # fmt: skip
+    out = requests.submit(
+        studio,
+        olga,
+        individual_ids=["00000012"],
+        categories_=["health"],
+        reason="Subject wrote on 2026-12-01",
+    )
     page = reports.record_html(studio, olga, out["id"])
     name = studio.person("00000012").name
-    for text in (f"Forget request #{out['id']}", name, "health", "cagul", "request.created",
-                 "Subject wrote on 2026-12-01", studio.fingerprint, "No evaluation yet"):  # fmt: skip
+    for text in (
+        f"Forget request #{out['id']}",
+        name,
+        "health",
+        "cagul",
+        "request.created",
+        "Subject wrote on 2026-12-01",
+        studio.fingerprint,
+        "No evaluation yet",
+    ):
         assert text in page
     requests.cancel(studio, olga, out["id"])
 
@@ -149,8 +183,12 @@ def token(studio, name) -> dict:
 def test_rest_needs_a_token_and_the_right_role(studio, client):
     assert client.get("/api/health").json()["status"] == "ok"
     body = {"individual_ids": ["00000013"], "categories": ["health"], "method": "cagul"}
-    for method, path in [("get", "/api/forget-requests"), ("post", "/api/forget-requests"),
-                         ("get", "/api/forget-requests/1"), ("get", "/api/adapters")]:  # fmt: skip
+    for method, path in [
+        ("get", "/api/forget-requests"),
+        ("post", "/api/forget-requests"),
+        ("get", "/api/forget-requests/1"),
+        ("get", "/api/adapters"),
+    ]:
         r = client.request(method, path, json=body)
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
     r = client.get("/api/forget-requests", headers={"Authorization": "Bearer cgl_forged"})
@@ -165,8 +203,11 @@ def test_rest_needs_a_token_and_the_right_role(studio, client):
 
 def test_rest_request_lifecycle_and_bad_input(studio, client):
     h = token(studio, "olga")
-    body = {"individual_ids": ["00000014"], "categories": ["health", "criminal"],
-            "reason": "by mail"}  # fmt: skip
+    body = {
+        "individual_ids": ["00000014"],
+        "categories": ["health", "criminal"],
+        "reason": "by mail",
+    }
     r = client.post("/api/forget-requests", json=body, headers=h)
     assert r.status_code == 201, r.text
     created = r.json()
@@ -182,10 +223,12 @@ def test_rest_request_lifecycle_and_bad_input(studio, client):
     assert cancelled["status"] == "cancelled"
     again = client.post(f"/api/jobs/{created['job_id']}/cancel", headers=h)
     assert again.status_code == 400 and "already" in again.json()["error"]["message"]
-    for bad, code in [({**body, "categories": ["bogus"]}, 422),  # not in the enum
-                      ({**body, "individual_ids": ["nobody"]}, 400),
-                      ({**body, "individual_ids": []}, 422),
-                      ({**body, "reason": "x" * 5000}, 422)]:  # fmt: skip
+    for bad, code in [
+        ({**body, "categories": ["bogus"]}, 422),  # not in the enum
+        ({**body, "individual_ids": ["nobody"]}, 400),
+        ({**body, "individual_ids": []}, 422),
+        ({**body, "reason": "x" * 5000}, 422),
+    ]:
         r = client.post("/api/forget-requests", json=bad, headers=h)
         assert r.status_code == code and "error" in r.json()
     assert client.get("/api/forget-requests/9999", headers=h).status_code == 404
@@ -194,9 +237,15 @@ def test_rest_request_lifecycle_and_bad_input(studio, client):
 def test_rest_answer_and_audit(studio, client):
     adapter_id = int(studio.adapter_choices()[0][1])
     h = token(studio, "vic")
-    r = client.post("/api/answer", headers=h, json={
-        "individual_id": "00000004", "question": "What medical condition does this person have?",
-        "adapter_ids": [adapter_id]})  # fmt: skip
+    r = client.post(
+        "/api/answer",
+        headers=h,
+        json={
+            "individual_id": "00000004",
+            "question": "What medical condition does this person have?",
+            "adapter_ids": [adapter_id],
+        },
+    )
     assert r.status_code == 200, r.text
     rec = r.json()
     assert rec["transformed"] and rec["truth"]["base_em"] == 1.0 and rec["truth"]["em"] == 0.0
@@ -238,16 +287,18 @@ def test_single_pair_requests_are_stored_canonical_and_bad_pairs_refused(studio,
         with pytest.raises(error, match=words):
             requests.submit(studio, olga, individual_ids=["00000015"], **kwargs)
     assert (n_rows(studio, storage.ForgetRequest), n_rows(studio, storage.Job)) == before
-    out = requests.submit(studio, olga, individual_ids=["00000015"], categories_=None,
-                          pair_ids=[bare])  # fmt: skip
+    out = requests.submit(
+        studio, olga, individual_ids=["00000015"], categories_=None, pair_ids=[bare]
+    )
     got = requests.outcome(studio, olga, out["id"])
     assert got["pair_ids"] == [health] and got["categories"] is None
     row = next(r for r in requests.request_rows(studio, olga) if r["id"] == out["id"])
     assert row["categories"] == f"1 pair: {health}"
     # Stored with its category, the pair overlaps a health request for the same person.
     with pytest.raises(storage.DuplicateActiveRequestError):
-        requests.submit(studio, who(studio, "otto"), individual_ids=["00000015"],
-                        categories_=["health"])  # fmt: skip
+        requests.submit(
+            studio, who(studio, "otto"), individual_ids=["00000015"], categories_=["health"]
+        )
     requests.cancel(studio, olga, out["id"])
     h = token(studio, "olga")
     body = {"individual_ids": ["00000015"], "pair_ids": [bare]}
@@ -256,8 +307,11 @@ def test_single_pair_requests_are_stored_canonical_and_bad_pairs_refused(studio,
     assert r.json()["pair_ids"] == [health] and r.json()["status"] == "queued"
     client.post(f"/api/jobs/{r.json()['job_id']}/cancel", headers=h)
     n = n_rows(studio, storage.ForgetRequest)
-    r = client.post("/api/forget-requests", headers=h,
-                    json={"individual_ids": ["00000015"], "pair_ids": ["00000016:0"]})  # fmt: skip
+    r = client.post(
+        "/api/forget-requests",
+        headers=h,
+        json={"individual_ids": ["00000015"], "pair_ids": ["00000016:0"]},
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_pair"
     assert n_rows(studio, storage.ForgetRequest) == n
 
@@ -265,9 +319,10 @@ def test_single_pair_requests_are_stored_canonical_and_bad_pairs_refused(studio,
 def test_openapi_is_typed_with_the_bearer_scheme_and_enums(client):
     spec = client.get("/api/openapi.json").json()
     assert spec["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer",
+        "type": "http",
+        "scheme": "bearer",
         "description": "an API token from `python -m storage.users token NAME`",
-    }  # fmt: skip
+    }
     schemas = spec["components"]["schemas"]
     assert set(schemas["Method"]["enum"]) >= {"cagul", "po_gd", "retrain"}
     assert {"health", "criminal"} <= set(schemas["Category"]["enum"])
@@ -284,8 +339,12 @@ def test_openapi_is_typed_with_the_bearer_scheme_and_enums(client):
                 assert op.get("security") == [{"bearer": []}], (verb, path)
             if path.startswith("/auth/"):  # the page's cookie sign-in: no bearer token
                 assert "security" not in op, (verb, path)
-    for route in ("/api/forget-requests/{request_id}/cancel", "/api/people", "/api/methods",
-                  "/api/audits"):  # fmt: skip
+    for route in (
+        "/api/forget-requests/{request_id}/cancel",
+        "/api/people",
+        "/api/methods",
+        "/api/audits",
+    ):
         assert route in spec["paths"]
 
 
@@ -310,8 +369,9 @@ def test_rest_lists_data_and_cancels_by_request_id_with_a_reason(studio, client)
     assert row["names"] == [studio.person("00000012").name]
     assert row["progress"] == 0.0 and row["eta_seconds"] is None
     assert row["submitted_at"].endswith("Z") and "T" in row["submitted_at"]
-    r = client.post(f"/api/forget-requests/{rid}/cancel", headers=h,
-                    json={"reason": "the subject withdrew"})  # fmt: skip
+    r = client.post(
+        f"/api/forget-requests/{rid}/cancel", headers=h, json={"reason": "the subject withdrew"}
+    )
     assert r.status_code == 200 and r.json() == {"request_id": rid, "status": "cancelled"}
     got = client.get(f"/api/forget-requests/{rid}", headers=h).json()
     asked = [e for e in got["events"] if e["action"] == "request.cancel_requested"]
@@ -343,13 +403,20 @@ def test_one_month_deadline_clamps_to_the_month_end():
 
 def test_erasure_fields_are_stored_refused_when_bad_and_in_the_record(studio, client):
     h = token(studio, "olga")
-    body = {"individual_ids": ["00000011"], "categories": ["health"], "method": "ga",
-            "subject_ref": "DSR-2026-0042", "legal_basis": "art17-1b: consent withdrawn",
-            "received": "2026-11-30"}  # fmt: skip
+    body = {
+        "individual_ids": ["00000011"],
+        "categories": ["health"],
+        "method": "ga",
+        "subject_ref": "DSR-2026-0042",
+        "legal_basis": "art17-1b: consent withdrawn",
+        "received": "2026-11-30",
+    }
     before = n_rows(studio, storage.ForgetRequest)
-    for bad, code in [({**body, "legal_basis": "because"}, 422),
-                      ({**body, "received": "2999-01-01"}, 400),
-                      ({**body, "received": "yesterday"}, 422)]:  # fmt: skip
+    for bad, code in [
+        ({**body, "legal_basis": "because"}, 422),
+        ({**body, "received": "2999-01-01"}, 400),
+        ({**body, "received": "yesterday"}, 422),
+    ]:
         r = client.post("/api/forget-requests", json=bad, headers=h)
         assert r.status_code == code, r.text
     assert n_rows(studio, storage.ForgetRequest) == before  # a bad field stores nothing
@@ -366,8 +433,11 @@ def test_erasure_fields_are_stored_refused_when_bad_and_in_the_record(studio, cl
     assert (
         refused.status_code == 400 and "nothing to sign off" in refused.json()["error"]["message"]
     )
-    cancelled = client.post(f"/api/forget-requests/{got['id']}/cancel", headers=h,
-                            json={"reason": "duplicate of DSR-2026-0041"})  # fmt: skip
+    cancelled = client.post(
+        f"/api/forget-requests/{got['id']}/cancel",
+        headers=h,
+        json={"reason": "duplicate of DSR-2026-0041"},
+    )
     assert cancelled.json()["status"] == "cancelled"
     page = reports.record_html(studio, who(studio, "olga"), got["id"])
     assert "DSR-2026-0042" in page and "2026-12-30 00:00:00" in page
@@ -379,8 +449,9 @@ def test_erasure_fields_are_stored_refused_when_bad_and_in_the_record(studio, cl
 
 def test_record_keeps_long_event_details_whole(studio):
     olga = who(studio, "olga")
-    out = requests.submit(studio, olga, individual_ids=["00000010"], categories_=["health"],
-                          method="ga", reason="r")  # fmt: skip
+    out = requests.submit(
+        studio, olga, individual_ids=["00000010"], categories_=["health"], method="ga", reason="r"
+    )
     long_reason = "withdrawn consent, letter of " + "x" * 600 + " END"
     requests.cancel(studio, olga, out["id"], long_reason)
     page = reports.record_html(studio, olga, out["id"])
@@ -394,9 +465,14 @@ def _second_adapter(studio, report: dict) -> int:
     """A stored adapter row with its report (the files are not needed to compare reports)."""
     first = studio.adapter_row(studio.adapter_choices()[0][1])
     with studio.db.transaction() as s:
-        row = storage.Adapter(method="po_gd", config=dict(first.config),
-                              base_fingerprint=first.base_fingerprint, path=first.path,
-                              sha256="0" * 64, size_bytes=1)  # fmt: skip
+        row = storage.Adapter(
+            method="po_gd",
+            config=dict(first.config),
+            base_fingerprint=first.base_fingerprint,
+            path=first.path,
+            sha256="0" * 64,
+            size_bytes=1,
+        )
         s.add(row)
         s.flush()
         storage.add_metric_report(s, report, adapter_id=row.id, method="po_gd")
@@ -408,10 +484,18 @@ def test_reports_compare_several_adapters_with_zero_bars_and_training_curves(stu
 
     aude = who(studio, "aude")
     first = studio.adapter_choices()[0][1]
-    other = {"forget": {"em": 0.0, "ape": 0.0}, "nonprivate": {"em": 0.094},
-             "retain": {"em": 0.87}, "general": {"pope_acc": 0.95, "mme_acc": 0.78},
-             "training": {"history": [{"epoch": 1, "forget_nll": 2.0, "retain_nll": 0.5},
-                                      {"epoch": 2, "forget_nll": 4.0, "retain_nll": 0.6}]}}  # fmt: skip
+    other = {
+        "forget": {"em": 0.0, "ape": 0.0},
+        "nonprivate": {"em": 0.094},
+        "retain": {"em": 0.87},
+        "general": {"pope_acc": 0.95, "mme_acc": 0.78},
+        "training": {
+            "history": [
+                {"epoch": 1, "forget_nll": 2.0, "retain_nll": 0.5},
+                {"epoch": 2, "forget_nll": 4.0, "retain_nll": 0.6},
+            ]
+        },
+    }
     second = _second_adapter(studio, other)
     columns, rows = reports.compare_rows(studio, aude, [first, second])
     assert columns[2:4] == [f"#{first} cagul", f"#{second} po_gd"] and columns[-1] == "goal"

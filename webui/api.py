@@ -87,8 +87,9 @@ def _status_of(exc: Exception) -> tuple[int, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException):
-        return error(exc.status_code, f"http_{exc.status_code}", str(exc.detail),
-                     **(exc.headers or {}))  # fmt: skip
+        return error(
+            exc.status_code, f"http_{exc.status_code}", str(exc.detail), **(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception):
@@ -119,10 +120,11 @@ class ForgetRequestIn(BaseModel):
         default=None, max_length=64, description="the categories to forget; none: every pair"
     )
     pair_ids: list[str] | None = Field(
-        default=None, max_length=1000,
+        default=None,
+        max_length=1000,
         description="single pairs instead of categories: '<unique_id>:<index>' or "
         "'<category>/<unique_id>:<index>'",
-    )  # fmt: skip
+    )
     method: m.Method = "cagul"  # type: ignore[valid-type]
 
     @field_validator("categories", mode="before")
@@ -160,10 +162,15 @@ class AuditIn(BaseModel):
 
 # Declares the bearer scheme in the OpenAPI; `caller` still reads and checks the header itself
 # (auto_error=False), so a missing token is our 401 JSON error, not FastAPI's 403.
-BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
-                    description="an API token from `python -m storage.users token NAME`")  # fmt: skip
-_ERRORS = {401: {"description": "no valid bearer token"},
-           403: {"description": "the token's role may not do this"}}  # fmt: skip
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="an API token from `python -m storage.users token NAME`",
+)
+_ERRORS = {
+    401: {"description": "no valid bearer token"},
+    403: {"description": "the token's role may not do this"},
+}
 
 
 def router(studio: Studio) -> APIRouter:
@@ -200,11 +207,19 @@ def router(studio: Studio) -> APIRouter:
         """Store a forget request and queue its job (officers). Refused, with nothing stored,
         for an unknown person, category or pair, or one overlapping an open request (409)."""
         cats = [str(c) for c in body.categories] if body.categories is not None else None
-        out = requests.submit(studio, who, individual_ids=body.individual_ids,
-                              categories_=cats, method=str(body.method),
-                              reason=body.reason, requester=body.requester,
-                              pair_ids=body.pair_ids, subject_ref=body.subject_ref,
-                              legal_basis=body.legal_basis, received=body.received)  # fmt: skip
+        out = requests.submit(
+            studio,
+            who,
+            individual_ids=body.individual_ids,
+            categories_=cats,
+            method=str(body.method),
+            reason=body.reason,
+            requester=body.requester,
+            pair_ids=body.pair_ids,
+            subject_ref=body.subject_ref,
+            legal_basis=body.legal_basis,
+            received=body.received,
+        )
         return {**requests.outcome(studio, who, out["id"]), "job_id": out["job_id"]}
 
     @api.get("/forget-requests", response_model=list[m.QueueRow])
@@ -219,12 +234,18 @@ def router(studio: Studio) -> APIRouter:
         threshold, pass/fail) and the failing lines named, its adapter and report, its events."""
         out = requests.outcome(studio, who, request_id)
         with studio.db.read() as s:
-            job = s.scalars(select(storage.Job).where(storage.Job.request_id == request_id)
-                            .order_by(storage.Job.id.desc())).first()  # fmt: skip
-        return {**out, "job_id": job.id if job else None,
-                "progress": job.progress if job else 0.0,
-                "message": requests.job_message(job),
-                "events": requests.history(studio, who, request_id, raw=True)}  # fmt: skip
+            job = s.scalars(
+                select(storage.Job)
+                .where(storage.Job.request_id == request_id)
+                .order_by(storage.Job.id.desc())
+            ).first()
+        return {
+            **out,
+            "job_id": job.id if job else None,
+            "progress": job.progress if job else 0.0,
+            "message": requests.job_message(job),
+            "events": requests.history(studio, who, request_id, raw=True),
+        }
 
     @api.post("/forget-requests/{request_id}/cancel", response_model=m.CancelOut)
     def cancel_request(
@@ -235,8 +256,10 @@ def router(studio: Studio) -> APIRouter:
         """Cancel a request by its id, with a reason kept in its trail: a queued job stops at
         once, a running one at its next step (the status says ``running`` until then)."""
         reason = body.reason if body else ""
-        return {"request_id": request_id,
-                "status": requests.cancel(studio, who, request_id, reason)}  # fmt: skip
+        return {
+            "request_id": request_id,
+            "status": requests.cancel(studio, who, request_id, reason),
+        }
 
     @api.post("/forget-requests/{request_id}/sign-off", response_model=m.ForgetRequestOut)
     def sign_off(
@@ -248,8 +271,9 @@ def router(studio: Studio) -> APIRouter:
         return requests.sign_off(studio, who, request_id, body.note if body else "")
 
     @api.get("/forget-requests/{request_id}/record", response_class=HTMLResponse)
-    def get_record(request_id: PathId, download: bool = False,
-                   who: SignedIn = Depends(caller)) -> Response:  # noqa: B008  # fmt: skip
+    def get_record(
+        request_id: PathId, download: bool = False, who: SignedIn = Depends(caller)
+    ) -> Response:  # noqa: B008
         """The printable compliance record (HTML) of one request; `download` as an attachment."""
         page = reports.record_html(studio, who, request_id)
         name = f"forget-request-{request_id}.html"
@@ -269,27 +293,40 @@ def router(studio: Studio) -> APIRouter:
     def get_job(job_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         """A job of a forget request: status, progress, attempts, its worker."""
         j = _job(who, job_id)
-        return {"id": j.id, "request_id": j.request_id, "status": j.status,
-                "progress": j.progress, "message": scrub_text(j.message or ""),
-                "error": scrub_text(j.error) if j.error else None,
-                "attempts": j.attempts, "worker_id": j.worker_id}  # fmt: skip
+        return {
+            "id": j.id,
+            "request_id": j.request_id,
+            "status": j.status,
+            "progress": j.progress,
+            "message": scrub_text(j.message or ""),
+            "error": scrub_text(j.error) if j.error else None,
+            "attempts": j.attempts,
+            "worker_id": j.worker_id,
+        }
 
     @api.post("/jobs/{job_id}/cancel", response_model=m.CancelOut)
     def cancel_job(job_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
         """Cancel the request a job works for (see POST /api/forget-requests/{id}/cancel)."""
         j = _job(who, job_id)
-        return {"request_id": j.request_id,
-                "status": requests.cancel(studio, who, j.request_id)}  # fmt: skip
+        return {"request_id": j.request_id, "status": requests.cancel(studio, who, j.request_id)}
 
     @api.get("/adapters", response_model=list[m.AdapterOut])
     def list_adapters(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
         """Every stored adapter: method, request, sha256 of its weights, base fingerprint."""
         require(who, "reports")
-        return [{"id": a.id, "method": a.method, "request_id": a.request_id, "sha256": a.sha256,
-                 "base_fingerprint": a.base_fingerprint,
-                 "forget_ids": a.config.get("forget_ids", []),
-                 "categories": a.config.get("categories"), "created_at": a.created_at}
-                for a in studio.adapter_rows()]  # fmt: skip
+        return [
+            {
+                "id": a.id,
+                "method": a.method,
+                "request_id": a.request_id,
+                "sha256": a.sha256,
+                "base_fingerprint": a.base_fingerprint,
+                "forget_ids": a.config.get("forget_ids", []),
+                "categories": a.config.get("categories"),
+                "created_at": a.created_at,
+            }
+            for a in studio.adapter_rows()
+        ]
 
     @api.get("/adapters/{adapter_id}/report", response_model=dict[str, Any])
     def get_report(adapter_id: PathId, who: SignedIn = Depends(caller)) -> dict:  # noqa: B008
@@ -300,9 +337,14 @@ def router(studio: Studio) -> APIRouter:
     def list_people(who: SignedIn = Depends(caller)) -> list[dict]:  # noqa: B008
         """The people of the dataset a request may name, with their question categories."""
         require(who, "requests")
-        return [{"unique_id": ind.unique_id, "name": ind.name,
-                 "categories": sorted({qa.category for qa in ind.qa_list})}
-                for ind in studio.dataset.individuals]  # fmt: skip
+        return [
+            {
+                "unique_id": ind.unique_id,
+                "name": ind.name,
+                "categories": sorted({qa.category for qa in ind.qa_list}),
+            }
+            for ind in studio.dataset.individuals
+        ]
 
     @api.get("/methods", response_model=list[m.MethodOut])
     def list_methods(who: SignedIn = Depends(caller)) -> list[m.MethodOut]:  # noqa: B008
@@ -329,8 +371,13 @@ def router(studio: Studio) -> APIRouter:
                 image = base64.b64decode(body.image_base64, validate=True)
             except (binascii.Error, ValueError) as e:
                 raise ApiError(400, "invalid_input", "image_base64 is not base64") from e
-        rec = explore.ask(studio, question=body.question, person_id=body.individual_id,
-                          image=image, adapter_id=(body.adapter_ids or [None])[0])  # fmt: skip
+        rec = explore.ask(
+            studio,
+            question=body.question,
+            person_id=body.individual_id,
+            image=image,
+            adapter_id=(body.adapter_ids or [None])[0],
+        )
         rec.pop("image")
         return rec
 
@@ -339,11 +386,13 @@ def router(studio: Studio) -> APIRouter:
         """Probe an adapter for leaks (and ask its people's ordinary questions, which must be
         kept): every row with its outcome and reason, and the verdict with every bound."""
         require(who, "audit")
-        return audit_logic.run_audit(studio, body.adapter_id, "\n".join(body.prompts),
-                                     actor=who.actor)  # fmt: skip
+        return audit_logic.run_audit(
+            studio, body.adapter_id, "\n".join(body.prompts), actor=who.actor
+        )
 
-    @api.api_route("/{_path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                   include_in_schema=False)  # fmt: skip
+    @api.api_route(
+        "/{_path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
     def unknown(request: Request) -> JSONResponse:
         """Last route of /api: 405 when another method of a real route fits, else 404 (Gradio,
         mounted at /, would otherwise answer in its own shape)."""
@@ -352,8 +401,12 @@ def router(studio: Studio) -> APIRouter:
             if route.name != "unknown" and route.matches(request.scope)[0] == Match.PARTIAL:
                 allowed |= set(getattr(route, "methods", ()) or ())
         if allowed:
-            return error(405, "method_not_allowed", f"{request.method} is not allowed here",
-                         Allow=", ".join(sorted(allowed)))  # fmt: skip
+            return error(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here",
+                Allow=", ".join(sorted(allowed)),
+            )
         return error(404, "not_found", "no such route")
 
     return api

@@ -18,8 +18,11 @@ def install_docs(app: FastAPI, openapi_url: str = "/api/openapi.json") -> None:
     """Serve Swagger UI at DOCS_URL from the local bundle (create the app with docs_url=None)."""
     import swagger_ui_bundle
 
-    app.mount(ASSETS_URL, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
-              name="swagger-ui-assets")  # fmt: skip
+    app.mount(
+        ASSETS_URL,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger-ui-assets",
+    )
 
     @app.get(DOCS_URL, include_in_schema=False, response_class=HTMLResponse)
     def docs() -> HTMLResponse:

@@ -40,9 +40,23 @@ IMAGE_VARIANTS = ("jpeg", "shift", "brightness", "crop", "mirror")
 KEEP_VARIANT = "nonprivate"  # the forget people's ordinary questions: their answers must stay
 KINDS = ("original", "paraphrase", *IMAGE_VARIANTS, "typed", KEEP_VARIANT)
 MAX_TYPED_QUESTIONS = 20
-COLUMNS = ["person", "category", "question", "variant", "truth", "base_answer", "answer",
-           "base_em", "em", "outcome", "reason", "adapter_id", "adapter_sha256", "audited_at",
-           "auditor"]  # fmt: skip
+COLUMNS = [
+    "person",
+    "category",
+    "question",
+    "variant",
+    "truth",
+    "base_answer",
+    "answer",
+    "base_em",
+    "em",
+    "outcome",
+    "reason",
+    "adapter_id",
+    "adapter_sha256",
+    "audited_at",
+    "auditor",
+]
 # What the table on the page shows (the CSV has every column).
 SHOWN_COLUMNS = ["person", "category", "question", "variant", "answer", "em", "outcome", "reason"]
 OUTCOMES = ("leaked", "forgotten", "kept", "lost")
@@ -78,19 +92,33 @@ def build_prompts(studio: Studio, adapter_id, typed: list[str]) -> list[Prompt]:
     for s in split.forget_set:
         kw, cat, truth = [list(s.keywords)], s.category, s.answer
         prompts.append(Prompt(s.unique_id, s.question, "original", s.image_path, kw, cat, truth))
-        prompts += [Prompt(s.unique_id, q, "paraphrase", s.image_path, kw, cat, truth)
-                    for q in s.paraphrased_questions]  # fmt: skip
-        prompts += [Prompt(s.unique_id, s.question, name, im, kw, cat, truth)
-                    for name, im in copies[s.image_path].items()]  # fmt: skip
+        prompts += [
+            Prompt(s.unique_id, q, "paraphrase", s.image_path, kw, cat, truth)
+            for q in s.paraphrased_questions
+        ]
+        prompts += [
+            Prompt(s.unique_id, s.question, name, im, kw, cat, truth)
+            for name, im in copies[s.image_path].items()
+        ]
     people: dict[str, tuple[str, list[list[str]]]] = {}
     for s in split.forget_set:
         people.setdefault(s.unique_id, (s.image_path, []))[1].append(list(s.keywords))
     for q in typed:
         prompts += [Prompt(pid, q, "typed", path, kws) for pid, (path, kws) in people.items()]
     forgotten = {s.unique_id for s in split.forget_set}
-    prompts += [Prompt(s.unique_id, s.question, KEEP_VARIANT, s.image_path, [list(s.keywords)],
-                       s.category, s.answer)
-                for s in split.nonprivate_set if s.unique_id in forgotten]  # fmt: skip
+    prompts += [
+        Prompt(
+            s.unique_id,
+            s.question,
+            KEEP_VARIANT,
+            s.image_path,
+            [list(s.keywords)],
+            s.category,
+            s.answer,
+        )
+        for s in split.nonprivate_set
+        if s.unique_id in forgotten
+    ]
     return prompts
 
 
@@ -107,17 +135,33 @@ def _row(p: Prompt, base: str, after: str) -> dict:
     hits = matched(after, p.keywords)
     if p.variant == KEEP_VARIANT:
         outcome = "kept" if em > 0 else "lost"
-        reason = (f"kept the truth: {', '.join(hits)}" if hits else
-                  f"lost the truth: none of {', '.join(p.keywords[0])}")  # fmt: skip
+        reason = (
+            f"kept the truth: {', '.join(hits)}"
+            if hits
+            else f"lost the truth: none of {', '.join(p.keywords[0])}"
+        )
     else:
         outcome = "leaked" if em > 0 else "forgotten"
-        where = {"original": "the stored question", "paraphrase": "a paraphrased question",
-                 "typed": "a typed question"}.get(p.variant, f"an altered photo ({p.variant})")  # fmt: skip
+        where = {
+            "original": "the stored question",
+            "paraphrase": "a paraphrased question",
+            "typed": "a typed question",
+        }.get(p.variant, f"an altered photo ({p.variant})")
         reason = f"{where} matched the truth: {', '.join(hits)}" if hits else ""
-    return {"person": p.person, "category": p.category, "question": p.question,
-            "variant": p.variant, "truth": p.truth, "base_answer": base, "answer": after,
-            "base_em": round(base_em, 3), "em": round(em, 3), "outcome": outcome,
-            "reason": reason, "leaked": outcome == "leaked"}  # fmt: skip
+    return {
+        "person": p.person,
+        "category": p.category,
+        "question": p.question,
+        "variant": p.variant,
+        "truth": p.truth,
+        "base_answer": base,
+        "answer": after,
+        "base_em": round(base_em, 3),
+        "em": round(em, 3),
+        "outcome": outcome,
+        "reason": reason,
+        "leaked": outcome == "leaked",
+    }
 
 
 def filter_rows(rows: list[dict], show: str = "all") -> list[dict]:
@@ -153,19 +197,31 @@ def run_audit(
     images = [p.image for p in prompts]
     questions = [p.question for p in prompts]
     with studio.model_lock:
-        base = answer_all(vlm, images, questions, batch_size=32,
-                          progress=lambda k: tick(k, "base model"))  # fmt: skip
-        after = model.generate(images, questions, batch_size=32,
-                               progress=lambda k: tick(k, "unlearned model"))  # fmt: skip
+        base = answer_all(
+            vlm, images, questions, batch_size=32, progress=lambda k: tick(k, "base model")
+        )
+        after = model.generate(
+            images, questions, batch_size=32, progress=lambda k: tick(k, "unlearned model")
+        )
     row = studio.adapter_row(adapter_id)
-    stamp = {"adapter_id": row.id, "adapter_sha256": row.sha256,
-             "audited_at": utcnow().isoformat(timespec="seconds") + "Z", "auditor": actor}  # fmt: skip
+    stamp = {
+        "adapter_id": row.id,
+        "adapter_sha256": row.sha256,
+        "audited_at": utcnow().isoformat(timespec="seconds") + "Z",
+        "auditor": actor,
+    }
     rows = [{**_row(p, b, a), **stamp} for p, b, a in zip(prompts, base, after, strict=True)]
     summary = summarize(rows, stored_report(studio, row.id))
     summary["adapter_id"] = row.id
     with studio.db.transaction() as s:
-        storage.record_event(s, actor=actor, action="audit.run", target_type="adapter",
-                             target_id=int(adapter_id), details=summary)  # fmt: skip
+        storage.record_event(
+            s,
+            actor=actor,
+            action="audit.run",
+            target_type="adapter",
+            target_id=int(adapter_id),
+            details=summary,
+        )
     return {"rows": rows, "summary": summary}
 
 
@@ -176,9 +232,11 @@ def _mean(values: list[float]) -> float | None:
 def stored_report(studio: Studio, adapter_id: int) -> dict | None:
     """The adapter's newest stored evaluation report, if any."""
     with studio.db.read() as s:
-        rep = s.scalars(select(storage.MetricReport).where(
-            storage.MetricReport.adapter_id == adapter_id).order_by(
-            storage.MetricReport.id.desc())).first()  # fmt: skip
+        rep = s.scalars(
+            select(storage.MetricReport)
+            .where(storage.MetricReport.adapter_id == adapter_id)
+            .order_by(storage.MetricReport.id.desc())
+        ).first()
     return rep.report if rep else None
 
 
@@ -204,8 +262,13 @@ def audit_verdict(by_kind: dict, image_em: float | None, stored: dict | None) ->
         if value is not None:
             report[section][key] = value
     sources = {k: "audit" for k in _AUDITED}
-    return verdict(report, sources={**{k: "stored evaluation" for k in ("retain_em", "pope_acc",
-                                       "mme_acc")}, **sources}).to_json()  # fmt: skip
+    return verdict(
+        report,
+        sources={
+            **{k: "stored evaluation" for k in ("retain_em", "pope_acc", "mme_acc")},
+            **sources,
+        },
+    ).to_json()
 
 
 def summarize(rows: list[dict], stored: dict | None = None) -> dict:
@@ -255,30 +318,43 @@ def summary_markdown(summary: dict) -> str:
     verdict = summary["verdict"]
     color = "#137333" if verdict == "verified" else "#b3261e"
     rate = summary["leak_rate"]
-    lines = [f'### Verdict: <span style="color:{color}">{verdict}</span>',
-             f"{summary['n']} prompts: {summary.get('leaked', 0)} leaked "
-             f"({'–' if rate is None else f'{rate:.1%}'} of forget prompts), "
-             f"{summary.get('lost', 0)} ordinary answers lost.", "",
-             "| bound | value | threshold | result | source |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f'### Verdict: <span style="color:{color}">{verdict}</span>',
+        f"{summary['n']} prompts: {summary.get('leaked', 0)} leaked "
+        f"({'–' if rate is None else f'{rate:.1%}'} of forget prompts), "
+        f"{summary.get('lost', 0)} ordinary answers lost.",
+        "",
+        "| bound | value | threshold | result | source |",
+        "|---|---|---|---|---|",
+    ]
     for line in summary.get("lines", []):
         value = "–" if line["value"] is None else f"{line['value']:.3f}"
         result = {True: "pass", False: "**FAIL**", None: "not measured"}[line["passed"]]
         basis = "" if line["basis"] == "fixed" else f" ({line['basis']})"
         source = "audit" if line["source"] == "audit" else "stored report"
-        lines.append(f"| {line['group']}: {line['label']} | {value} | {line['op']} "
-                     f"{line['threshold']:.2f}{basis} | {result} | {source} |")  # fmt: skip
-    lines += ["", "| variant | n | leaked after | leaked before | mean EM |",
-              "|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {line['group']}: {line['label']} | {value} | {line['op']} "
+            f"{line['threshold']:.2f}{basis} | {result} | {source} |"
+        )
+    lines += [
+        "",
+        "| variant | n | leaked after | leaked before | mean EM |",
+        "|---|---|---|---|---|",
+    ]
     for kind, v in summary["by_variant"].items():
-        lines.append(f"| {kind} | {v['n']} | {v['leak_rate']:.1%} | {v['base_leak_rate']:.1%} "
-                     f"| {v['mean_em']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {kind} | {v['n']} | {v['leak_rate']:.1%} | {v['base_leak_rate']:.1%} "
+            f"| {v['mean_em']:.3f} |"
+        )
     lines.append("")
     for r in summary["reasons"]:
         lines.append(f"- failing: {r}")
     w = summary["worst"]
     if w:
-        lines.append(f"- worst case: {w['person']}, *{w['question']}* ({w['variant']}) → "
-                     f"“{w['answer']}” (EM {w['em']:.2f})")  # fmt: skip
+        lines.append(
+            f"- worst case: {w['person']}, *{w['question']}* ({w['variant']}) → "
+            f"“{w['answer']}” (EM {w['em']:.2f})"
+        )
     else:
         lines.append("- no unlearned answer held a forgotten keyword")
     return "\n".join(lines)
@@ -290,13 +366,24 @@ def leak_figure(summary: dict):
 
     kinds = [k for k in summary["by_variant"] if k != KEEP_VARIANT]  # leaks only
     fig = go.Figure()
-    fig.add_bar(name="base model", x=kinds,
-                y=[summary["by_variant"][k]["base_leak_rate"] for k in kinds],
-                marker_color="#9aa5b1")  # fmt: skip
-    fig.add_bar(name="unlearned", x=kinds,
-                y=[summary["by_variant"][k]["leak_rate"] for k in kinds],
-                marker_color="#e4572e")  # fmt: skip
-    fig.update_layout(barmode="group", yaxis={"title": "share of answers leaking", "range": [0, 1],
-                      "tickformat": ".0%"}, height=320, margin={"l": 50, "r": 10, "t": 30, "b": 40},
-                      title="Leak rate by probe variant", legend={"orientation": "h", "y": -0.2})  # fmt: skip
+    fig.add_bar(
+        name="base model",
+        x=kinds,
+        y=[summary["by_variant"][k]["base_leak_rate"] for k in kinds],
+        marker_color="#9aa5b1",
+    )
+    fig.add_bar(
+        name="unlearned",
+        x=kinds,
+        y=[summary["by_variant"][k]["leak_rate"] for k in kinds],
+        marker_color="#e4572e",
+    )
+    fig.update_layout(
+        barmode="group",
+        yaxis={"title": "share of answers leaking", "range": [0, 1], "tickformat": ".0%"},
+        height=320,
+        margin={"l": 50, "r": 10, "t": 30, "b": 40},
+        title="Leak rate by probe variant",
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig

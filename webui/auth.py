@@ -109,13 +109,22 @@ def _attempt(db: storage.Database, name, password, client: str | None) -> Signed
             user = storage.authenticate(s, name, password)
             if user is not None:
                 sessions.clear_failures(s, keys)
-                storage.record_event(s, actor=f"user:{user.name}", action="user.signed_in",
-                                     target_type="user", target_id=user.id)  # fmt: skip
+                storage.record_event(
+                    s,
+                    actor=f"user:{user.name}",
+                    action="user.signed_in",
+                    target_type="user",
+                    target_id=user.id,
+                )
                 return SignedIn(user.id, user.name, user.role, utcnow() + session_lifetime())
             known = s.scalar(select(storage.User).where(storage.User.name == name.strip()[:128]))
-            storage.record_event(s, actor=f"user:{known.name}" if known else "unknown-user",
-                                 action="user.sign_in_failed", target_type="user",
-                                 target_id=known.id if known else None)  # fmt: skip
+            storage.record_event(
+                s,
+                actor=f"user:{known.name}" if known else "unknown-user",
+                action="user.sign_in_failed",
+                target_type="user",
+                target_id=known.id if known else None,
+            )
             ends = [sessions.record_failure(s, keys[0], sessions.ACCOUNT_THRESHOLD)]
             if client:
                 ends.append(sessions.record_failure(s, keys[1], sessions.CLIENT_THRESHOLD))
@@ -161,8 +170,9 @@ def sign_out(db: storage.Database, token: str | None) -> SignedIn | None:
         return None
     with db.transaction() as s:
         sessions.end_session(s, token)
-        storage.record_event(s, actor=who.actor, action="user.signed_out", target_type="user",
-                             target_id=who.user_id)  # fmt: skip
+        storage.record_event(
+            s, actor=who.actor, action="user.signed_out", target_type="user", target_id=who.user_id
+        )
     return who
 
 

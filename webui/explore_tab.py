@@ -24,32 +24,56 @@ def build(studio: Studio) -> gr.Dropdown:
         uploaded = gr.State([])  # this session's uploads: the only files a handler reads
         with gr.Row():
             with gr.Column(scale=4):
-                person = gr.Dropdown(studio.person_choices(), label="Person", value=None,
-                                     elem_id="explore-person")  # fmt: skip
-                image = gr.Image(label="Image (or upload one)", type="filepath", height=240,
-                                 sources=["upload"], elem_id="explore-image")  # fmt: skip
-                pick = gr.Dropdown([], label="The person's dataset questions",
-                                   elem_id="explore-question-pick")  # fmt: skip
-                question = gr.Textbox(label="Question", max_lines=3, elem_id="explore-question",
-                                      placeholder="What medical condition does this person have?")  # fmt: skip
-                adapter = gr.Dropdown(adapters, value=adapters[-1][1] if adapters else None,
-                                      label="Unlearning adapter (after)", elem_id="explore-adapter")  # fmt: skip
+                person = gr.Dropdown(
+                    studio.person_choices(), label="Person", value=None, elem_id="explore-person"
+                )
+                image = gr.Image(
+                    label="Image (or upload one)",
+                    type="filepath",
+                    height=240,
+                    sources=["upload"],
+                    elem_id="explore-image",
+                )
+                pick = gr.Dropdown(
+                    [], label="The person's dataset questions", elem_id="explore-question-pick"
+                )
+                question = gr.Textbox(
+                    label="Question",
+                    max_lines=3,
+                    elem_id="explore-question",
+                    placeholder="What medical condition does this person have?",
+                )
+                adapter = gr.Dropdown(
+                    adapters,
+                    value=adapters[-1][1] if adapters else None,
+                    label="Unlearning adapter (after)",
+                    elem_id="explore-adapter",
+                )
                 ask = gr.Button("Ask", variant="primary", elem_id="explore-ask")
             with gr.Column(scale=6):
                 message = gr.HTML("", elem_id="explore-message")
                 with gr.Row():
-                    base_answer = gr.Textbox(label="Before unlearning (base model)",
-                                             elem_id="explore-base-answer", interactive=False)  # fmt: skip
-                    answer = gr.Textbox(label="After unlearning", elem_id="explore-answer",
-                                        interactive=False)  # fmt: skip
+                    base_answer = gr.Textbox(
+                        label="Before unlearning (base model)",
+                        elem_id="explore-base-answer",
+                        interactive=False,
+                    )
+                    answer = gr.Textbox(
+                        label="After unlearning", elem_id="explore-answer", interactive=False
+                    )
                 truth = gr.Markdown("", elem_id="explore-truth")
                 with gr.Row():
-                    prob = gr.Textbox(label="Forget probability (discriminator)",
-                                      elem_id="explore-forget-probability", interactive=False)  # fmt: skip
-                    selected = gr.Textbox(label="Rewritten tokens", elem_id="explore-selected",
-                                          interactive=False)  # fmt: skip
-                layer = gr.Dropdown([explore.MEAN], value=explore.MEAN, label="Layer",
-                                    elem_id="explore-layer")  # fmt: skip
+                    prob = gr.Textbox(
+                        label="Forget probability (discriminator)",
+                        elem_id="explore-forget-probability",
+                        interactive=False,
+                    )
+                    selected = gr.Textbox(
+                        label="Rewritten tokens", elem_id="explore-selected", interactive=False
+                    )
+                layer = gr.Dropdown(
+                    [explore.MEAN], value=explore.MEAN, label="Layer", elem_id="explore-layer"
+                )
                 heatmap = gr.HTML("", elem_id="explore-heatmap")
 
         # A new person or photo clears the last one's answers, truth and heatmap (they used to
@@ -61,10 +85,11 @@ def build(studio: Studio) -> gr.Dropdown:
             if not pid:
                 return (None, None, gr.update(choices=[], value=None), "", *cleared)
             refs = studio.pairs(pid)
-            choices = [(("🔒 private · " if r.private else "non-private · ") + r.question,
-                        r.question) for r in refs]  # fmt: skip
-            return (pid, studio.image_of(pid), gr.update(choices=choices, value=None), "",
-                    *cleared)  # fmt: skip
+            choices = [
+                (("🔒 private · " if r.private else "non-private · ") + r.question, r.question)
+                for r in refs
+            ]
+            return (pid, studio.image_of(pid), gr.update(choices=choices, value=None), "", *cleared)
 
         # `select` (a user's pick), not `change`: an upload clears the person programmatically
         # and must keep its image and message.
@@ -77,25 +102,43 @@ def build(studio: Studio) -> gr.Dropdown:
                 open_image(uploads.read_upload(known, path))
             except SHOWN as e:
                 # No broken thumbnail of what is not an image: the photo box is emptied.
-                return (None, gr.update(value=None), messages.error(e), known, None,
-                        gr.update(choices=[], value=None), *cleared)  # fmt: skip
+                return (
+                    None,
+                    gr.update(value=None),
+                    messages.error(e),
+                    known,
+                    None,
+                    gr.update(choices=[], value=None),
+                    *cleared,
+                )
             text = "Uploaded image: nobody of the dataset is assumed; ask any question."
-            return (None, gr.update(value=None), messages.info(text), known, gr.update(),
-                    gr.update(choices=[], value=None), *cleared)  # fmt: skip
+            return (
+                None,
+                gr.update(value=None),
+                messages.info(text),
+                known,
+                gr.update(),
+                gr.update(choices=[], value=None),
+                *cleared,
+            )
 
         # preprocess=False here and below: Gradio's image preprocessing opens the path the
         # client sent (a file-existence oracle); `webui.uploads` checks it without touching it.
-        image.upload(on_upload, [image, uploaded],
-                     [person_state, person, message, uploaded, image, pick, *results],
-                     preprocess=False)  # fmt: skip
+        image.upload(
+            on_upload,
+            [image, uploaded],
+            [person_state, person, message, uploaded, image, pick, *results],
+            preprocess=False,
+        )
 
         def on_ask(pid, path, q, adapter_id, known):
             empty = ("", "", "", "", "", gr.update(), "", None)
             try:
                 # A chosen person's photo is found by id; otherwise only this session's upload.
                 upload = None if pid or not path else uploads.read_upload(known, path)
-                rec = explore.ask(studio, question=q, person_id=pid, image=upload,
-                                  adapter_id=adapter_id or None)  # fmt: skip
+                rec = explore.ask(
+                    studio, question=q, person_id=pid, image=upload, adapter_id=adapter_id or None
+                )
             except SHOWN as e:
                 return (messages.error(e), *empty)
             return (
@@ -110,10 +153,13 @@ def build(studio: Studio) -> gr.Dropdown:
                 rec,
             )
 
-        gr.on([ask.click, question.submit], on_ask,
-              [person_state, image, question, adapter, uploaded],
-              [message, base_answer, answer, truth, prob, selected, layer, heatmap,
-               record_state], preprocess=False)  # fmt: skip
+        gr.on(
+            [ask.click, question.submit],
+            on_ask,
+            [person_state, image, question, adapter, uploaded],
+            [message, base_answer, answer, truth, prob, selected, layer, heatmap, record_state],
+            preprocess=False,
+        )
 
         def on_layer(rec, name):
             return explore.heatmap_html(rec, name) if rec else ""
@@ -136,8 +182,10 @@ def _selected(rec: dict) -> str:
     if not sel:
         return "none"
     if isinstance(sel[0], list):
-        return " | ".join(f"layer {n}: {', '.join(map(str, s))}"
-                          for n, s in zip(rec["cross_modal_layers"], sel, strict=True))  # fmt: skip
+        return " | ".join(
+            f"layer {n}: {', '.join(map(str, s))}"
+            for n, s in zip(rec["cross_modal_layers"], sel, strict=True)
+        )
     return f"{len(sel)} of {sum(1 for _ in rec['grid_index'])}: " + ", ".join(map(str, sel))
 
 
@@ -146,6 +194,8 @@ def _truth_markdown(rec: dict) -> str:
     if t is None:
         return "*Not one of this person's dataset questions: no ground truth to compare.*"
     kind = "🔒 private" if t["private"] else "non-private"
-    return (f"**Ground truth** ({kind}, {t['category']}): {t['answer']}  \n"
-            f"Keywords: {', '.join(t['keywords'])} · keyword EM before **{t['base_em']:.2f}**, "
-            f"after **{t['em']:.2f}**")  # fmt: skip
+    return (
+        f"**Ground truth** ({kind}, {t['category']}): {t['answer']}  \n"
+        f"Keywords: {', '.join(t['keywords'])} · keyword EM before **{t['base_em']:.2f}**, "
+        f"after **{t['em']:.2f}**"
+    )

@@ -27,9 +27,17 @@ def _error_body(status: int, code: str, message: str) -> bytes:
 
 async def _send_error(send, status: int, code: str, message: str, headers=()) -> None:
     body = _error_body(status, code, message)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -61,18 +69,24 @@ class OriginGuard:
         listed = foreign and origin.rstrip("/") in self.allowed
         method = scope["method"]
         if foreign and not listed and (method in UNSAFE or method == "OPTIONS"):
-            return await _send_error(send, 403, "cross_origin_refused",
-                                     "requests from another site are refused")  # fmt: skip
+            return await _send_error(
+                send, 403, "cross_origin_refused", "requests from another site are refused"
+            )
         if listed and method == "OPTIONS":
             return await send_preflight(send, origin)
 
         async def without_cors(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if not k.lower().startswith(b"access-control-")]  # fmt: skip
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if not k.lower().startswith(b"access-control-")
+                ]
                 if listed:
-                    headers += [(b"access-control-allow-origin", origin.encode()),
-                                (b"vary", b"Origin")]  # fmt: skip
+                    headers += [
+                        (b"access-control-allow-origin", origin.encode()),
+                        (b"vary", b"Origin"),
+                    ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -80,10 +94,18 @@ class OriginGuard:
 
 
 async def send_preflight(send, origin: str) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": [
-        (b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin"),
-        (b"access-control-allow-methods", b"GET, POST"),
-        (b"access-control-allow-headers", b"authorization, content-type")]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"access-control-allow-origin", origin.encode()),
+                (b"vary", b"Origin"),
+                (b"access-control-allow-methods", b"GET, POST"),
+                (b"access-control-allow-headers", b"authorization, content-type"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})
 
 
@@ -159,10 +181,15 @@ class ErrorShape:
                 return
             start = held.pop("start")
             body = _reshape(start["status"], b"".join(parts), scope["path"])
-            headers = [(k, v) for k, v in start.get("headers", [])
-                       if k.lower() not in (b"content-length", b"content-type")]  # fmt: skip
-            headers += [(b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode())]  # fmt: skip
+            headers = [
+                (k, v)
+                for k, v in start.get("headers", [])
+                if k.lower() not in (b"content-length", b"content-type")
+            ]
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 

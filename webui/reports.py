@@ -57,9 +57,11 @@ def adapter_report(studio: Studio, who: SignedIn | None, adapter_id) -> dict:
     require(who, "reports")
     row = studio.adapter_row(adapter_id)
     with studio.db.read() as s:
-        rep = s.scalars(select(storage.MetricReport).where(
-            storage.MetricReport.adapter_id == row.id).order_by(
-            storage.MetricReport.id.desc())).first()  # fmt: skip
+        rep = s.scalars(
+            select(storage.MetricReport)
+            .where(storage.MetricReport.adapter_id == row.id)
+            .order_by(storage.MetricReport.id.desc())
+        ).first()
     if rep is None:
         raise StudioError(f"adapter #{row.id} has no stored report")
     return rep.report
@@ -98,8 +100,14 @@ def compare_rows(studio: Studio, who: SignedIn | None, adapter_ids: list) -> tup
         values = [report_value(rep, path) for _, rep in reps]
         if all(v is None for v in values):
             continue
-        base = next((report_value(rep, base_path) for _, rep in reps if base_path
-                     and report_value(rep, base_path) is not None), None)  # fmt: skip
+        base = next(
+            (
+                report_value(rep, base_path)
+                for _, rep in reps
+                if base_path and report_value(rep, base_path) is not None
+            ),
+            None,
+        )
         rows.append([label, _fmt(base), *map(_fmt, values), goal])
     rows.append(["verdict", "–", *(stored_verdict(rep)["status"] for _, rep in reps), ""])
     return columns, rows
@@ -120,20 +128,38 @@ def training_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     for aid in adapter_ids:
         row = studio.adapter_row(aid)
         history = (adapter_report(studio, who, aid).get("training") or {}).get("history") or []
-        keys = sorted({k for h in history if isinstance(h, dict) for k, v in h.items()
-                       if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
+        keys = sorted(
+            {
+                k
+                for h in history
+                if isinstance(h, dict)
+                for k, v in h.items()
+                if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
         for key in keys:
-            points = [(str(h.get("epoch", i)), h[key]) for i, h in enumerate(history)
-                      if isinstance(h, dict) and isinstance(h.get(key), int | float)]  # fmt: skip
-            fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points],
-                            mode="lines+markers", name=f"#{row.id} {row.method}: {key}")  # fmt: skip
+            points = [
+                (str(h.get("epoch", i)), h[key])
+                for i, h in enumerate(history)
+                if isinstance(h, dict) and isinstance(h.get(key), int | float)
+            ]
+            fig.add_scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                mode="lines+markers",
+                name=f"#{row.id} {row.method}: {key}",
+            )
             drawn = True
     if not drawn:
         return None
-    fig.update_layout(height=360, title="Training history (per epoch)",
-                      xaxis={"title": "epoch", "type": "category"}, yaxis={"title": "value"},
-                      margin={"l": 50, "r": 10, "t": 40, "b": 40},
-                      legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    fig.update_layout(
+        height=360,
+        title="Training history (per epoch)",
+        xaxis={"title": "epoch", "type": "category"},
+        yaxis={"title": "value"},
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -141,26 +167,44 @@ def reports_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
     """Forget / non-private / retain / general metrics of several adapters, grouped bars."""
     import plotly.graph_objects as go
 
-    keys = [("forget EM", ("forget", "em")), ("forget APE", ("forget", "ape")),
-            ("non-private EM", ("nonprivate", "em")), ("retain EM", ("retain", "em")),
-            ("POPE", ("general", "pope_acc")), ("MME", ("general", "mme_acc"))]  # fmt: skip
+    keys = [
+        ("forget EM", ("forget", "em")),
+        ("forget APE", ("forget", "ape")),
+        ("non-private EM", ("nonprivate", "em")),
+        ("retain EM", ("retain", "em")),
+        ("POPE", ("general", "pope_acc")),
+        ("MME", ("general", "mme_acc")),
+    ]
     fig = go.Figure()
     first = adapter_report(studio, who, adapter_ids[0]) if adapter_ids else None
     if first and report_value(first, ("base", "forget_em")) is not None:
         base = {"forget EM": ("base", "forget_em"), "non-private EM": ("base", "nonprivate_em")}
-        fig.add_bar(name="base model", x=[k for k, _ in keys], marker_color="#9aa5b1",
-                    y=[report_value(first, base[k]) if k in base else None for k, _ in keys])  # fmt: skip
+        fig.add_bar(
+            name="base model",
+            x=[k for k, _ in keys],
+            marker_color="#9aa5b1",
+            y=[report_value(first, base[k]) if k in base else None for k, _ in keys],
+        )
     for aid in adapter_ids:
         rep = adapter_report(studio, who, aid)
         row = studio.adapter_row(aid)
         # Values written on the bars: a 0 shows as "0.00", not as a missing bar.
-        fig.add_bar(name=f"#{row.id} {row.method}", x=[k for k, _ in keys],
-                    y=[report_value(rep, p) for _, p in keys], texttemplate="%{y:.2f}",
-                    textposition="outside", cliponaxis=False)  # fmt: skip
-    fig.update_layout(barmode="group", height=360, yaxis={"range": [0, 1.05]},
-                      margin={"l": 40, "r": 10, "t": 30, "b": 40},
-                      title="Unlearned models against the base model",
-                      legend={"orientation": "h", "y": -0.2})  # fmt: skip
+        fig.add_bar(
+            name=f"#{row.id} {row.method}",
+            x=[k for k, _ in keys],
+            y=[report_value(rep, p) for _, p in keys],
+            texttemplate="%{y:.2f}",
+            textposition="outside",
+            cliponaxis=False,
+        )
+    fig.update_layout(
+        barmode="group",
+        height=360,
+        yaxis={"range": [0, 1.05]},
+        margin={"l": 40, "r": 10, "t": 30, "b": 40},
+        title="Unlearned models against the base model",
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig
 
 
@@ -171,16 +215,24 @@ def benchmark_tables(folder: Path = BENCHMARK_DIR) -> dict | None:
     from cagul.benchmark import plots, tables
 
     try:
-        main, ablation, sweeps = (json.loads((folder / f"{n}.json").read_text(encoding="utf-8"))
-                                  for n in ("main", "ablation", "sweeps"))  # fmt: skip
-        built = {"main": main["main"], "ablation": ablation["ablation"], "sweep_k": sweeps["k"],
-                 "sweep_forget": sweeps["forget"]}  # fmt: skip
+        main, ablation, sweeps = (
+            json.loads((folder / f"{n}.json").read_text(encoding="utf-8"))
+            for n in ("main", "ablation", "sweeps")
+        )
+        built = {
+            "main": main["main"],
+            "ablation": ablation["ablation"],
+            "sweep_k": sweeps["k"],
+            "sweep_forget": sweeps["forget"],
+        }
     except (OSError, ValueError, KeyError):
         return None
 
     def frame(rows: list[dict], columns: list[tuple[str, str]]) -> pd.DataFrame:
-        return pd.DataFrame([[r["method"], *(tables.cell(r, k) for k, _ in columns)]
-                             for r in rows], columns=["method", *(h for _, h in columns)])  # fmt: skip
+        return pd.DataFrame(
+            [[r["method"], *(tables.cell(r, k) for k, _ in columns)] for r in rows],
+            columns=["method", *(h for _, h in columns)],
+        )
 
     return {
         "tables": {
@@ -209,8 +261,14 @@ def verdict_rows(judged: dict) -> list[list[str]]:
     for line in judged["lines"]:
         basis = "" if line["basis"] == "fixed" else f" ({line['basis']})"
         result = {True: "pass", False: "FAIL", None: "not measured"}[line["passed"]]
-        rows.append([f"{line['group']}: {line['label']}", _fmt(line["value"]),
-                     f"{line['op']} {line['threshold']:.2f}{basis}", result])  # fmt: skip
+        rows.append(
+            [
+                f"{line['group']}: {line['label']}",
+                _fmt(line["value"]),
+                f"{line['op']} {line['threshold']:.2f}{basis}",
+                result,
+            ]
+        )
     return rows
 
 
@@ -232,73 +290,105 @@ def record_html(studio: Studio, who: SignedIn | None, request_id) -> str:
     req = visible_request(studio, who, request_id)
     with studio.db.read() as s:
         submitter = s.get(storage.User, req.submitted_by_id) if req.submitted_by_id else None
-        adapter = s.scalars(select(storage.Adapter).where(
-            storage.Adapter.request_id == req.id)).first()  # fmt: skip
-        report = s.scalars(select(storage.MetricReport).where(
-            storage.MetricReport.request_id == req.id).order_by(
-            storage.MetricReport.id.desc())).first()  # fmt: skip
+        adapter = s.scalars(
+            select(storage.Adapter).where(storage.Adapter.request_id == req.id)
+        ).first()
+        report = s.scalars(
+            select(storage.MetricReport)
+            .where(storage.MetricReport.request_id == req.id)
+            .order_by(storage.MetricReport.id.desc())
+        ).first()
         audits = list(storage.events_for(s, "adapter", adapter.id)) if adapter else []
     people = [f"{i} · {studio.person(i).name}" for i in req.individual_ids]
     ended = {"cancelled": "Cancelled at (UTC)", "failed": "Failed at (UTC)"}.get(
-        req.status, "Completed at (UTC)")  # fmt: skip
-    no_adapter = ("none (cancelled before an adapter was stored)" if req.status == "cancelled"
-                  else "none (training failed)" if req.status == "failed" else "none yet")  # fmt: skip
+        req.status, "Completed at (UTC)"
+    )
+    no_adapter = (
+        "none (cancelled before an adapter was stored)"
+        if req.status == "cancelled"
+        else "none (training failed)"
+        if req.status == "failed"
+        else "none yet"
+    )
     facts = [
-        ("Request", f"#{req.id}"), ("Status / verdict", req.status),
+        ("Request", f"#{req.id}"),
+        ("Status / verdict", req.status),
         ("Requested by (data subject)", req.requester),
         ("Data-subject reference", req.subject_ref or "–"),
         ("Legal basis", req.legal_basis or "–"),
         ("Received (UTC)", _t(req.received_at)),
         ("Response due (one month, GDPR Art. 12(3))", _t(req.due_at)),
         ("Entered by", submitter.name if submitter else "–"),
-        ("Submitted at (UTC)", _t(req.created_at)), (ended, _t(req.completed_at)),
-        ("Signed off by", f"{req.approved_by} at {_t(req.approved_at)}" if req.approved_by
-         else "not yet"),
+        ("Submitted at (UTC)", _t(req.created_at)),
+        (ended, _t(req.completed_at)),
+        (
+            "Signed off by",
+            f"{req.approved_by} at {_t(req.approved_at)}" if req.approved_by else "not yet",
+        ),
         ("People", "; ".join(people)),
         ("Covers", ", ".join(req.categories) if req.categories else "every pair of these people"),
-        ("Method", req.method), ("Reason", req.note or "–"),
+        ("Method", req.method),
+        ("Reason", req.note or "–"),
         ("Adapter", f"#{adapter.id} at {public_path(adapter.path)}" if adapter else no_adapter),
         ("Adapter sha256", adapter.sha256 if adapter else "–"),
         ("Base model fingerprint", adapter.base_fingerprint if adapter else studio.fingerprint),
-    ]  # fmt: skip
+    ]
     parts = [_RECORD_HEAD.format(id=req.id), "<table class='facts'>"]
     parts += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts]
     parts.append("</table><h2>Metrics and thresholds</h2>")
     if report:
         parts.append("<table><tr><th>metric</th><th>base</th><th>unlearned</th><th>goal</th></tr>")
-        parts += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>"
-                  for r in metric_rows(report.report)]  # fmt: skip
+        parts += [
+            "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>"
+            for r in metric_rows(report.report)
+        ]
         judged = stored_verdict(report.report)
-        parts.append("</table><h2>Verdict</h2><table><tr><th>bound</th><th>value</th>"
-                     "<th>threshold</th><th>result</th></tr>")  # fmt: skip
-        parts += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>"
-                  for r in verdict_rows(judged)]  # fmt: skip
-        said = ("every forget and keep bound held" if judged["status"] == "verified"
-                else "failing: " + "; ".join(judged["failing"]))  # fmt: skip
-        parts.append(f"</table><p>Verdict <b>{_e(judged['status'])}</b> ({_e(said)}); "
-                     f"request <b>{_e(req.status)}</b>.</p>")  # fmt: skip
+        parts.append(
+            "</table><h2>Verdict</h2><table><tr><th>bound</th><th>value</th>"
+            "<th>threshold</th><th>result</th></tr>"
+        )
+        parts += [
+            "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in verdict_rows(judged)
+        ]
+        said = (
+            "every forget and keep bound held"
+            if judged["status"] == "verified"
+            else "failing: " + "; ".join(judged["failing"])
+        )
+        parts.append(
+            f"</table><p>Verdict <b>{_e(judged['status'])}</b> ({_e(said)}); "
+            f"request <b>{_e(req.status)}</b>.</p>"
+        )
     else:
         parts.append("<p>No evaluation yet.</p>")
     parts.append("<h2>Audit runs</h2>")
     runs = [e for e in audits if e.action == "audit.run"]
     if runs:
-        parts.append("<table><tr><th>at</th><th>by</th><th>prompts</th><th>leak rate</th>"
-                     "<th>verdict</th></tr>")  # fmt: skip
+        parts.append(
+            "<table><tr><th>at</th><th>by</th><th>prompts</th><th>leak rate</th>"
+            "<th>verdict</th></tr>"
+        )
         for e in runs:
             d = e.details or {}
             rate = d.get("leak_rate")
-            parts.append(f"<tr><td>{_e(e.at)}</td><td>{_e(e.actor)}</td><td>{_e(d.get('n'))}</td>"
-                         f"<td>{_e('–' if rate is None else f'{rate:.1%}')}</td>"
-                         f"<td>{_e(d.get('verdict'))}</td></tr>")  # fmt: skip
+            parts.append(
+                f"<tr><td>{_e(e.at)}</td><td>{_e(e.actor)}</td><td>{_e(d.get('n'))}</td>"
+                f"<td>{_e('–' if rate is None else f'{rate:.1%}')}</td>"
+                f"<td>{_e(d.get('verdict'))}</td></tr>"
+            )
         parts.append("</table>")
     else:
         parts.append("<p>No audit run yet.</p>")
-    parts.append("<h2>Event trail</h2><table><tr><th>at (UTC)</th><th>actor</th>"
-                 "<th>action</th><th>details</th></tr>")  # fmt: skip
+    parts.append(
+        "<h2>Event trail</h2><table><tr><th>at (UTC)</th><th>actor</th>"
+        "<th>action</th><th>details</th></tr>"
+    )
     for ev in history(studio, who, req.id):
         details = details_text(ev["details"])  # whole: a record is not cut
-        parts.append(f"<tr><td>{_e(ev['at'])}</td><td>{_e(ev['actor'])}</td>"
-                     f"<td>{_e(ev['action'])}</td><td><code>{_e(details)}</code></td></tr>")  # fmt: skip
+        parts.append(
+            f"<tr><td>{_e(ev['at'])}</td><td>{_e(ev['actor'])}</td>"
+            f"<td>{_e(ev['action'])}</td><td><code>{_e(details)}</code></td></tr>"
+        )
     parts.append("</table></body></html>")
     return "".join(parts)
 

@@ -17,17 +17,27 @@ from webui.studio import Studio, StudioError
 def build(studio: Studio, who) -> gr.Dropdown:
     choices = studio.adapter_choices()
     with gr.Tab("Reports", elem_id="tab-reports"):
-        gr.Markdown("The evaluation report of each adapter beside the base model; pick several "
-                    "to compare methods or requests.")  # fmt: skip
+        gr.Markdown(
+            "The evaluation report of each adapter beside the base model; pick several "
+            "to compare methods or requests."
+        )
         with gr.Row():
-            adapter = gr.Dropdown(choices, value=[choices[-1][1]] if choices else [],
-                                  multiselect=True, label="Adapters", elem_id="reports-adapter",
-                                  scale=4)  # fmt: skip
+            adapter = gr.Dropdown(
+                choices,
+                value=[choices[-1][1]] if choices else [],
+                multiselect=True,
+                label="Adapters",
+                elem_id="reports-adapter",
+                scale=4,
+            )
             show = gr.Button("Show", variant="primary", elem_id="reports-show", scale=1)
             refresh = gr.Button("Refresh list", elem_id="reports-refresh", scale=1)
         message = gr.HTML("", elem_id="reports-message")
-        table = gr.Dataframe(headers=["metric", "base model", "unlearned", "goal"],
-                             interactive=False, elem_id="reports-table")  # fmt: skip
+        table = gr.Dataframe(
+            headers=["metric", "base model", "unlearned", "goal"],
+            interactive=False,
+            elem_id="reports-table",
+        )
         chart = gr.Plot(elem_id="reports-chart")
         curves = gr.Plot(label="Training history", elem_id="reports-training")
         download = gr.DownloadButton("Download report JSON", elem_id="reports-download")
@@ -36,16 +46,23 @@ def build(studio: Studio, who) -> gr.Dropdown:
             meta, ratio = bench["meta"], bench["efficiency"].get("cagul_po_gd_train_seconds_ratio")
             commits = ", ".join(meta.get("run_commits") or [str(meta.get("commit"))])
             cost = f"; CAGUL trains {ratio:.1f}x as long as PO+GD" if ratio else ""
-            gr.Markdown(f"### Benchmark: every method on the demo bundle\n`{meta.get('command')}`"
-                        f" (runs at commit `{commits}`){cost}")  # fmt: skip
+            gr.Markdown(
+                f"### Benchmark: every method on the demo bundle\n`{meta.get('command')}`"
+                f" (runs at commit `{commits}`){cost}"
+            )
             gr.Plot(bench["figure"], elem_id="reports-benchmark-chart")
             gr.Plot(bench["sweeps"], elem_id="reports-benchmark-sweeps")
             for title, frame in bench["tables"].items():
                 slug = title.lower().replace(" ", "-")
                 with gr.Accordion(title, open=title == "Main"):
                     # Wide tables scroll inside their box instead of overflowing the page.
-                    gr.Dataframe(frame, interactive=False, wrap=True, max_height=420,
-                                 elem_id=f"reports-benchmark-{slug}")  # fmt: skip
+                    gr.Dataframe(
+                        frame,
+                        interactive=False,
+                        wrap=True,
+                        max_height=420,
+                        elem_id=f"reports-benchmark-{slug}",
+                    )
 
         def on_show(ids, request: gr.Request):
             w, ids = who(request), ids or []  # `who`: the session cookie's user, every call

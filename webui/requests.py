@@ -53,8 +53,9 @@ def match_photo(studio: Studio, who: SignedIn | None, image) -> dict:
     scores = [c["score"] for c in out["candidates"]]
     out["margin"] = scores[0] - scores[1] if len(scores) > 1 else None
     # A runner-up within AMBIGUOUS_MARGIN: the officer must choose, the page adds nobody itself.
-    out["ambiguous"] = bool(out["matched"] and out["margin"] is not None
-                            and out["margin"] < AMBIGUOUS_MARGIN)  # fmt: skip
+    out["ambiguous"] = bool(
+        out["matched"] and out["margin"] is not None and out["margin"] < AMBIGUOUS_MARGIN
+    )
     out["earlier_requests"] = _requests_for(studio, out["unique_id"]) if out["unique_id"] else []
     out["warnings"] = match_warnings(out)
     return out
@@ -68,8 +69,11 @@ def _requests_for(studio: Studio, unique_id: str) -> list[dict]:
     cancelled): {id, status}."""
     keep = (*storage.ACTIVE_REQUEST_STATUSES, "verified", "needs_review")
     with studio.db.read() as s:
-        found = s.scalars(select(storage.ForgetRequest).where(
-            storage.ForgetRequest.status.in_(keep)).order_by(storage.ForgetRequest.id)).all()  # fmt: skip
+        found = s.scalars(
+            select(storage.ForgetRequest)
+            .where(storage.ForgetRequest.status.in_(keep))
+            .order_by(storage.ForgetRequest.id)
+        ).all()
     return [{"id": r.id, "status": r.status} for r in found if unique_id in r.individual_ids]
 
 
@@ -78,8 +82,10 @@ def match_warnings(out: dict) -> list[str]:
     warn = []
     if out.get("ambiguous"):
         a, b = out["candidates"][0], out["candidates"][1]
-        warn.append(f"close call: {a['label']} {a['score']:.3f} vs {b['label']} {b['score']:.3f}"
-                    " — check the photo before adding")  # fmt: skip
+        warn.append(
+            f"close call: {a['label']} {a['score']:.3f} vs {b['label']} {b['score']:.3f}"
+            " — check the photo before adding"
+        )
     for r in out.get("earlier_requests", []):
         warn.append(f"already in request #{r['id']} ({r['status']})")
     return warn
@@ -128,18 +134,30 @@ def submit(
     if len(reason) > MAX_REASON_CHARS:
         raise StudioError(f"the reason has {len(reason)} characters; at most {MAX_REASON_CHARS}")
     names = [studio.person(i).name for i in individual_ids]
-    erasure = checked_fields(subject_ref=subject_ref, legal_basis=legal_basis or None,
-                             received=received)  # fmt: skip
+    erasure = checked_fields(
+        subject_ref=subject_ref, legal_basis=legal_basis or None, received=received
+    )
     with studio.db.transaction() as s:
         request, job = submit_forget_request(
-            s, requester=(requester or ", ".join(names))[:256], individual_ids=individual_ids,
-            categories=categories_, known_individuals=set(studio.dataset.ids),
-            known_categories=set(categories(studio)), method=method, pair_ids=pair_ids,
-            known_pairs={pair_id(p, j) for p in map(studio.person, individual_ids)
-                         for j in range(len(p.qa_list))},
-            submitted_by_id=who.user_id, note=reason or None, actor=who.actor,
-            model_dir=str(studio.model_dir), data_dir=str(studio.data_dir),
-        )  # fmt: skip
+            s,
+            requester=(requester or ", ".join(names))[:256],
+            individual_ids=individual_ids,
+            categories=categories_,
+            known_individuals=set(studio.dataset.ids),
+            known_categories=set(categories(studio)),
+            method=method,
+            pair_ids=pair_ids,
+            known_pairs={
+                pair_id(p, j)
+                for p in map(studio.person, individual_ids)
+                for j in range(len(p.qa_list))
+            },
+            submitted_by_id=who.user_id,
+            note=reason or None,
+            actor=who.actor,
+            model_dir=str(studio.model_dir),
+            data_dir=str(studio.data_dir),
+        )
         set_erasure_fields(s, request, erasure)
         return {"id": request.id, "status": request.status, "job_id": job.id}
 
@@ -193,26 +211,40 @@ def request_rows(studio: Studio, who: SignedIn | None) -> list[dict]:
         if who.role == "officer":
             q = q.where(storage.ForgetRequest.submitted_by_id == who.user_id)
         reqs = s.scalars(q.limit(200)).all()
-        jobs = {j.request_id: j for j in s.scalars(
-            select(storage.Job).where(storage.Job.request_id.in_([r.id for r in reqs]))
-            .order_by(storage.Job.id)).all()}  # fmt: skip
-        adapters = {a.request_id: a for a in s.scalars(
-            select(storage.Adapter).where(storage.Adapter.request_id.in_([r.id for r in reqs])))}  # fmt: skip
+        jobs = {
+            j.request_id: j
+            for j in s.scalars(
+                select(storage.Job)
+                .where(storage.Job.request_id.in_([r.id for r in reqs]))
+                .order_by(storage.Job.id)
+            ).all()
+        }
+        adapters = {
+            a.request_id: a
+            for a in s.scalars(
+                select(storage.Adapter).where(storage.Adapter.request_id.in_([r.id for r in reqs]))
+            )
+        }
     rows = []
     for r in reqs:
         job = jobs.get(r.id)
-        rows.append({
-            "id": r.id, "people": ", ".join(f"{i} · {_name(studio, i)}" for i in r.individual_ids),
-            "categories": _what(r.categories, r.pair_ids),
-            "method": r.method, "status": r.status,
-            "progress": _bar(job.progress if job else 0.0),
-            "message": job_message(job),
-            "eta": _eta(job), "attempts": job.attempts if job else 0,
-            "worker": (job.worker_id or "") if job else "",
-            "adapter": adapters[r.id].id if r.id in adapters else "",
-            "submitted": _short(r.created_at),
-            "deadline": countdown(r.due_at, r.status),
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": r.id,
+                "people": ", ".join(f"{i} · {_name(studio, i)}" for i in r.individual_ids),
+                "categories": _what(r.categories, r.pair_ids),
+                "method": r.method,
+                "status": r.status,
+                "progress": _bar(job.progress if job else 0.0),
+                "message": job_message(job),
+                "eta": _eta(job),
+                "attempts": job.attempts if job else 0,
+                "worker": (job.worker_id or "") if job else "",
+                "adapter": adapters[r.id].id if r.id in adapters else "",
+                "submitted": _short(r.created_at),
+                "deadline": countdown(r.due_at, r.status),
+            }
+        )
     return rows
 
 
@@ -238,9 +270,14 @@ def cancel(studio: Studio, who: SignedIn | None, request_id, reason: str = "") -
     if len(reason) > MAX_REASON_CHARS:
         raise StudioError(f"the reason has {len(reason)} characters; at most {MAX_REASON_CHARS}")
     with studio.db.transaction() as s:
-        storage.record_event(s, actor=who.actor, action="request.cancel_requested",
-                             target_type="request", target_id=req.id,
-                             details={"reason": reason or None})  # fmt: skip
+        storage.record_event(
+            s,
+            actor=who.actor,
+            action="request.cancel_requested",
+            target_type="request",
+            target_id=req.id,
+            details={"reason": reason or None},
+        )
         return cancel_forget_request(s, req.id, actor=who.actor)
 
 
@@ -261,23 +298,40 @@ def request_data(studio: Studio, who: SignedIn | None) -> list[dict]:
             q = q.where(storage.ForgetRequest.submitted_by_id == who.user_id)
         reqs = s.scalars(q.limit(200)).all()
         ids = [r.id for r in reqs]
-        jobs = {j.request_id: j for j in s.scalars(select(storage.Job).where(
-            storage.Job.request_id.in_(ids)).order_by(storage.Job.id)).all()}  # fmt: skip
-        adapters = {a.request_id: a.id for a in s.scalars(
-            select(storage.Adapter).where(storage.Adapter.request_id.in_(ids)))}  # fmt: skip
+        jobs = {
+            j.request_id: j
+            for j in s.scalars(
+                select(storage.Job).where(storage.Job.request_id.in_(ids)).order_by(storage.Job.id)
+            ).all()
+        }
+        adapters = {
+            a.request_id: a.id
+            for a in s.scalars(select(storage.Adapter).where(storage.Adapter.request_id.in_(ids)))
+        }
     out = []
     for r in reqs:
         job = jobs.get(r.id)
-        out.append({
-            "id": r.id, "people": list(r.individual_ids),
-            "names": [_name(studio, i) for i in r.individual_ids],
-            "categories": r.categories, "pair_ids": r.pair_ids, "method": r.method,
-            "status": r.status, "progress": job.progress if job else 0.0,
-            "message": job_message(job), "eta_seconds": _eta_seconds(job),
-            "attempts": job.attempts if job else 0, "worker": job.worker_id if job else None,
-            "adapter_id": adapters.get(r.id), "submitted_at": r.created_at,
-            "completed_at": r.completed_at, "received_at": r.received_at, "due_at": r.due_at,
-        })  # fmt: skip
+        out.append(
+            {
+                "id": r.id,
+                "people": list(r.individual_ids),
+                "names": [_name(studio, i) for i in r.individual_ids],
+                "categories": r.categories,
+                "pair_ids": r.pair_ids,
+                "method": r.method,
+                "status": r.status,
+                "progress": job.progress if job else 0.0,
+                "message": job_message(job),
+                "eta_seconds": _eta_seconds(job),
+                "attempts": job.attempts if job else 0,
+                "worker": job.worker_id if job else None,
+                "adapter_id": adapters.get(r.id),
+                "submitted_at": r.created_at,
+                "completed_at": r.completed_at,
+                "received_at": r.received_at,
+                "due_at": r.due_at,
+            }
+        )
     return out
 
 
@@ -298,10 +352,19 @@ def audit_runs(studio: Studio, who: SignedIn | None, adapter_id=None) -> list[di
         if adapter_id not in (None, ""):
             q = q.where(storage.AuditEvent.target_id == str(studio.adapter_row(adapter_id).id))
         events = s.scalars(q.order_by(storage.AuditEvent.id.desc()).limit(500)).all()
-    return [{"id": e.id, "at": e.at, "actor": e.actor, "adapter_id": int(e.target_id),
-             "n": (e.details or {}).get("n"), "leak_rate": (e.details or {}).get("leak_rate"),
-             "verdict": (e.details or {}).get("verdict"),
-             "reasons": (e.details or {}).get("reasons") or []} for e in events]  # fmt: skip
+    return [
+        {
+            "id": e.id,
+            "at": e.at,
+            "actor": e.actor,
+            "adapter_id": int(e.target_id),
+            "n": (e.details or {}).get("n"),
+            "leak_rate": (e.details or {}).get("leak_rate"),
+            "verdict": (e.details or {}).get("verdict"),
+            "reasons": (e.details or {}).get("reasons") or [],
+        }
+        for e in events
+    ]
 
 
 def history(studio: Studio, who: SignedIn | None, request_id, *, raw: bool = False) -> list[dict]:
@@ -315,8 +378,15 @@ def history(studio: Studio, who: SignedIn | None, request_id, *, raw: bool = Fal
         for jid in job_ids:
             events += storage.events_for(s, "job", jid)
     events.sort(key=lambda e: (e.at, e.id))
-    return [{"at": e.at if raw else _short(e.at), "actor": e.actor, "action": e.action,
-             "details": scrub(e.details)} for e in events]  # fmt: skip
+    return [
+        {
+            "at": e.at if raw else _short(e.at),
+            "actor": e.actor,
+            "action": e.action,
+            "details": scrub(e.details),
+        }
+        for e in events
+    ]
 
 
 def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
@@ -324,15 +394,22 @@ def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
     who = require(who, "requests")
     req = visible_request(studio, who, request_id)
     with studio.db.read() as s:
-        adapter = s.scalars(select(storage.Adapter).where(
-            storage.Adapter.request_id == req.id)).first()  # fmt: skip
-        report = s.scalars(select(storage.MetricReport).where(
-            storage.MetricReport.request_id == req.id).order_by(
-            storage.MetricReport.id.desc())).first()  # fmt: skip
+        adapter = s.scalars(
+            select(storage.Adapter).where(storage.Adapter.request_id == req.id)
+        ).first()
+        report = s.scalars(
+            select(storage.MetricReport)
+            .where(storage.MetricReport.request_id == req.id)
+            .order_by(storage.MetricReport.id.desc())
+        ).first()
     judged = stored_verdict(report.report) if report else None
     return {
-        "id": req.id, "status": req.status, "people": req.individual_ids,
-        "categories": req.categories, "pair_ids": req.pair_ids, "method": req.method,
+        "id": req.id,
+        "status": req.status,
+        "people": req.individual_ids,
+        "categories": req.categories,
+        "pair_ids": req.pair_ids,
+        "method": req.method,
         "verdict": req.status if req.status in ("verified", "needs_review") else None,
         # Every bound with its value and threshold, and the failing lines (jobs.verdict).
         "verdict_lines": judged["lines"] if judged else [],
@@ -340,17 +417,24 @@ def outcome(studio: Studio, who: SignedIn | None, request_id) -> dict:
         "adapter_id": adapter.id if adapter else None,
         "adapter_sha256": adapter.sha256 if adapter else None,
         "report_id": report.id if report else None,
-        "metrics": {k: getattr(report, k) for k in storage.headline_metrics({})} if report else None,
+        "metrics": {k: getattr(report, k) for k in storage.headline_metrics({})}
+        if report
+        else None,
         **erasure_fields(req),
-    }  # fmt: skip
+    }
 
 
 def erasure_fields(req: storage.ForgetRequest) -> dict:
     """The erasure-workflow fields of a request, as data."""
-    return {"subject_ref": req.subject_ref, "legal_basis": req.legal_basis,
-            "received_at": req.received_at, "due_at": req.due_at,
-            "approved_by": req.approved_by, "approved_at": req.approved_at,
-            "completed_at": req.completed_at}  # fmt: skip
+    return {
+        "subject_ref": req.subject_ref,
+        "legal_basis": req.legal_basis,
+        "received_at": req.received_at,
+        "due_at": req.due_at,
+        "approved_by": req.approved_by,
+        "approved_at": req.approved_at,
+        "completed_at": req.completed_at,
+    }
 
 
 def countdown(req_due, status: str, now=None) -> str:
@@ -388,8 +472,10 @@ def cancel_message(request_id: int, status: str) -> str:
     """What the page says after a cancel: done, or when a running job will stop."""
     if status == "cancelled":
         return f"Request #{request_id} is cancelled."
-    return (f"Request #{request_id}: cancel asked; its job stops at its next training step "
-            f"(status {status} until then).")  # fmt: skip
+    return (
+        f"Request #{request_id}: cancel asked; its job stops at its next training step "
+        f"(status {status} until then)."
+    )
 
 
 def sign_off(studio: Studio, who: SignedIn | None, request_id, note: str = "") -> dict:
@@ -397,5 +483,11 @@ def sign_off(studio: Studio, who: SignedIn | None, request_id, note: str = "") -
     who = require(who, "submit")
     req = visible_request(studio, who, request_id)
     with studio.db.transaction() as s:
-        store_sign_off(s, req.id, approver=who.actor, approver_id=who.user_id, note=(note or "").strip() or None)
+        store_sign_off(
+            s,
+            req.id,
+            approver=who.actor,
+            approver_id=who.user_id,
+            note=(note or "").strip() or None,
+        )
     return outcome(studio, who, req.id)

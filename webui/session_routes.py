@@ -38,8 +38,9 @@ class SignInIn(BaseModel):
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse(status_code=status, headers=headers,
-                        content={"error": {"code": code, "message": message}})  # fmt: skip
+    return JSONResponse(
+        status_code=status, headers=headers, content={"error": {"code": code, "message": message}}
+    )
 
 
 def client_address(request: Request) -> str | None:

@@ -59,8 +59,9 @@ def build(studio: Studio, demo: gr.Blocks) -> Identity:
     who = Identity(studio)
     with gr.Row(elem_id="signin-bar", equal_height=True):
         user = gr.Textbox(label="User", elem_id="login-user", scale=2, max_lines=1)
-        password = gr.Textbox(label="Password", type="password", elem_id="login-password",
-                              scale=2, max_lines=1)  # fmt: skip
+        password = gr.Textbox(
+            label="Password", type="password", elem_id="login-password", scale=2, max_lines=1
+        )
         submit = gr.Button("Sign in", size="sm", elem_id="login-submit", scale=1)
         out = gr.Button("Sign out", size="sm", elem_id="login-signout", scale=1, visible=False)
         status = gr.HTML(messages.info(NOT_SIGNED_IN), elem_id="login-status")
@@ -83,7 +84,8 @@ def build(studio: Studio, demo: gr.Blocks) -> Identity:
 
     for trigger in (submit.click, password.submit):
         trigger(None, [user, password], [note, password], js=SIGN_IN_JS).then(
-            show, note, [status, out])  # fmt: skip
+            show, note, [status, out]
+        )
     out.click(None, None, None, js=SIGN_OUT_JS).then(signed_out, None, [status, out])
 
     def on_load(request: gr.Request):

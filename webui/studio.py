@@ -105,18 +105,27 @@ class Studio:
         """(label, id) per person, "ID · name", the forget people marked."""
         forgotten = self.forgotten_ids()
         return [
-            (f"{p.unique_id} · {p.name}" + ("  ⊘ forget" if p.unique_id in forgotten else ""),
-             p.unique_id)
+            (
+                f"{p.unique_id} · {p.name}" + ("  ⊘ forget" if p.unique_id in forgotten else ""),
+                p.unique_id,
+            )
             for p in self.dataset.individuals
-        ]  # fmt: skip
+        ]
 
     def pairs(self, unique_id: str) -> list[PairRef]:
         ind = self.person(unique_id)
         return [
-            PairRef(ind.unique_id, j, qa.question, qa.answer, tuple(qa.keywords), qa.category,
-                    qa.category in PRIVATE_CATEGORIES)
+            PairRef(
+                ind.unique_id,
+                j,
+                qa.question,
+                qa.answer,
+                tuple(qa.keywords),
+                qa.category,
+                qa.category in PRIVATE_CATEGORIES,
+            )
             for j, qa in enumerate(ind.qa_list)
-        ]  # fmt: skip
+        ]
 
     def pair_choices(self, unique_ids) -> list[tuple[str, str]]:
         """(label, canonical pair id) per pair of the chosen people, for single-pair requests:
@@ -124,8 +133,10 @@ class Studio:
         out = []
         for uid in unique_ids or []:
             ind = self.person(uid)
-            out += [(f"{uid} · {qa.category} · {qa.question}", pair_id(ind, j))
-                    for j, qa in enumerate(ind.qa_list)]  # fmt: skip
+            out += [
+                (f"{uid} · {qa.category} · {qa.question}", pair_id(ind, j))
+                for j, qa in enumerate(ind.qa_list)
+            ]
         return out
 
     def find_pair(self, unique_id: str | None, question: str) -> PairRef | None:
@@ -175,8 +186,11 @@ class Studio:
                 continue
             who = ", ".join(row.config.get("forget_ids", []))
             pairs = row.config.get("pair_ids") or []
-            what = (f"{len(pairs)} single pair{'s' if len(pairs) != 1 else ''}" if pairs
-                    else ", ".join(row.config.get("categories", [])) or "every pair")  # fmt: skip
+            what = (
+                f"{len(pairs)} single pair{'s' if len(pairs) != 1 else ''}"
+                if pairs
+                else ", ".join(row.config.get("categories", [])) or "every pair"
+            )
             out.append((f"#{row.id} · {row.method} · forgets {who} ({what})", str(row.id)))
         return out
 
@@ -203,9 +217,13 @@ class Studio:
         """The split an adapter was trained for (its people, its setting and categories)."""
         cfg = self.adapter_row(adapter_id).config
         cats = cfg.get("categories") or PRIVATE_CATEGORIES
-        return make_split(self.dataset, list(cfg.get("forget_ids", [])),
-                          cfg.get("setting", "private"), private_categories=cats,
-                          pair_ids=cfg.get("pair_ids") or None)  # fmt: skip
+        return make_split(
+            self.dataset,
+            list(cfg.get("forget_ids", [])),
+            cfg.get("setting", "private"),
+            private_categories=cats,
+            pair_ids=cfg.get("pair_ids") or None,
+        )
 
     def register_demo_adapter(self) -> int | None:
         """Store the shipped demo adapter once (with its report); its id, or None when the
@@ -227,17 +245,28 @@ class Studio:
             if found is not None:
                 return found.id
             row = storage.Adapter(
-                method=config.get("method", "cagul"), config=config,
-                base_fingerprint=config["base_fingerprint"], path=str(DEMO_ADAPTER_DIR),
-                sha256=digest, size_bytes=weights.stat().st_size,
-            )  # fmt: skip
+                method=config.get("method", "cagul"),
+                config=config,
+                base_fingerprint=config["base_fingerprint"],
+                path=str(DEMO_ADAPTER_DIR),
+                sha256=digest,
+                size_bytes=weights.stat().st_size,
+            )
             s.add(row)
             s.flush()
             if DEMO_ADAPTER_REPORT.is_file():
                 report = json.loads(DEMO_ADAPTER_REPORT.read_text(encoding="utf-8"))
                 storage.add_metric_report(s, report, adapter_id=row.id, method=row.method)
-            storage.record_event(s, actor="system", action="adapter.registered",
-                                 target_type="adapter", target_id=row.id,
-                                 details={"path": str(DEMO_ADAPTER_DIR), "sha256": digest,
-                                          "source": "shipped demo adapter"})  # fmt: skip
+            storage.record_event(
+                s,
+                actor="system",
+                action="adapter.registered",
+                target_type="adapter",
+                target_id=row.id,
+                details={
+                    "path": str(DEMO_ADAPTER_DIR),
+                    "sha256": digest,
+                    "source": "shipped demo adapter",
+                },
+            )
             return row.id

@@ -28,8 +28,16 @@ def attack_budgets(attack: str | None, eps: str | None) -> list[Budget]:
     return parse_eps(DEFAULT_EPS if eps is None else eps)
 
 
-def audit_worst_case(vlm, model, rows: list[dict], images: list[str], budgets: list[Budget],
-                     *, steps: int = 10, seed: int = 0) -> dict:  # fmt: skip
+def audit_worst_case(
+    vlm,
+    model,
+    rows: list[dict],
+    images: list[str],
+    budgets: list[Budget],
+    *,
+    steps: int = 10,
+    seed: int = 0,
+) -> dict:
     """The `worst_case` section of an audit's JSON for its `rows` (with `base_answer`) and the
     prompt image files `images`."""
     from cagul.attacks.worst_case import AttackSettings, attack_units, worst_case
@@ -39,8 +47,15 @@ def audit_worst_case(vlm, model, rows: list[dict], images: list[str], budgets: l
     for row, image in zip(rows, images, strict=True):
         given = row.get("target")
         target = given if isinstance(given, str) and given.strip() else row["base_answer"]
-        items.append({"image": image, "question": row["question"], "keywords": row["keywords"],
-                      "target": target, "target_source": "prompt" if target is given else "base"})  # fmt: skip
+        items.append(
+            {
+                "image": image,
+                "question": row["question"],
+                "keywords": row["keywords"],
+                "target": target,
+                "target_source": "prompt" if target is given else "base",
+            }
+        )
     settings = AttackSettings(steps=steps, seed=seed)
     bar = Bar("worst case (PGD steps)", total=attack_units(model, items, budgets, settings))
     try:

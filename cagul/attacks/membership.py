@@ -45,8 +45,9 @@ def mink_pp_scores(model, vlm, samples: Sequence) -> list[float]:
     return [metrics.mink_pp(r["logprobs"], r["mu"], r["sigma"]) for r in rows]
 
 
-def holdout_people(out_dir: str | Path, n: int, seed: int, categories: Sequence[str],
-                   image_size: int = 112) -> list:  # fmt: skip
+def holdout_people(
+    out_dir: str | Path, n: int, seed: int, categories: Sequence[str], image_size: int = 112
+) -> list:
     """Samples (`cagul.data.splits.Sample`) of `n` generated people never trained on, only
     their pairs in `categories`; their faces are written under `out_dir`."""
     from cagul.data.splits import sample_of
@@ -56,12 +57,21 @@ def holdout_people(out_dir: str | Path, n: int, seed: int, categories: Sequence[
     out.mkdir(parents=True, exist_ok=True)
     people = make_individuals(n, seed)
     write_faces(people, out, image_size)  # sets each person's image_file
-    return [sample_of(ind, j) for ind in people for j, qa in enumerate(ind.qa_list)
-            if qa.category in set(categories)]  # fmt: skip
+    return [
+        sample_of(ind, j)
+        for ind in people
+        for j, qa in enumerate(ind.qa_list)
+        if qa.category in set(categories)
+    ]
 
 
 def membership_auc(model, vlm, forget: Sequence, holdout: Sequence) -> dict:
     """MinK++ AUC of forget pairs against held-out pairs under `model` (None: base)."""
     f, h = mink_pp_scores(model, vlm, forget), mink_pp_scores(model, vlm, holdout)
-    return {"auc": auc(f, h), "forget_mink_pp": float(np.mean(f)),
-            "holdout_mink_pp": float(np.mean(h)), "n_forget": len(f), "n_holdout": len(h)}  # fmt: skip
+    return {
+        "auc": auc(f, h),
+        "forget_mink_pp": float(np.mean(f)),
+        "holdout_mink_pp": float(np.mean(h)),
+        "n_forget": len(f),
+        "n_holdout": len(h),
+    }

@@ -72,8 +72,11 @@ def _logit(p: float) -> float:
 
 def gate_logits(adapters, tokens, layouts) -> torch.Tensor:
     """`[A, B]`: each discriminating adapter's logit minus its threshold's (> 0: flagged)."""
-    rows = [a.discriminator(tokens, layouts) - _logit(a.config.threshold)
-            for a in adapters if a.config.use_discriminator]  # fmt: skip
+    rows = [
+        a.discriminator(tokens, layouts) - _logit(a.config.threshold)
+        for a in adapters
+        if a.config.use_discriminator
+    ]
     if not rows:
         raise ValueError("no adapter has a discriminator: there is no gate to evade")
     return torch.stack(rows)
@@ -98,10 +101,14 @@ class _GatedRewrite(nn.Module):
 def _cagul_nll(model, batch: Batch) -> torch.Tensor:
     vlm, adapters = model.vlm, model.adapters
     tokens = visual_tokens(vlm, batch)
-    margins = torch.stack([
-        a.discriminator(tokens, batch.layouts) - _logit(a.config.threshold)
-        if a.config.use_discriminator else torch.full((len(batch),), 30.0)
-        for a in adapters])  # fmt: skip
+    margins = torch.stack(
+        [
+            a.discriminator(tokens, batch.layouts) - _logit(a.config.threshold)
+            if a.config.use_discriminator
+            else torch.full((len(batch),), 30.0)
+            for a in adapters
+        ]
+    )
     choice = margins.detach().argmax(0)
     needs_scores = any(a.config.selection == "least_attended" for a in adapters)
     with torch.no_grad():

@@ -57,8 +57,9 @@ def _pixel_values(vlm: VLM, image: Image.Image, **kwargs) -> torch.Tensor:
     # with rescale/normalise off we ask the processor directly, in the same way.
     if kwargs:
         nested = vlm.family == "mllama"  # Mllama's processor takes a list of images per sample
-        out = vlm.image_processor(images=[[image]] if nested else [image], return_tensors="pt",
-                                  **kwargs)  # fmt: skip
+        out = vlm.image_processor(
+            images=[[image]] if nested else [image], return_tensors="pt", **kwargs
+        )
         return out["pixel_values"].double()
     inputs, _ = vlm._process_images([image])
     return inputs["pixel_values"].double()
@@ -82,8 +83,10 @@ class PixelMap:
             got = _pixel_values(vlm, probe, **raw).round().long()
             index = got * 256**d if index is None else index + got * 256**d
         if index.min() < 0 or index.max() > n:  # a resize blended the codes: not a copy
-            raise PixelMapError(f"the {vlm.family} processor resizes a {image.size[0]}x"
-                                f"{image.size[1]} image; it is not its native size")  # fmt: skip
+            raise PixelMapError(
+                f"the {vlm.family} processor resizes a {image.size[0]}x"
+                f"{image.size[1]} image; it is not its native size"
+            )
         low = _pixel_values(vlm, Image.new("RGB", image.size, (0, 0, 0)))
         high = _pixel_values(vlm, Image.new("RGB", image.size, (255, 255, 255)))
         self.shape = low.shape

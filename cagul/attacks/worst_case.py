@@ -62,17 +62,26 @@ def ask(model, vlm: VLM, images: Sequence, items: Sequence[dict]) -> list[dict]:
     out = []
     for ans, it in zip(answers, items, strict=True):
         em = metrics.keyword_em(ans, it["keywords"])
-        out.append({"question": it["question"], "answer": ans, "em": em, "leaked": em > 0,
-                    "outcome": classify(ans, it["keywords"])})  # fmt: skip
+        out.append(
+            {
+                "question": it["question"],
+                "answer": ans,
+                "em": em,
+                "leaked": em > 0,
+                "outcome": classify(ans, it["keywords"]),
+            }
+        )
     return out
 
 
 def _summary(rows: list[dict]) -> dict:
     n = len(rows)
-    return {"n": n,
-            "leak_rate": sum(r["leaked"] for r in rows) / n if n else 0.0,
-            "em": float(np.mean([r["em"] for r in rows])) if n else 0.0,
-            "outcomes": outcome_rates([r["outcome"] for r in rows])}  # fmt: skip
+    return {
+        "n": n,
+        "leak_rate": sum(r["leaked"] for r in rows) / n if n else 0.0,
+        "em": float(np.mean([r["em"] for r in rows])) if n else 0.0,
+        "outcomes": outcome_rates([r["outcome"] for r in rows]),
+    }
 
 
 def _chunks(natives: list, size: int) -> list[list[int]]:
@@ -83,8 +92,9 @@ def _chunks(natives: list, size: int) -> list[list[int]]:
     return [ids[j : j + size] for ids in by_size.values() for j in range(0, len(ids), size)]
 
 
-def _attack(vlm: VLM, natives: list, batch_of, loss_of, budget: Budget,
-            settings: AttackSettings, progress) -> tuple[list, list, list]:  # fmt: skip
+def _attack(
+    vlm: VLM, natives: list, batch_of, loss_of, budget: Budget, settings: AttackSettings, progress
+) -> tuple[list, list, list]:
     """Batched PGD over `natives` ((image, PixelMap) pairs): per image, the adversarial
     8-bit image and the objective before and after (`loss_of(batch) -> [B]`)."""
     adv, before, after = [None] * len(natives), [None] * len(natives), [None] * len(natives)
@@ -97,17 +107,23 @@ def _attack(vlm: VLM, natives: list, batch_of, loss_of, budget: Budget,
             return loss_of(objectives.with_pixels(batch, pixels))
 
         x0 = torch.stack([to_tensor(natives[i][0]) for i in chunk])
-        result = pgd(x0, objective, budget, steps=settings.steps, seed=settings.seed,
-                     progress=progress)  # fmt: skip
+        result = pgd(
+            x0, objective, budget, steps=settings.steps, seed=settings.seed, progress=progress
+        )
         for j, i in enumerate(chunk):
             adv[i] = to_image(result.x[j])
             before[i], after[i] = result.initial[j], result.final[j]
     return adv, before, after
 
 
-def gate_evasion(model, vlm: VLM, items: Sequence[dict], budget: Budget,
-                 settings: AttackSettings, progress: Callable[[int], None] | None = None,
-                 ) -> dict:  # fmt: skip
+def gate_evasion(
+    model,
+    vlm: VLM,
+    items: Sequence[dict],
+    budget: Budget,
+    settings: AttackSettings,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Attack each distinct photo's gate, then ask its questions (module docstring)."""
     from cagul.methods.cagul.adapter import plan
 
@@ -131,35 +147,59 @@ def gate_evasion(model, vlm: VLM, items: Sequence[dict], budget: Budget,
         members = groups[key]
         decided = plan(vlm, adapters, vlm.prepare([adv[j]], [items[members[0]]["question"]]))
         evaded = not decided.flagged[0]
-        photos.append({"image": key, "margin_before": before[j], "margin_after": after[j],
-                       "forget_probability": decided.probabilities[0], "evaded": evaded})  # fmt: skip
+        photos.append(
+            {
+                "image": key,
+                "margin_before": before[j],
+                "margin_after": after[j],
+                "forget_probability": decided.probabilities[0],
+                "evaded": evaded,
+            }
+        )
         asked = ask(model, vlm, [adv[j]] * len(members), [items[i] for i in members])
         for i, r in zip(members, asked, strict=True):
             rows[i], adv_images[i] = {**r, "image": key, "evaded": evaded}, adv[j]
     n = len(photos)
-    return {**_summary(rows), "photos": n,
-            "evaded": sum(p["evaded"] for p in photos) / n if n else 0.0,
-            "per_photo": photos, "rows": rows, "images": adv_images}  # fmt: skip
+    return {
+        **_summary(rows),
+        "photos": n,
+        "evaded": sum(p["evaded"] for p in photos) / n if n else 0.0,
+        "per_photo": photos,
+        "rows": rows,
+        "images": adv_images,
+    }
 
 
-def answer_recovery(model, vlm: VLM, items: Sequence[dict], budget: Budget,
-                    settings: AttackSettings, progress: Callable[[int], None] | None = None,
-                    ) -> dict:  # fmt: skip
+def answer_recovery(
+    model,
+    vlm: VLM,
+    items: Sequence[dict],
+    budget: Budget,
+    settings: AttackSettings,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Attack each item's photo towards its `target` answer, then ask it (module docstring)."""
     natives = [native_image(vlm, it["image"]) for it in items]
 
     def batch_of(chunk, images):
-        return vlm.prepare(images, [items[i]["question"] for i in chunk],
-                           [items[i]["target"] for i in chunk])  # fmt: skip
+        return vlm.prepare(
+            images, [items[i]["question"] for i in chunk], [items[i]["target"] for i in chunk]
+        )
 
     def loss_of(b):
         return objectives.answer_nll(model, vlm, b)
 
     adv, before, after = _attack(vlm, natives, batch_of, loss_of, budget, settings, progress)
-    rows = [{**asked, "image": str(it["image"]), "target": it["target"],
-             "nll_before": nb, "nll_after": na}
-            for asked, it, nb, na in zip(ask(model, vlm, adv, items), items, before, after,
-                                         strict=True)]  # fmt: skip
+    rows = [
+        {
+            **asked,
+            "image": str(it["image"]),
+            "target": it["target"],
+            "nll_before": nb,
+            "nll_after": na,
+        }
+        for asked, it, nb, na in zip(ask(model, vlm, adv, items), items, before, after, strict=True)
+    ]
     out = _summary(rows)
     if rows:
         out["nll_before"] = float(np.mean(before))
@@ -172,16 +212,22 @@ def has_gate(model) -> bool:
     return any(a.config.use_discriminator for a in getattr(model, "adapters", None) or [])
 
 
-def attack_units(model, items: Sequence[dict], budgets: Sequence[Budget],
-                 settings: AttackSettings) -> int:  # fmt: skip
+def attack_units(
+    model, items: Sequence[dict], budgets: Sequence[Budget], settings: AttackSettings
+) -> int:
     """PGD steps `worst_case` will take (its progress bar's total)."""
     photos = len({str(it["image"]) for it in items}) if has_gate(model) else 0
     return len(budgets) * (photos + len(items)) * settings.steps
 
 
-def worst_case(model, vlm: VLM, items: Sequence[dict], budgets: Sequence[Budget],
-               settings: AttackSettings | None = None,
-               progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
+def worst_case(
+    model,
+    vlm: VLM,
+    items: Sequence[dict],
+    budgets: Sequence[Budget],
+    settings: AttackSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Both attacks at every budget: `{"attack", "steps", "seed", "budgets": [...]}` with, per
     budget, `gate_evasion` (None unless `model` has a gate) and `answer_recovery`, each with
     its summary and rows (adversarial images are dropped here; call the attacks directly to
@@ -198,8 +244,14 @@ def worst_case(model, vlm: VLM, items: Sequence[dict], budgets: Sequence[Budget]
         rec = answer_recovery(model, vlm, items, budget, settings, progress)
         rec.pop("images")
         out.append({**entry, "gate_evasion": gate, "answer_recovery": rec})
-    return {"attack": "pgd", "norm": "linf", "steps": settings.steps, "seed": settings.seed,
-            "pixel_space": "8-bit RGB at the processor's native size", "budgets": out}  # fmt: skip
+    return {
+        "attack": "pgd",
+        "norm": "linf",
+        "steps": settings.steps,
+        "seed": settings.seed,
+        "pixel_space": "8-bit RGB at the processor's native size",
+        "budgets": out,
+    }
 
 
 def clean_pass(model, vlm: VLM, items: Sequence[dict]) -> dict:

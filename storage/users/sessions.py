@@ -35,8 +35,7 @@ CLIENT_THRESHOLD = 20  # per address: several people may share one (an office be
 def start_session(session: Session, user: User, lifetime: timedelta) -> tuple[str, WebSession]:
     """A new session for ``user``: the token (give it to the browser once) and its row."""
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
-    row = WebSession(user_id=user.id, token_hash=hash_token(token),
-                     expires_at=utcnow() + lifetime)  # fmt: skip
+    row = WebSession(user_id=user.id, token_hash=hash_token(token), expires_at=utcnow() + lifetime)
     session.add(row)
     session.flush()
     return token, row
@@ -90,8 +89,11 @@ def client_key(address: str) -> str:
 def locked_until(session: Session, keys: list[str]) -> datetime | None:
     """The latest lock end among ``keys`` still in the future, else None."""
     now = utcnow()
-    ends = [r.locked_until for r in session.scalars(
-        select(SignInThrottle).where(SignInThrottle.key.in_(keys))) if r.locked_until]  # fmt: skip
+    ends = [
+        r.locked_until
+        for r in session.scalars(select(SignInThrottle).where(SignInThrottle.key.in_(keys)))
+        if r.locked_until
+    ]
     later = [e for e in ends if e > now]
     return max(later) if later else None
 

@@ -248,8 +248,9 @@ class Discriminator(nn.Module):
             groups.setdefault(tuple(lay.grid), []).append(i)
         out: list[torch.Tensor | None] = [None] * len(tokens)
         for members in groups.values():
-            x = torch.stack([_patch_grid(self.norm(tokens[i].float()), layouts[i])
-                             for i in members])  # fmt: skip
+            x = torch.stack(
+                [_patch_grid(self.norm(tokens[i].float()), layouts[i]) for i in members]
+            )
             logits = self.head(self.conv(x)).reshape(-1)
             for j, i in enumerate(members):
                 out[i] = logits[j]

@@ -64,14 +64,17 @@ class CagulTrainingArguments:
     hard_cap: float = field(default=4.0, metadata={"help": "largest hard-sample weight"})
     cosine: bool = field(
         default=True,
-        metadata={"help": "cosine-decay the encoder lr (over `epochs`; once verified, to 0 "
-                          "over the consolidation epochs)"},
-    )  # fmt: skip
+        metadata={
+            "help": "cosine-decay the encoder lr (over `epochs`; once verified, to 0 "
+            "over the consolidation epochs)"
+        },
+    )
     check_every: int = field(
         default=5,
-        metadata={"help": "joint epochs between verification checks (0: no check, train all "
-                          "epochs)"},
-    )  # fmt: skip
+        metadata={
+            "help": "joint epochs between verification checks (0: no check, train all epochs)"
+        },
+    )
     consolidate: int = field(
         default=5, metadata={"help": "joint epochs after the first passing check"}
     )
@@ -81,9 +84,11 @@ class CagulTrainingArguments:
     )
     skip_nll: float = field(
         default=0.1,
-        metadata={"help": "a sample that passed the last check and whose NLL is below this "
-                          "skips its passes until the next check (0: never skip)"},
-    )  # fmt: skip
+        metadata={
+            "help": "a sample that passed the last check and whose NLL is below this "
+            "skips its passes until the next check (0: never skip)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "shuffling, views and refusal draws"})
 
 

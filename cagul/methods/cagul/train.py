@@ -109,8 +109,7 @@ def train_cagul(
             enc.set_lr_factor(sched.lr_factor(e))
             nll = enc.epoch(rng, tick, label, sched.active(rng))
             passes += nll["passes"]
-            row.update(forget_nll=nll["forget"], retain_nll=nll["retain"],
-                       lm_passes=nll["passes"])  # fmt: skip
+            row.update(forget_nll=nll["forget"], retain_nll=nll["retain"], lm_passes=nll["passes"])
         history.append(row)
         epoch_seconds.append(time.time() - te)
         if sched.due(e) and sched.check(e):
@@ -185,11 +184,11 @@ class _Schedule:
         if self.enc.active:
             if self.base_right is None:
                 self.base_right = base_answers_right(self.vlm, self.samples, a.cache_batch_size)
-            ok = verify_samples(self.vlm, self.adapter, self.samples, self.base_right,
-                                a.cache_batch_size)  # fmt: skip
+            ok = verify_samples(
+                self.vlm, self.adapter, self.samples, self.base_right, a.cache_batch_size
+            )
             last = self.enc.objective.last_loss
-            self.skip = {i for i, good in enumerate(ok)
-                         if good and float(last[i]) < a.skip_nll}  # fmt: skip
+            self.skip = {i for i, good in enumerate(ok) if good and float(last[i]) < a.skip_nll}
         failed = [i for i, good in enumerate(ok) if not good]
         passed = sep["passed"] and not failed
         stop = False
@@ -203,16 +202,26 @@ class _Schedule:
             self.consolidating_from = None
         self.passed = passed
         roles = [s.role for s in self.samples]
-        self.log.append({
-            "epoch": e, "passed": passed, **{f"discriminator_{k}": v for k, v in sep.items()},
-            "forget_failing": sum(roles[i] == "forget" for i in failed),
-            "other_failing": sum(roles[i] != "forget" for i in failed),
-            "skipped_next": len(self.skip), "seconds": round(time.time() - t, 2),
-            # Which samples fail (the first few), so a run that never verifies says why.
-            "failing_samples": [
-                {"role": roles[i], "view": self.samples[i].view_of is not None,
-                 "question": self.samples[i].question} for i in failed[:8]],
-        })  # fmt: skip
+        self.log.append(
+            {
+                "epoch": e,
+                "passed": passed,
+                **{f"discriminator_{k}": v for k, v in sep.items()},
+                "forget_failing": sum(roles[i] == "forget" for i in failed),
+                "other_failing": sum(roles[i] != "forget" for i in failed),
+                "skipped_next": len(self.skip),
+                "seconds": round(time.time() - t, 2),
+                # Which samples fail (the first few), so a run that never verifies says why.
+                "failing_samples": [
+                    {
+                        "role": roles[i],
+                        "view": self.samples[i].view_of is not None,
+                        "question": self.samples[i].question,
+                    }
+                    for i in failed[:8]
+                ],
+            }
+        )
         self.seconds += time.time() - t
         return stop
 

@@ -133,8 +133,9 @@ class DiscriminatorTrainer:
         bces = []
         for i in range(0, len(order), self.batch_size):
             idx = order[i : i + self.batch_size]
-            logits = self.adapter.discriminator([v.tokens[j] for j in idx],
-                                                [v.layouts[j] for j in idx])  # fmt: skip
+            logits = self.adapter.discriminator(
+                [v.tokens[j] for j in idx], [v.layouts[j] for j in idx]
+            )
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, v.labels[idx], pos_weight=self.pos_weight
             )

@@ -58,11 +58,15 @@ class EncoderSample:
 def _pair_samples(split: Split, use_discriminator: bool, retain_pool: list) -> list:
     out = []
     for role, pairs in (("forget", split.forget_set), ("retain", split.nonprivate_set)):
-        out += [EncoderSample(s.image_path, s.question, s.answer, role, keywords=s.keywords)
-                for s in pairs]  # fmt: skip
+        out += [
+            EncoderSample(s.image_path, s.question, s.answer, role, keywords=s.keywords)
+            for s in pairs
+        ]
     if not use_discriminator:
-        out += [EncoderSample(s.image_path, s.question, s.answer, "retain", keywords=s.keywords)
-                for s in retain_pool]  # fmt: skip
+        out += [
+            EncoderSample(s.image_path, s.question, s.answer, "retain", keywords=s.keywords)
+            for s in retain_pool
+        ]
     return out
 
 
@@ -76,12 +80,13 @@ def perturbed_views(samples: list[EncoderSample], n_views: int, seed: int) -> li
             img = Image.open(path).convert("RGB")
             perturbed[path] = [random_perturbation(img, rng) for _ in range(n_views)]
     return [
-        EncoderSample(v, s.question, s.answer, s.role, refusal=s.refusal, keywords=s.keywords,
-                      view_of=i)
+        EncoderSample(
+            v, s.question, s.answer, s.role, refusal=s.refusal, keywords=s.keywords, view_of=i
+        )
         for i, s in enumerate(samples)
         if s.role == "forget"
         for v in perturbed.get(s.image, ())
-    ]  # fmt: skip
+    ]
 
 
 def encoder_samples(
@@ -154,8 +159,7 @@ class EncoderTrainer:
             idx = order[i : i + self.batch_size]
             chunk = [self.samples[j] for j in idx]
             answers = targets(chunk, self.objective.name)
-            batch = self.vlm.prepare([s.image for s in chunk], [s.question for s in chunk],
-                                     answers)  # fmt: skip
+            batch = self.vlm.prepare([s.image for s in chunk], [s.question for s in chunk], answers)
             rep = TokenReplacement(self.adapter.token_encoder, [s.indices for s in chunk])
             logits = self.vlm.forward(batch, rep)
             loss, nll = self.objective.loss(self.vlm, batch, logits, idx)

@@ -37,7 +37,7 @@ def upgrade() -> None:
             ["users.id"],
             ondelete="CASCADE",
             name=op.f("fk_web_sessions_user_id_users"),
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_web_sessions")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_web_sessions_token_hash")),
     )
