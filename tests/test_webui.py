@@ -252,3 +252,21 @@ def test_the_header_counts_adapters_stored_after_start(studio, monkeypatch):
     more = [*studio.adapter_choices(), ("trained since start", "new-adapter")]
     monkeypatch.setattr(studio, "adapter_choices", lambda: more)
     assert f"{n + 1} adapter(s)" in header_markdown(studio)
+
+
+def test_person_marks_and_adapter_pickers_are_counted_when_asked(studio, monkeypatch):
+    """Issue 31 defect 9: a person forgotten since start gets ⊘ on load/timer, and every adapter
+    picker gets the adapters stored since start (they were frozen until a restart)."""
+    from app import live_updates
+
+    header, people, *pickers = live_updates(studio, 3)
+    labels = dict((v, k) for k, v in people["choices"])
+    assert "⊘" not in labels[RETAIN_PERSON] and len(pickers) == 3
+    forgotten = studio.forgotten_ids() | {RETAIN_PERSON}
+    more = [*studio.adapter_choices(), ("trained since start", "new-adapter")]
+    monkeypatch.setattr(studio, "forgotten_ids", lambda: forgotten)
+    monkeypatch.setattr(studio, "adapter_choices", lambda: more)
+    header, people, *pickers = live_updates(studio, 3)
+    labels = dict((v, k) for k, v in people["choices"])
+    assert "⊘" in labels[RETAIN_PERSON] and f"{len(more)} adapter(s)" in header
+    assert all(p["choices"] == more and "value" not in p for p in pickers)

@@ -10,7 +10,8 @@ from webui.messages import SHOWN
 from webui.studio import Studio
 
 
-def build(studio: Studio) -> gr.Dropdown:
+def build(studio: Studio) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The tab; returns its adapter and person pickers (the app refreshes their choices)."""
     adapters = studio.adapter_choices()
     with gr.Tab("Explore", elem_id="tab-explore"):
         gr.Markdown(
@@ -165,7 +166,7 @@ def build(studio: Studio) -> gr.Dropdown:
             return explore.heatmap_html(rec, name) if rec else ""
 
         layer.change(on_layer, [record_state, layer], heatmap)
-    return adapter
+    return adapter, person
 
 
 def _probability(rec: dict) -> str:
