@@ -57,22 +57,34 @@ def build_ui(studio):
 
     with gr.Blocks(title="cagul-studio") as demo:
         header = gr.Markdown(header_markdown(studio), elem_id="app-header")
-        # Counted again on load and every 30 s: it used to say the start's count until a restart.
-        demo.load(lambda: header_markdown(studio), None, header)
-        gr.Timer(30.0).tick(lambda: header_markdown(studio), None, header)
         who = signin_bar.build(studio, demo)
-        pickers = [explore_tab.build(studio)]
+        explore_adapter, explore_person = explore_tab.build(studio)
+        pickers = [explore_adapter]
         requests_tab.build(studio, who)
         pickers.append(audit_tab.build(studio, who))
         pickers.append(reports_tab.build(studio, who))
         with gr.Tab("Model", elem_id="tab-model"):
             info = public.scrub(studio.vlm.info())  # the model's path relative to the repository
             gr.Code(json.dumps(info, indent=2), language="json", elem_id="model-info")
-        # Adapters trained by the queue since start appear in every picker on page load.
-        demo.load(
-            lambda: [gr.update(choices=studio.adapter_choices())] * len(pickers), None, pickers
-        )
+        # Counted again on load and every 30 s: the header, the ⊘ marks and the adapter pickers
+        # used to show the start's state until a restart.
+        live = [header, explore_person, *pickers]
+        demo.load(lambda: live_updates(studio, len(pickers)), None, live)
+        gr.Timer(30.0).tick(lambda: live_updates(studio, len(pickers)), None, live)
     return demo
+
+
+def live_updates(studio, n_adapter_pickers: int) -> list:
+    """The header, the person picker's choices (⊘ marks of people an adapter forgets) and
+    `n_adapter_pickers` adapter pickers' choices, counted now; a picker keeps its value."""
+    import gradio as gr
+
+    adapters = studio.adapter_choices()
+    return [
+        header_markdown(studio),
+        gr.update(choices=studio.person_choices()),
+        *[gr.update(choices=adapters) for _ in range(n_adapter_pickers)],
+    ]
 
 
 def create_app(studio):

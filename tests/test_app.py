@@ -78,3 +78,44 @@ def test_cli_options():
     )
     with pytest.raises(SystemExit):
         parse_args(["--port", "http"])
+
+
+def test_person_and_adapter_pickers_refresh_on_load_and_timer(tmp_path):
+    """Issue 31 defect 9: the ⊘ marks (Explore's person picker) and the adapter pickers of
+    Explore, Audit and Reports are recounted on page load and on the 30 s timer."""
+    from webui.studio import Studio
+
+    demo = build_ui(Studio(database_url=f"sqlite:///{tmp_path / 'ui.sqlite'}"))
+    ids = {b.elem_id: k for k, b in demo.blocks.items() if getattr(b, "elem_id", None)}
+    wanted = {ids[n] for n in ("app-header", "explore-person", "explore-adapter")}
+    events = {
+        event
+        for dep in demo.get_config_file()["dependencies"]
+        if wanted <= set(dep["outputs"]) and len(dep["outputs"]) == 5
+        for _, event in dep["targets"]
+    }
+    assert events == {"load", "tick"}
+
+
+def test_an_example_button_fills_the_person_photo_and_question(tmp_path):
+    """Issue 31 defect 8: a ready example sets the person (by id), their photo, the question
+    picker and the question box, and clears the last answers."""
+    from webui import explore
+    from webui.studio import Studio
+
+    studio = Studio(database_url=f"sqlite:///{tmp_path / 'ui.sqlite'}")
+    demo = build_ui(studio)
+    ids = {b.elem_id: k for k, b in demo.blocks.items() if getattr(b, "elem_id", None)}
+    label, pid, question = explore.examples(studio)[0]
+    assert demo.blocks[ids["explore-example-0"]].value == label
+    dep = next(
+        d
+        for d in demo.get_config_file()["dependencies"]
+        if (ids["explore-example-0"], "click") in [tuple(t) for t in d["targets"]]
+    )
+    values = dict(zip(dep["outputs"], demo.fns[dep["id"]].fn(), strict=True))
+    assert values[ids["explore-person"]] == pid
+    assert values[ids["explore-question"]] == question
+    assert values[ids["explore-question-pick"]]["value"] == question
+    assert values[ids["explore-image"]] == studio.image_of(pid)
+    assert values[ids["explore-answer"]] == "" and values[ids["explore-heatmap"]] == ""

@@ -103,6 +103,24 @@ def test_private_question_heatmap_and_answers(app, chromium, tmp_path):
     page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
 
 
+def test_a_ready_example_fills_the_inputs_and_its_map_shows_numbers(app, chromium, tmp_path):
+    """Issue 31 defect 8: an example button fills person, photo and question; Ask then draws a
+    map whose cells show their scores."""
+    url, _ = app
+    page = open_page(chromium, url)
+    page.click("#explore-example-0")
+    page.wait_for_function(
+        "() => document.querySelector('#explore-question textarea').value.length > 0"
+    )
+    assert FORGET_PERSON in page.input_value("#explore-person input")
+    page.wait_for_selector("#explore-image img")
+    page.click("#explore-ask")
+    page.wait_for_selector("#explore-heatmap .hm-num", timeout=60_000)
+    numbers = page.locator("#explore-heatmap .hm-num").all_inner_texts()
+    assert len(numbers) == 16 and all(float(n) >= 0 for n in numbers)
+    page.screenshot(path=str(tmp_path / "explore-example.png"), full_page=True)
+
+
 def test_non_private_question_is_answered_right_before_and_after(app, chromium):
     url, _ = app
     page = open_page(chromium, url)

@@ -252,3 +252,68 @@ def test_the_header_counts_adapters_stored_after_start(studio, monkeypatch):
     more = [*studio.adapter_choices(), ("trained since start", "new-adapter")]
     monkeypatch.setattr(studio, "adapter_choices", lambda: more)
     assert f"{n + 1} adapter(s)" in header_markdown(studio)
+
+
+def test_person_marks_and_adapter_pickers_are_counted_when_asked(studio, monkeypatch):
+    """Issue 31 defect 9: a person forgotten since start gets ⊘ on load/timer, and every adapter
+    picker gets the adapters stored since start (they were frozen until a restart)."""
+    from app import live_updates
+
+    header, people, *pickers = live_updates(studio, 3)
+    labels = dict((v, k) for k, v in people["choices"])
+    assert "⊘" not in labels[RETAIN_PERSON] and len(pickers) == 3
+    forgotten = studio.forgotten_ids() | {RETAIN_PERSON}
+    more = [*studio.adapter_choices(), ("trained since start", "new-adapter")]
+    monkeypatch.setattr(studio, "forgotten_ids", lambda: forgotten)
+    monkeypatch.setattr(studio, "adapter_choices", lambda: more)
+    header, people, *pickers = live_updates(studio, 3)
+    labels = dict((v, k) for k, v in people["choices"])
+    assert "⊘" in labels[RETAIN_PERSON] and f"{len(more)} adapter(s)" in header
+    assert all(p["choices"] == more and "value" not in p for p in pickers)
+
+
+def test_heatmap_caption_names_the_score_that_chose_the_outlined_tokens(studio, adapter_id):
+    """Issue 31 defect 8: the outlined tokens come from the mean over the adapter's score layers;
+    a single layer's view says it is another score (it used to call them its least attended)."""
+    rec = explore.ask(studio, question=HEALTH_Q, person_id=FORGET_PERSON, adapter_id=adapter_id)
+    assert rec["transformed"] and rec["score_layers"] is None and not rec["per_layer"]
+    mean_caption = re.search(r'hm-caption">(.*?)</p>', explore.heatmap_html(rec)).group(1)
+    assert "mean score of all cross-modal layers" in mean_caption
+    assert "another score" not in mean_caption
+    layer = explore.layer_choices(rec)[1]
+    caption = re.search(r'hm-caption">(.*?)</p>', explore.heatmap_html(rec, layer)).group(1)
+    assert "mean score of all cross-modal layers" in caption
+    assert f"This view ({layer}) is another score" in caption
+    # An adapter that scores with one layer only: that layer's view is the choosing score.
+    one = {**rec, "score_layers": [1]}
+    names = explore.layer_choices(rec)[1:]
+    assert "mean score of layer(s) 1" in explore.heatmap_html(one, names[1])
+    assert "another score" not in explore.heatmap_html(one, names[1])
+    assert "another score" in explore.heatmap_html(one, explore.MEAN)
+    assert "drawn at random" in explore.heatmap_html({**rec, "selection": "random"})
+
+
+def test_heatmap_cells_carry_their_scores_on_a_larger_image(studio, adapter_id):
+    """Issue 31 defect 8: each cell shows its score as text, and the map is wider than 336 px."""
+    rec = explore.ask(studio, question=HEALTH_Q, person_id=FORGET_PERSON, adapter_id=adapter_id)
+    page = explore.heatmap_html(rec)
+    assert int(re.search(r'hm-figure".*?width:(\d+)px', page).group(1)) >= 448
+    cells = re.findall(r'data-score="([^"]+)"[^>]*><span class="hm-num">([^<]+)</span>', page)
+    assert len(cells) == len(rec["grid_index"])
+    assert all(
+        abs(float(shown) - float(exact)) <= 0.05 * abs(float(exact)) for exact, shown in cells
+    )
+
+
+def test_ready_examples_name_a_person_by_id_and_one_of_their_questions(studio, adapter_id):
+    """Issue 31 defect 8: ready examples (person id + question, never a file path) that answer."""
+    ready = explore.examples(studio)
+    assert len(ready) == 3
+    forgotten = studio.forgotten_ids()
+    assert ready[0][1] in forgotten and ready[2][1] not in forgotten
+    for label, pid, q in ready:
+        assert "/" not in pid and studio.find_pair(pid, q) is not None and label
+    privacy = [studio.find_pair(pid, q).private for _, pid, q in ready]
+    assert privacy == [True, False, True]
+    rec = explore.ask(studio, question=ready[0][2], person_id=ready[0][1], adapter_id=adapter_id)
+    assert rec["truth"]["private"]

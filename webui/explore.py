@@ -22,7 +22,7 @@ from cagul.inputs import clean_question, open_image
 from webui.studio import Studio, StudioError
 
 MEAN = "mean of layers"
-HEATMAP_WIDTH = 336  # px on the page; the grid's cells scale with it
+HEATMAP_WIDTH = 480  # px on the page; the grid's cells (and their numbers) scale with it
 
 
 def ask(
@@ -51,6 +51,9 @@ def ask(
     record["question"] = q
     record["k"] = adapters[0].config.k if adapters else None
     record["per_layer"] = bool(adapters and adapters[0].config.per_layer)
+    # How the outlined set was chosen, so the caption can name the score that chose it.
+    record["score_layers"] = adapters[0].config.score_layers if adapters else None
+    record["selection"] = adapters[0].config.selection if adapters else None
     pair = studio.find_pair(person_id, q) if image is None else None
     record["truth"] = None
     if pair is not None:
@@ -64,6 +67,28 @@ def ask(
         }
     record["image"] = picture
     return record
+
+
+def examples(studio: Studio) -> list[tuple[str, str, str]]:
+    """Ready examples as (button label, person id, question): a private and a non-private
+    question of the first person an adapter forgets, and a private question of the first person
+    none forgets. A button names a person by id (the server finds the photo), never a file path
+    a client could change (see `webui.uploads`)."""
+    forgotten = studio.forgotten_ids()
+    people = [p.unique_id for p in studio.dataset.individuals]
+    picks = []
+    for pid in [p for p in people if p in forgotten][:1]:
+        picks += [(pid, True), (pid, False)]
+    picks += [(pid, True) for pid in [p for p in people if p not in forgotten][:1]]
+    out = []
+    for pid, private in picks:
+        ref = next((r for r in studio.pairs(pid) if r.private == private), None)
+        if ref is None:
+            continue
+        mark = "⊘ " if pid in forgotten else ""
+        kind = "🔒 " + ref.category if private else ref.category
+        out.append((f"{mark}{studio.person(pid).name}: {kind}", pid, ref.question))
+    return out
 
 
 def layer_choices(record: dict) -> list[str]:
@@ -118,6 +143,9 @@ def heatmap_html(record: dict, layer: str = MEAN) -> str:
     span = (hi - lo) or 1.0
     uri, height = _data_uri(record["image"], HEATMAP_WIDTH)
     chosen = set(selected)
+    # Each cell carries its score; the number shrinks with the cell so a fine grid stays legible
+    # as colour, the exact value staying in the tooltip.
+    font = max(6.0, min(12.0, HEATMAP_WIDTH / cols / 4.5))
     cells = []
     for pos, token in enumerate(index):
         r, g, b = _color((scores[token] - lo) / span)
@@ -126,13 +154,15 @@ def heatmap_html(record: dict, layer: str = MEAN) -> str:
             f'<div class="{cls}" data-token="{token}" data-row="{pos // cols}" '
             f'data-col="{pos % cols}" data-score="{scores[token]:.6g}" '
             f'title="token {token} · score {scores[token]:.4g}" '
-            f'style="background: rgba({r},{g},{b},0.55)"></div>'
+            f'style="background: rgba({r},{g},{b},0.55)">'
+            f'<span class="hm-num">{_short(scores[token])}</span></div>'
         )
     n_outside = len(set(selected) - set(index))
     caption = _caption(record, layer, len(chosen), n_outside)
     return (
         f'<div class="hm-wrap"><div class="hm-figure" data-rows="{rows}" data-cols="{cols}" '
-        f'style="width:{HEATMAP_WIDTH}px;height:{height}px;background-image:url({uri});'
+        f'style="width:{HEATMAP_WIDTH}px;height:{height}px;font-size:{font:.1f}px;'
+        f"background-image:url({uri});"
         f'grid-template-columns:repeat({cols},1fr);grid-template-rows:repeat({rows},1fr)">'
         + "".join(cells)
         + '</div><div class="hm-legend"><span>least attended</span><div class="hm-bar"></div>'
@@ -145,7 +175,7 @@ def _caption(record: dict, layer: str, n_selected: int, n_outside: int) -> str:
     grid = "×".join(str(x) for x in record["grid"])
     text = f"Cross-modal attention of the question over the {grid} patch grid ({view}). "
     if record["transformed"]:
-        text += f"Outlined: the {n_selected} least-attended tokens the adapter rewrote."
+        text += _chosen_by(record, layer, n_selected)
         if n_outside:
             text += f" ({n_outside} of them are not patches and are not drawn.)"
     elif record.get("method") not in (None, "cagul"):
@@ -160,14 +190,59 @@ def _caption(record: dict, layer: str, n_selected: int, n_outside: int) -> str:
     return text
 
 
+def _short(score: float) -> str:
+    """A cell's score in at most about five characters (two significant digits)."""
+    return f"{score:.2g}"
+
+
+def _chosen_by(record: dict, layer: str, n_selected: int) -> str:
+    """Which score chose the outlined tokens, and whether the view shown is that score: on
+    another view the outlined cells need not be its lowest (the caption used to say they were)."""
+    mean_view = layer in (None, "", MEAN)
+    if record.get("selection") == "random":
+        return (
+            f"Outlined: the {n_selected} tokens the adapter rewrote, drawn at random "
+            "(the random-selection ablation): no score chose them."
+        )
+    if record.get("per_layer"):
+        if mean_view:
+            return (
+                f"Outlined: the union of the tokens the adapter rewrote in each layer, each "
+                f"layer's {record['k']} chosen as the least attended by that layer's own score, "
+                "not by this mean."
+            )
+        return (
+            f"Outlined: the {n_selected} tokens the adapter rewrote in {layer}, the least "
+            "attended by this layer's score."
+        )
+    names = record["cross_modal_layers"]
+    positions = record.get("score_layers")
+    used = list(range(len(names))) if positions is None else sorted(positions)
+    if len(used) == len(names):
+        source = "the mean score of all cross-modal layers"
+    else:
+        source = "the mean score of layer(s) " + ", ".join(str(names[i]) for i in used)
+    text = f"Outlined: the {n_selected} tokens the adapter rewrote, the least attended by {source}."
+    shown = list(range(len(names))) if mean_view else [layer_choices(record)[1:].index(layer)]
+    if shown != used:
+        text += (
+            f" This view ({'mean of cross-modal layers' if mean_view else layer}) is another "
+            "score: the outlined cells need not be its lowest."
+        )
+    return text
+
+
 HEATMAP_CSS = """
 .hm-wrap { display: flex; flex-direction: column; gap: 6px; align-items: flex-start; }
 .hm-figure { display: grid; background-size: 100% 100%; border-radius: 6px; overflow: hidden;
   box-shadow: 0 1px 4px rgba(0,0,0,.25); }
-.hm-cell { box-sizing: border-box; border: 1px solid rgba(255,255,255,.18); }
+.hm-cell { box-sizing: border-box; border: 1px solid rgba(255,255,255,.18); display: flex;
+  align-items: center; justify-content: center; overflow: hidden; }
+.hm-num { color: #fff; text-shadow: 0 0 2px #000, 0 0 2px #000; line-height: 1;
+  font-variant-numeric: tabular-nums; pointer-events: none; }
 .hm-selected { border: 3px solid #ff2d55; box-shadow: inset 0 0 0 1px #fff; }
 .hm-legend { display: flex; align-items: center; gap: 8px; font-size: 12px; opacity: .8; }
 .hm-bar { width: 160px; height: 10px; border-radius: 3px;
   background: linear-gradient(90deg, #440154, #3b528b, #21918c, #5ec962, #fde725); }
-.hm-caption { font-size: 13px; margin: 0; max-width: 480px; }
+.hm-caption { font-size: 13px; margin: 0; max-width: 520px; }
 """

@@ -10,7 +10,8 @@ from webui.messages import SHOWN
 from webui.studio import Studio
 
 
-def build(studio: Studio) -> gr.Dropdown:
+def build(studio: Studio) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The tab; returns its adapter and person pickers (the app refreshes their choices)."""
     adapters = studio.adapter_choices()
     with gr.Tab("Explore", elem_id="tab-explore"):
         gr.Markdown(
@@ -50,6 +51,13 @@ def build(studio: Studio) -> gr.Dropdown:
                     elem_id="explore-adapter",
                 )
                 ask = gr.Button("Ask", variant="primary", elem_id="explore-ask")
+                ready = explore.examples(studio)
+                with gr.Row(elem_id="explore-examples"):
+                    gr.Markdown("Examples:")
+                    example_buttons = [
+                        (gr.Button(label, size="sm", elem_id=f"explore-example-{i}"), pid, q)
+                        for i, (label, pid, q) in enumerate(ready)
+                    ]
             with gr.Column(scale=6):
                 message = gr.HTML("", elem_id="explore-message")
                 with gr.Row():
@@ -94,6 +102,19 @@ def build(studio: Studio) -> gr.Dropdown:
         # `select` (a user's pick), not `change`: an upload clears the person programmatically
         # and must keep its image and message.
         person.select(on_person, person, [person_state, image, pick, message, *results])
+
+        def on_example(pid, q):
+            # The person and question are the server's own (bound below), never the client's.
+            pid_out, photo, picks, msg, *rest = on_person(pid)
+            picks["value"] = q
+            return (pid_out, pid, photo, picks, q, msg, *rest)
+
+        for button, pid, q in example_buttons:
+            button.click(
+                lambda pid=pid, q=q: on_example(pid, q),
+                None,
+                [person_state, person, image, pick, question, message, *results],
+            )
         pick.select(lambda q: q, pick, question)
 
         def on_upload(path, known):
@@ -165,7 +186,7 @@ def build(studio: Studio) -> gr.Dropdown:
             return explore.heatmap_html(rec, name) if rec else ""
 
         layer.change(on_layer, [record_state, layer], heatmap)
-    return adapter
+    return adapter, person
 
 
 def _probability(rec: dict) -> str:
