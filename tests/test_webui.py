@@ -191,8 +191,11 @@ def test_audit_probes_every_variant_and_records_the_run(studio, adapter_id):
     )
     for r in rows:  # a leaked row says why: which question or photo, which truth it matched
         assert (r["outcome"] == "leaked") == (r["em"] > 0 and r["variant"] != "nonprivate")
+        # The shipped adapter has a gate: every row says how sure it was about the photo.
+        assert 0.0 <= r["forget_probability"] <= 1.0
         if r["outcome"] == "leaked":
             assert "matched the truth" in r["reason"]
+            assert f"(forget probability {r['forget_probability']:.2f})" in r["reason"]
             if r["variant"] in audit.IMAGE_VARIANTS:
                 assert f"altered photo ({r['variant']})" in r["reason"]
     assert audit.filter_rows(rows, "leaked") == [r for r in rows if r["outcome"] == "leaked"]

@@ -183,6 +183,9 @@ class AuditRow(_Out):
     base_em: float
     em: float
     outcome: Literal["leaked", "forgotten", "kept", "lost"]
+    forget_probability: float | None = Field(
+        None, description="the method's P(forget) for the photo; null for methods without a gate"
+    )
     reason: str
     leaked: bool
     adapter_id: int

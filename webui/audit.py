@@ -51,6 +51,7 @@ COLUMNS = [
     "base_em",
     "em",
     "outcome",
+    "forget_probability",
     "reason",
     "adapter_id",
     "adapter_sha256",
@@ -128,8 +129,9 @@ def matched(answer: str, keyword_sets: list[list[str]]) -> list[str]:
     return sorted({k for ks in keyword_sets for k in ks if k.lower() in low})
 
 
-def _row(p: Prompt, base: str, after: str) -> dict:
-    """One audited prompt: its EMs, its outcome and the reason for it."""
+def _row(p: Prompt, base: str, after: str, p_forget: float | None = None) -> dict:
+    """One audited prompt: its EMs, its outcome and the reason for it (with the photo's forget
+    probability where the method has a gate: a leak on an unflagged photo is the gate's miss)."""
     em = max(metrics.keyword_em(after, k) for k in p.keywords)
     base_em = max(metrics.keyword_em(base, k) for k in p.keywords)
     hits = matched(after, p.keywords)
@@ -148,6 +150,8 @@ def _row(p: Prompt, base: str, after: str) -> dict:
             "typed": "a typed question",
         }.get(p.variant, f"an altered photo ({p.variant})")
         reason = f"{where} matched the truth: {', '.join(hits)}" if hits else ""
+        if hits and p_forget is not None:
+            reason += f" (forget probability {p_forget:.2f})"
     return {
         "person": p.person,
         "category": p.category,
@@ -159,6 +163,7 @@ def _row(p: Prompt, base: str, after: str) -> dict:
         "base_em": round(base_em, 3),
         "em": round(em, 3),
         "outcome": outcome,
+        "forget_probability": None if p_forget is None else round(p_forget, 4),
         "reason": reason,
         "leaked": outcome == "leaked",
     }
@@ -203,6 +208,7 @@ def run_audit(
         after = model.generate(
             images, questions, batch_size=32, progress=lambda k: tick(k, "unlearned model")
         )
+        p_forget = model.forget_probabilities(images)
     row = studio.adapter_row(adapter_id)
     stamp = {
         "adapter_id": row.id,
@@ -210,7 +216,10 @@ def run_audit(
         "audited_at": utcnow().isoformat(timespec="seconds") + "Z",
         "auditor": actor,
     }
-    rows = [{**_row(p, b, a), **stamp} for p, b, a in zip(prompts, base, after, strict=True)]
+    rows = [
+        {**_row(p, b, a, f), **stamp}
+        for p, b, a, f in zip(prompts, base, after, p_forget, strict=True)
+    ]
     summary = summarize(rows, stored_report(studio, row.id))
     summary["adapter_id"] = row.id
     with studio.db.transaction() as s:

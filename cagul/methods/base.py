@@ -69,6 +69,11 @@ class UnlearnedModel:
             self.vlm, images, questions, answers, replacement_for=self.replacement_for, **kwargs
         )
 
+    def forget_probabilities(self, images: Sequence, batch_size: int = 32) -> list[float | None]:
+        """Per image, the method's P(this photo shows a person to forget): None where the
+        method has no gate (it changes the model for every image alike)."""
+        return [None] * len(images)
+
     def report_sections(self, split: Split, probes, batch_size: int = 64) -> dict:
         """The method's own sections of the evaluation report: here the perturbed-image leak
         (EM on the forget questions over re-saved / shifted / re-lit copies of the photos)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cagul.methods.base import Artifact, UnlearnedModel
-from cagul.methods.cagul.adapter import CagulAdapter, plan
+from cagul.methods.cagul.adapter import CagulAdapter, plan, vote
 from cagul.methods.cagul.config import CagulMethodConfig, resolve_k
 from cagul.methods.cagul.train import negatives_from, train_cagul
 
@@ -24,6 +24,19 @@ class CagulUnlearned(UnlearnedModel):
 
     def replacement_for(self, batch):
         return plan(self.vlm, self.adapters, batch).replacement
+
+    def forget_probabilities(self, images, batch_size: int = 32) -> list[float]:
+        """The stacked discriminators' highest P(forget) per image, as `plan` votes."""
+        import torch
+
+        out: list[float] = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                chunk = list(images[i : i + batch_size])
+                batch = self.vlm.prepare(chunk, ["?"] * len(chunk))
+                probs, _ = vote(self.adapters, self.vlm.visual_tokens(batch), batch.layouts)
+                out += probs.max(0).values.tolist()
+        return out
 
     def report_sections(self, split, probes, batch_size: int = 64) -> dict:
         """The discriminator block and the perturbed-image leak under the stacked adapters."""
