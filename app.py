@@ -60,7 +60,7 @@ def build_ui(studio):
         who = signin_bar.build(studio, demo)
         explore_adapter, explore_person = explore_tab.build(studio)
         pickers = [explore_adapter]
-        requests_tab.build(studio, who)
+        requests_person = requests_tab.build(studio, who)
         pickers.append(audit_tab.build(studio, who))
         pickers.append(reports_tab.build(studio, who))
         with gr.Tab("Model", elem_id="tab-model"):
@@ -68,21 +68,27 @@ def build_ui(studio):
             gr.Code(json.dumps(info, indent=2), language="json", elem_id="model-info")
         # Counted again on load and every 30 s: the header, the ⊘ marks and the adapter pickers
         # used to show the start's state until a restart.
-        live = [header, explore_person, *pickers]
-        demo.load(lambda: live_updates(studio, len(pickers)), None, live)
-        gr.Timer(30.0).tick(lambda: live_updates(studio, len(pickers)), None, live)
+        people = [explore_person, requests_person]
+        live = [header, *people, *pickers]
+
+        def recount():
+            return live_updates(studio, len(pickers), len(people))
+
+        demo.load(recount, None, live)
+        gr.Timer(30.0).tick(recount, None, live)
     return demo
 
 
-def live_updates(studio, n_adapter_pickers: int) -> list:
-    """The header, the person picker's choices (⊘ marks of people an adapter forgets) and
-    `n_adapter_pickers` adapter pickers' choices, counted now; a picker keeps its value."""
+def live_updates(studio, n_adapter_pickers: int, n_person_pickers: int = 1) -> list:
+    """The header, `n_person_pickers` person pickers' choices (⊘ marks of people an adapter
+    forgets) and `n_adapter_pickers` adapter pickers' choices, counted now; a picker keeps its
+    value."""
     import gradio as gr
 
-    adapters = studio.adapter_choices()
+    adapters, people = studio.adapter_choices(), studio.person_choices()
     return [
         header_markdown(studio),
-        gr.update(choices=studio.person_choices()),
+        *[gr.update(choices=people) for _ in range(n_person_pickers)],
         *[gr.update(choices=adapters) for _ in range(n_adapter_pickers)],
     ]
 

@@ -81,17 +81,19 @@ def test_cli_options():
 
 
 def test_person_and_adapter_pickers_refresh_on_load_and_timer(tmp_path):
-    """Issue 31 defect 9: the ⊘ marks (Explore's person picker) and the adapter pickers of
+    """Issue 31 defect 9: the ⊘ marks (Explore's and Forget requests' person pickers) and the adapter pickers of
     Explore, Audit and Reports are recounted on page load and on the 30 s timer."""
     from webui.studio import Studio
 
     demo = build_ui(Studio(database_url=f"sqlite:///{tmp_path / 'ui.sqlite'}"))
     ids = {b.elem_id: k for k, b in demo.blocks.items() if getattr(b, "elem_id", None)}
-    wanted = {ids[n] for n in ("app-header", "explore-person", "explore-adapter")}
+    wanted = {
+        ids[n] for n in ("app-header", "explore-person", "requests-person", "explore-adapter")
+    }
     events = {
         event
         for dep in demo.get_config_file()["dependencies"]
-        if wanted <= set(dep["outputs"]) and len(dep["outputs"]) == 5
+        if wanted <= set(dep["outputs"]) and len(dep["outputs"]) == 6
         for _, event in dep["targets"]
     }
     assert events == {"load", "tick"}

@@ -49,7 +49,8 @@ DEFAULT_CATEGORIES = ["health", "criminal"]
 BY_CATEGORY, BY_PAIR = "the chosen categories", "single pairs"
 
 
-def build(studio: Studio, who: Identity) -> None:
+def build(studio: Studio, who: Identity) -> gr.Dropdown:
+    """The tab; returns its person picker, whose ⊘ marks the app recounts."""
     cats = requests.categories(studio)
     with gr.Tab("Forget requests", elem_id="tab-requests"):
         gr.Markdown(
@@ -339,6 +340,7 @@ def build(studio: Studio, who: Identity) -> None:
             return "", _outcome_markdown(out), frame, _record_link(out["id"])
 
         show.click(on_show, pick, [message, outcome, events, record])
+    return people
 
 
 def _record_link(request_id: int) -> str:
