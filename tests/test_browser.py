@@ -121,6 +121,16 @@ def test_a_ready_example_fills_the_inputs_and_its_map_shows_numbers(app, chromiu
     page.screenshot(path=str(tmp_path / "explore-example.png"), full_page=True)
 
 
+def test_ask_is_above_the_fold_with_a_person_chosen(app, chromium):
+    """Issue 31 defect 8: at 1400x1000 a visitor sees Ask without scrolling."""
+    url, _ = app
+    page = open_page(chromium, url)
+    choose(page, "explore-person", FORGET_PERSON)
+    page.wait_for_selector("#explore-image img", timeout=60_000)
+    box = page.locator("#explore-ask").bounding_box()
+    assert box["y"] + box["height"] <= 1000, box
+
+
 def test_non_private_question_is_answered_right_before_and_after(app, chromium):
     url, _ = app
     page = open_page(chromium, url)

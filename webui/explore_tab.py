@@ -31,7 +31,7 @@ def build(studio: Studio) -> tuple[gr.Dropdown, gr.Dropdown]:
                 image = gr.Image(
                     label="Image (or upload one)",
                     type="filepath",
-                    height=240,
+                    height=160,
                     sources=["upload"],
                     elem_id="explore-image",
                 )
