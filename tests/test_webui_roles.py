@@ -509,6 +509,9 @@ def test_reports_compare_several_adapters_with_zero_bars_and_training_curves(stu
     curves = jsonlib.loads(reports.training_figure(studio, aude, [first, second]).to_json())
     names = {t["name"] for t in curves["data"]}
     assert f"#{second} po_gd: forget_nll" in names and f"#{first} cagul: bce" in names
+    # LM passes are counts in the tens: their own axis, so the losses are not flattened to 0.
+    axes = {t["name"].split(": ")[1]: t.get("yaxis", "y") for t in curves["data"]}
+    assert axes["forget_nll"] == "y" and axes["lm_passes"] == "y2"
     assert reports.training_figure(studio, aude, [_second_adapter(studio, {"forget": {}})]) is None
     bench = reports.benchmark_tables()
     if bench:  # the committed benchmark: every bar carries its value, zeros included

@@ -148,6 +148,9 @@ def training_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
                 y=[p[1] for p in points],
                 mode="lines+markers",
                 name=f"#{row.id} {row.method}: {key}",
+                # Counts (LM passes per epoch) on their own axis: on the losses' axis they
+                # flatten every loss curve to a line at 0.
+                yaxis="y2" if key.endswith("passes") else "y",
             )
             drawn = True
     if not drawn:
@@ -156,8 +159,9 @@ def training_figure(studio: Studio, who: SignedIn | None, adapter_ids: list):
         height=360,
         title="Training history (per epoch)",
         xaxis={"title": "epoch", "type": "category"},
-        yaxis={"title": "value"},
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        yaxis={"title": "loss"},
+        yaxis2={"title": "LM passes", "overlaying": "y", "side": "right", "showgrid": False},
+        margin={"l": 50, "r": 50, "t": 40, "b": 40},
         legend={"orientation": "h", "y": -0.25},
     )
     return fig
